@@ -1,0 +1,92 @@
+"""The pre-encoded cache: latents, text-token embeddings and masks for a whole corpus.
+
+Training never touches audio or the text encoder: it reads one `PreEncoded` held in memory.
+On disk a cache is a folder `<cache_root>/<hash>/` with `shard_XXX.pt` files (each a dict of
+tensors for up to `shard_size` clips), `manifest.csv` (rows aligned with the tensors) and
+`meta.json` (the config parts that produced it). The folder name is a hash of those parts, so a
+changed config rebuilds and an unchanged one is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+TENSOR_FIELDS = ("latents", "frame_mask", "tokens", "token_mask", "seconds")
+
+
+@dataclass
+class PreEncoded:
+    """A corpus as tensors. Row i of every tensor and of `manifest` is the same clip.
+
+    latents [N, C, T] float32, frame_mask [N, T] bool (True = real audio, False = padding),
+    tokens [N, L, D] float32 text-token embeddings, token_mask [N, L] bool, seconds [N] float32,
+    manifest: one row per clip with at least `id`, `split`, `caption` (and `texture` when known).
+    """
+
+    latents: torch.Tensor
+    frame_mask: torch.Tensor
+    tokens: torch.Tensor
+    token_mask: torch.Tensor
+    seconds: torch.Tensor
+    manifest: pd.DataFrame
+
+    def __len__(self) -> int:
+        return self.latents.shape[0]
+
+    def select(self, index: torch.Tensor | list[int]) -> "PreEncoded":
+        """The clips at `index`, in that order."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return PreEncoded(
+            **{f: getattr(self, f)[idx] for f in TENSOR_FIELDS},
+            manifest=self.manifest.iloc[idx.tolist()].reset_index(drop=True),
+        )
+
+    def split(self, name: str) -> "PreEncoded":
+        """The clips of one split (`base`, `finetune`, `reference`)."""
+        idx = [i for i, s in enumerate(self.manifest["split"]) if s == name]
+        if not idx:
+            raise ValueError(f"no clips in split {name!r}; splits present: {sorted(set(self.manifest['split']))}")
+        return self.select(idx)
+
+
+def save_cache(pe: PreEncoded, folder: Path, meta: dict, shard_size: int = 512) -> Path:
+    """Write `pe` to `folder` atomically (a temp folder renamed at the end)."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for k, start in enumerate(range(0, len(pe), shard_size)):
+        sl = slice(start, start + shard_size)
+        shard = {f: getattr(pe, f)[sl].clone() for f in TENSOR_FIELDS}
+        shard["tokens"] = shard["tokens"].half()  # halves the cache; restored to float32 on load
+        torch.save(shard, tmp / f"shard_{k:03d}.pt")
+    pe.manifest.to_csv(tmp / "manifest.csv", index=False)
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
+
+
+def load_cache(folder: Path) -> PreEncoded:
+    """Read a cache written by `save_cache`; a missing or partial folder names what is absent."""
+    folder = Path(folder)
+    shards = sorted(folder.glob("shard_*.pt"))
+    if not shards or not (folder / "manifest.csv").exists():
+        raise FileNotFoundError(
+            f"{folder}: not a pre-encoded cache (expected shard_*.pt and manifest.csv); run `eisbach corpus` first"
+        )
+    parts = [torch.load(s, weights_only=True) for s in shards]
+    tensors = {f: torch.cat([p[f] for p in parts]) for f in TENSOR_FIELDS}
+    tensors["tokens"] = tensors["tokens"].float()
+    manifest = pd.read_csv(folder / "manifest.csv", keep_default_na=False)
+    if len(manifest) != tensors["latents"].shape[0]:
+        raise ValueError(f"{folder}: manifest.csv has {len(manifest)} rows but the shards hold {tensors['latents'].shape[0]} clips")
+    return PreEncoded(**tensors, manifest=manifest)
