@@ -1,0 +1,146 @@
+"""The `eisbach` command line: the notebooks' steps, one command each.
+
+Every command takes --profile (smoke | cpu | gpu, or a YAML path), shows progress, and is safe to
+run again: finished work is found and skipped, interrupted work resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .config import REPO, ConfigError, load_profile
+
+NOTEBOOKS = REPO / "notebooks"
+
+
+def _load_data(cfg: dict):
+    from .cache import load_cache
+    from .datasets import prepare_corpus
+
+    return load_cache(prepare_corpus(cfg))
+
+
+def cmd_corpus(cfg: dict, args: argparse.Namespace) -> None:
+    from .datasets import prepare_corpus
+
+    print(f"cache: {prepare_corpus(cfg)}")
+
+
+def cmd_pretrain(cfg: dict, args: argparse.Namespace) -> None:
+    from .train import pretrain
+
+    if cfg["model"].get("base_dir"):
+        print(f"model.base_dir is set ({cfg['model']['base_dir']}): nothing to pretrain")
+        return
+    print(f"base: {pretrain(cfg, _load_data(cfg))}")
+
+
+def cmd_train(cfg: dict, args: argparse.Namespace) -> None:
+    from .train import train_run
+
+    data = _load_data(cfg).split("finetune")
+    out = Path(args.out) if args.out else Path(cfg["runs_dir"]) / "adapters" / f"{args.adapter}_{args.arm}_s{args.seed}"
+    print(f"run: {train_run(cfg, data, out, arm=args.arm, seed=args.seed, adapter=args.adapter, steps=args.steps, base_dir=args.base)}")
+
+
+def cmd_grid(cfg: dict, args: argparse.Namespace) -> None:
+    from .train import run_grid
+
+    run_grid(cfg, _load_data(cfg).split("finetune"), shard=args.shard)
+
+
+def cmd_generate(cfg: dict, args: argparse.Namespace) -> None:
+    from .generate import generate_grid, generate_run
+
+    if args.run:
+        run = Path(args.run)
+        name = run.name
+        adapter, arm, seed = (name.split("_", 1)[0], name.split("_", 1)[1].rsplit("_s", 1)[0], int(name.rsplit("_s", 1)[1]))
+        m = generate_run(cfg, run, name=name, meta={"adapter": adapter, "arm": arm, "seed": seed})
+    else:
+        m = generate_grid(cfg)
+    print(f"{len(m)} clips")
+
+
+def cmd_evaluate(cfg: dict, args: argparse.Namespace) -> None:
+    from .evaluate import evaluate
+
+    card = evaluate(cfg)
+    print(card[["claim", "estimate", "ci_lo", "ci_hi", "verdict"]].to_string(index=False))
+
+
+def cmd_reproduce(cfg: dict, args: argparse.Namespace) -> None:
+    run_series(args.profile, cfg, first=args.first, last=args.last)
+
+
+def run_series(profile: str, cfg: dict, first: int = 0, last: int = 7) -> None:
+    """Execute notebooks 00..07 in order with papermill; executed copies go to <runs_dir>/notebooks/.
+    A failing cell stops the series with the notebook and the cell named (exit code 1)."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    out_dir = Path(cfg["runs_dir"]) / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    books = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))[first:last + 1]
+    if not books:
+        raise SystemExit(f"no notebooks found in {NOTEBOOKS}")
+    t_all = time.time()
+    for nb in books:
+        t0 = time.time()
+        print(f"\n=== {nb.name} ({profile}) ===", flush=True)
+        try:
+            pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters={"profile": profile},
+                                cwd=str(NOTEBOOKS), progress_bar=True, kernel_name="python3")
+        except PapermillExecutionError as e:
+            print(f"\nFAILED: {nb.name}, cell {e.exec_count} ({e.ename}: {e.evalue})\n"
+                  f"executed copy with the traceback: {out_dir / nb.name}", file=sys.stderr)
+            raise SystemExit(1) from None
+        print(f"{nb.name}: {time.time() - t0:.0f} s", flush=True)
+    print(f"\nseries done in {time.time() - t_all:.0f} s; executed notebooks in {out_dir}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="eisbach", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--profile", default="cpu", help="smoke | cpu | gpu, or a path to a YAML profile")
+        return sp
+
+    add("corpus", "render and pre-encode the chamber corpus (or pre-encode MusicCaps / an audio folder)")
+    add("pretrain", "train the base DiT (embedded default only)")
+    t = add("train", "train one adapter run (an arm and a seed)")
+    t.add_argument("--arm", required=True)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--adapter", choices=["dora", "lora"], default="dora")
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--out", default=None, help="run folder (default <runs_dir>/adapters/<adapter>_<arm>_s<seed>)")
+    t.add_argument("--base", default=None, help="a base model folder (diffusers layout) instead of the profile's")
+    gr = add("grid", "train the profile's paired grid (adapters x arms x seeds), skipping finished runs")
+    gr.add_argument("--shard", default="0/1", help="i/n: train only every n-th run starting at i")
+    g = add("generate", "the fixed prompt x seed grid for one trained adapter (or all)")
+    g.add_argument("--run", default=None, help="one run folder; default: every finished run")
+    add("evaluate", "metrics, statistics and the claims scorecard over all runs of the profile")
+    r = add("reproduce", "papermill: notebooks 00..07 in order, executed copies in runs/<profile>/")
+    r.add_argument("--first", type=int, default=0, help="first notebook number")
+    r.add_argument("--last", type=int, default=7, help="last notebook number")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        overrides = {}
+        cfg = load_profile(args.profile, overrides)
+        globals()[f"cmd_{args.command}"](cfg, args)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"eisbach {args.command}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
