@@ -1,0 +1,591 @@
+"""The one training loop: base pretraining (adapter=None, every parameter trains) and LoRA/DoRA
+fine-tuning (only the adapter trains), over a `PreEncoded` corpus held in memory.
+
+Recipe per step (DESIGN.md sections 1 and 4):
+
+    idx    = next batch of the data order               (stream "data": a fresh permutation per epoch)
+    t      = flow.sample_timesteps(B, kind)              (stream "timesteps")
+    noise  = randn like x0                               (stream "noise"), then flow.ot_couple(x0, noise)
+    mask   = models.drop_condition(token_mask, p)        (stream "dropout"; CFG condition dropout)
+    v      = model(x_t, t, tokens, mask, seconds)        x_t = (1 − t)·x0 + t·noise
+    L[b]   = per_sample_loss(v, noise − x0, frame_mask)
+    w[b]   = barrier_weights(v, arm, lam, t, frame_mask, generator=stream "shuffle", state=tmatched)
+    loss   = weighted_loss(w, L);  AdamW step (weight decay 0, constant lr after an optional
+             linear warm-up of `warmup_steps`, 0 by default; the pretrain default is documented
+             in SECTION_DEFAULTS)
+
+Pairing: every random stream is its own CPU `torch.Generator` seeded from (seed, stream name)
+(`stream_seed`), and every stream is consumed identically by every arm, except "shuffle", which only
+`eisbach_shuffle` draws from. So all arms of one seed see the same batches, timesteps, noise and
+condition dropout, and start from the same adapter init (seeded from (seed, "adapter")).
+
+Run folder layout (`out_dir`):
+
+    run.json                    what this run is (arm, seed, adapter, hyper-parameters, base, data)
+    ckpt_000100/                a checkpoint: adapter_model.safetensors + adapter_config.json (adapter
+                                runs) or transformer/ + duration_embedder/ (base runs, diffusers layout),
+                                and state.pt (optimizer, generator states, tmatched state, data
+                                order, step) in the newest checkpoint only
+    log/samples_000100.parquet  per-step per-sample rows logged since the previous checkpoint
+    log/steps_000100.parquet    per-step rows (loss, lr, grad_norm, samples_per_s, ...)
+    adapter_model.safetensors   final weights (adapter runs) | transformer/, duration_embedder/ (base)
+    log_samples.parquet, log_steps.parquet   the whole log, written at the end
+    done.json                   the summary; its presence marks the run finished (skipped next time)
+
+Every checkpoint is written to a temporary folder and renamed (os.replace), its log chunks first,
+so an interrupted run resumes from its newest complete checkpoint and ends with bit-identical
+weights on the CPU (float32, deterministic kernels, the same thread count).
+
+Multi-GPU: the grid is sharded, one process per GPU (`run_grid(cfg, data, shard="i/n")` with
+CUDA_VISIBLE_DEVICES=i, or `eisbach grid --shard i/n`); each run trains on one device. Data
+parallelism inside one run is not offered: fine-tuning batches are 4 clips, and the pairing and the
+bit-exact resume are simpler to guarantee with one process per run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .barrier import ARMS, barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy, weighted_loss
+from .cache import PreEncoded
+from .flow import TIMESTEP_KINDS, noise_data, ot_couple, sample_timesteps, velocity_target
+from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_parameters, drop_condition,
+                     load_adapter, load_base, save_adapter, save_base)
+
+STREAMS = ("data", "timesteps", "noise", "dropout", "shuffle")
+# hyper-parameters that must match when a run folder is resumed (they change the trajectory)
+RESUME_KEYS = ("batch_size", "lr", "betas", "weight_decay", "warmup_steps", "grad_clip", "lam", "timesteps", "ot",
+               "cond_dropout", "rank", "alpha")
+# Defaults for keys a profile may leave out, per section. Pretraining from scratch at lr 1e-3 gets
+# a short linear warm-up; fine-tuning follows the model card (constant lr, betas (0.9, 0.95)).
+SECTION_DEFAULTS = {
+    "pretrain": {"betas": [0.9, 0.95], "weight_decay": 0.0, "warmup_steps": 100, "grad_clip": None, "lam": 0.5,
+                 "timesteps": "trunc_logit_normal", "ot": "exact", "cond_dropout": 0.1, "checkpoints": None,
+                 "checkpoint_count": 10, "log_every": 1, "compile": False, "grad_checkpointing": False},
+    "finetune": {"betas": [0.9, 0.95], "weight_decay": 0.0, "warmup_steps": 0, "grad_clip": None, "lam": 0.5,
+                 "timesteps": "trunc_logit_normal", "ot": "exact", "cond_dropout": 0.1, "checkpoints": None,
+                 "checkpoint_count": 1, "log_every": 1, "compile": False, "grad_checkpointing": False,
+                 "rank": 16, "alpha": 16},
+}
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def stream_seed(seed: int, name: str) -> int:
+    """A 63-bit seed for the random stream `name` of run seed `seed` (stable across runs and machines)."""
+    digest = hashlib.sha256(f"eisbach:{int(seed)}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def make_generators(seed: int) -> dict[str, torch.Generator]:
+    """One CPU generator per stream in STREAMS."""
+    return {name: torch.Generator().manual_seed(stream_seed(seed, name)) for name in STREAMS}
+
+
+def hyperparameters(cfg: dict, adapter: str | None, steps: int | None = None) -> dict:
+    """The flat training settings of a run: cfg['finetune'] (adapter runs) or cfg['pretrain'] (base),
+    completed from SECTION_DEFAULTS, `steps` overriding the profile. Checked here; a bad value raises
+    ValueError naming the key."""
+    section = "pretrain" if adapter is None else "finetune"
+    if section not in cfg:
+        raise ValueError(f"config has no '{section}' section")
+    merged = {**SECTION_DEFAULTS[section], **cfg[section]}
+    hp = {k: merged.get(k) for k in ("steps", "batch_size", "lr", *SECTION_DEFAULTS[section])}
+    hp["section"] = section
+    if steps is not None:
+        hp["steps"] = steps
+    for key in ("steps", "batch_size"):
+        v = hp.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{section}.{key} must be a positive integer, got {v!r}")
+    if not float(hp.get("lr", 0)) > 0:
+        raise ValueError(f"{section}.lr must be > 0, got {hp.get('lr')!r}")
+    hp["lr"] = float(hp["lr"])
+    hp["betas"] = [float(b) for b in hp["betas"]]
+    if hp["timesteps"] not in TIMESTEP_KINDS:
+        raise ValueError(f"{section}.timesteps must be one of {', '.join(TIMESTEP_KINDS)}, got {hp['timesteps']!r}")
+    if hp["ot"] not in ("exact", "sinkhorn", None, "none"):
+        raise ValueError(f"{section}.ot must be exact, sinkhorn or null, got {hp['ot']!r}")
+    hp["ot"] = None if hp["ot"] == "none" else hp["ot"]
+    if not 0.0 <= float(hp["cond_dropout"]) <= 1.0:
+        raise ValueError(f"{section}.cond_dropout must be in [0, 1], got {hp['cond_dropout']!r}")
+    if float(hp["lam"]) < 0:
+        raise ValueError(f"{section}.lam must be >= 0, got {hp['lam']!r}")
+    if int(hp["log_every"]) <= 0:
+        raise ValueError(f"{section}.log_every must be a positive integer, got {hp['log_every']!r}")
+    hp["checkpoints"] = checkpoint_steps(hp)
+    return hp
+
+
+def checkpoint_steps(hp: dict) -> list[int]:
+    """The steps at which a checkpoint is written: the profile's `checkpoints` that fall within the run
+    (else `checkpoint_count` evenly spaced ones), always including the last step."""
+    steps = int(hp["steps"])
+    listed = hp.get("checkpoints")
+    if listed:
+        bad = [s for s in listed if isinstance(s, bool) or not isinstance(s, int) or s <= 0]
+        if bad:
+            raise ValueError(f"{hp['section']}.checkpoints must hold positive integers, got {bad}")
+        chosen = {int(s) for s in listed if int(s) <= steps}
+    else:
+        n = max(1, int(hp.get("checkpoint_count", 1)))
+        chosen = {max(1, round(steps * k / n)) for k in range(1, n + 1)}
+    return sorted(chosen | {steps})
+
+
+def resolve_device(cfg: dict) -> torch.device:
+    """cfg['device']: auto (CUDA when available) | cpu | cuda."""
+    want = str(cfg.get("device", "auto"))
+    if want == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if want.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device: {want!r} asked for, but torch sees no CUDA device")
+    if want not in ("cpu",) and not want.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {want!r}")
+    return torch.device(want)
+
+
+def base_dir_for(cfg: dict, base_dir: str | Path | None = None) -> Path:
+    """The base model of adapter runs: `base_dir`, else cfg model.base_dir (real SA3), else
+    <runs_dir>/base (the pretrained embedded DiT)."""
+    if base_dir:
+        return Path(base_dir)
+    if cfg["model"].get("base_dir"):
+        return Path(cfg["model"]["base_dir"])
+    return Path(cfg["runs_dir"]) / "base"
+
+
+def data_fingerprint(data: PreEncoded) -> str:
+    """A short hash of the clip ids and tensor shapes (a resumed run must see the same data)."""
+    blob = json.dumps([list(map(str, data.manifest["id"])), list(data.latents.shape), list(data.tokens.shape)])
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def ckpt_name(step: int) -> str:
+    return f"ckpt_{step:06d}"
+
+
+def list_checkpoints(run_dir: Path) -> dict[int, Path]:
+    """{step: folder} of the complete checkpoints of a run."""
+    out = {}
+    for p in Path(run_dir).glob("ckpt_*"):
+        if p.is_dir() and not p.name.endswith(".tmp") and p.name[5:].isdigit():
+            out[int(p.name[5:])] = p
+    return dict(sorted(out.items()))
+
+
+# --------------------------------------------------------------------------------------------
+# data order
+
+
+class BatchOrder:
+    """Batches of clip indices from a fresh random permutation per epoch (stream "data"); a batch
+    that crosses an epoch boundary continues into the next permutation. State: the current
+    permutation and the position in it (saved with checkpoints)."""
+
+    def __init__(self, n: int, generator: torch.Generator):
+        if n <= 0:
+            raise ValueError("the training data is empty (0 clips)")
+        self.n, self.generator = n, generator
+        self.perm = torch.randperm(n, generator=generator)
+        self.pos = 0
+
+    def next(self, batch_size: int) -> torch.Tensor:
+        out = []
+        while len(out) < batch_size:
+            if self.pos == self.n:
+                self.perm, self.pos = torch.randperm(self.n, generator=self.generator), 0
+            take = min(batch_size - len(out), self.n - self.pos)
+            out.extend(self.perm[self.pos:self.pos + take].tolist())
+            self.pos += take
+        return torch.tensor(out, dtype=torch.long)
+
+    def state_dict(self) -> dict:
+        return {"perm": self.perm.clone(), "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.perm, self.pos = state["perm"].clone(), int(state["pos"])
+
+
+# --------------------------------------------------------------------------------------------
+# model set-up
+
+
+def _build_model(cfg: dict, data: PreEncoded, adapter: str | None, seed: int, hp: dict,
+                 base_dir: str | Path | None) -> tuple[EisbachDiT, str | None]:
+    """The model of a run at step 0 and the base folder it came from (None for a base run)."""
+    io_channels, text_dim = int(data.latents.shape[1]), int(data.tokens.shape[2])
+    if adapter is None:
+        return build_base(cfg["model"], io_channels, text_dim, seed=stream_seed(seed, "init")), None
+    base = base_dir_for(cfg, base_dir)
+    try:
+        model = load_base(base)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e}; train the base first (`eisbach pretrain`) or set model.base_dir") from None
+    if model.io_channels != io_channels or model.text_dim != text_dim:
+        raise ValueError(f"the base at {base} takes latents with {model.io_channels} channels and text of width "
+                         f"{model.text_dim}, but the data has {io_channels} channels and width {text_dim}")
+    add_adapter(model, adapter, hp["rank"], hp["alpha"], seed=stream_seed(seed, "adapter"))
+    return model, str(base.resolve())
+
+
+def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _save_weights(model: EisbachDiT, adapter: str | None, folder: Path) -> None:
+    if adapter is None:
+        save_base(model, folder)
+    else:
+        save_adapter(model, folder)
+
+
+def _load_weights(model: EisbachDiT, adapter: str | None, folder: Path) -> None:
+    """Copy the weights of a checkpoint folder into `model` (which has the same structure)."""
+    if adapter is None:
+        model.load_state_dict(load_base(folder).state_dict())
+    else:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model.transformer, load_file(str(folder / "adapter_model.safetensors")))
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoints and logs
+
+
+def _save_checkpoint(run_dir: Path, step: int, model: EisbachDiT, adapter: str | None, opt: torch.optim.Optimizer,
+                     gens: dict[str, torch.Generator], tmatched: dict, order: BatchOrder,
+                     sample_rows: list[dict], step_rows: list[dict]) -> Path:
+    """Log chunks first, then the checkpoint folder (temp + os.replace); older checkpoints keep their
+    weights but lose their state.pt (only the newest is needed to resume)."""
+    log_dir = run_dir / "log"
+    log_dir.mkdir(exist_ok=True)
+    _atomic_parquet(pd.DataFrame(sample_rows), log_dir / f"samples_{step:06d}.parquet")
+    _atomic_parquet(pd.DataFrame(step_rows), log_dir / f"steps_{step:06d}.parquet")
+    final = run_dir / ckpt_name(step)
+    tmp = run_dir / (ckpt_name(step) + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    _save_weights(model, adapter, tmp)
+    state = {"step": step, "optimizer": opt.state_dict(), "generators": {k: g.get_state() for k, g in gens.items()},
+             "tmatched": {k: v.clone() for k, v in tmatched.items()}, "order": order.state_dict()}
+    torch.save(state, tmp / "state.pt")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for s, folder in list_checkpoints(run_dir).items():
+        if s < step and (folder / "state.pt").exists():
+            (folder / "state.pt").unlink()
+    return final
+
+
+def _drop_stale_logs(run_dir: Path, step: int) -> None:
+    """Remove log chunks written after checkpoint `step` (a crash between the logs and the rename)."""
+    for p in (run_dir / "log").glob("*.parquet"):
+        if int(p.stem.rsplit("_", 1)[1]) > step:
+            p.unlink()
+
+
+def read_log(run_dir: str | Path, which: str = "samples") -> pd.DataFrame:
+    """The training log of a run, `which` = samples (one row per step and sample: run, adapter, arm,
+    seed, step, id, [texture], t, h, w, loss, dropped, noise_sum) or steps (one row per step: step,
+    loss, loss_unweighted, w_mean, h_mean, lr, grad_norm, samples_per_s). Reads the whole-run file of a
+    finished run, else the chunks written so far."""
+    if which not in ("samples", "steps"):
+        raise ValueError(f"which must be samples or steps, got {which!r}")
+    run_dir = Path(run_dir)
+    whole = run_dir / f"log_{which}.parquet"
+    if whole.exists():
+        return pd.read_parquet(whole)
+    chunks = sorted((run_dir / "log").glob(f"{which}_*.parquet"))
+    if not chunks:
+        raise FileNotFoundError(f"{run_dir}: no training log (log_{which}.parquet or log/{which}_*.parquet)")
+    return pd.concat([pd.read_parquet(c) for c in chunks], ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# the loop
+
+
+def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "none", seed: int = 0,
+              adapter: str | None = "dora", steps: int | None = None, base_dir: str | Path | None = None,
+              progress: bool = True, stop_after: int | None = None) -> Path:
+    """Train one run into `out_dir` and return it; a finished run (done.json) is returned at once and an
+    interrupted one resumes from its newest checkpoint.
+
+    adapter=None pretrains a base (every parameter, cfg['pretrain']); "dora"/"lora" fine-tunes an
+    adapter on the base at `base_dir` (default: cfg model.base_dir, else <runs_dir>/base) with
+    cfg['finetune']. `steps` overrides the profile's step count. `stop_after` (for tests) stops after
+    that step as if the process were killed: whatever was checkpointed stays, nothing else.
+    """
+    out_dir = Path(out_dir)
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; known: {', '.join(ARMS)}")
+    if adapter is not None and adapter not in ADAPTER_KINDS:
+        raise ValueError(f"unknown adapter {adapter!r}; use dora, lora or None (base pretraining)")
+    hp = hyperparameters(cfg, adapter, steps)
+    if (out_dir / "done.json").exists():
+        done = json.loads((out_dir / "done.json").read_text())
+        if int(done.get("steps", -1)) != hp["steps"]:
+            print(f"{out_dir} is finished with {done.get('steps')} steps (asked {hp['steps']}); kept as is")
+        return out_dir
+    if len(data) == 0:
+        raise ValueError("the training data is empty (0 clips)")
+    if hp["batch_size"] > len(data):
+        print(f"note: batch_size {hp['batch_size']} > {len(data)} clips; batches repeat clips across epochs")
+
+    device = resolve_device(cfg)
+    cuda = device.type == "cuda"
+    model, base_used = _build_model(cfg, data, adapter, seed, hp, base_dir)
+    meta = {"arm": arm, "seed": int(seed), "adapter": adapter, "base_dir": base_used, "data": data_fingerprint(data),
+            "model": {k: v for k, v in model.transformer.config.items() if not k.startswith("_")},
+            "n_clips": len(data), "hyperparameters": hp, "parameters": count_parameters(model)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_run_meta(out_dir, meta)
+
+    model.to(device).train()
+    params = _trainable(model)
+    opt = torch.optim.AdamW(params, lr=hp["lr"], betas=tuple(hp["betas"]), weight_decay=float(hp["weight_decay"]),
+                            eps=1e-8, **({"fused": True} if cuda else {}))
+    gens = make_generators(seed)
+    tmatched = new_tmatched_state()
+    order = BatchOrder(len(data), gens["data"])
+
+    start = 0
+    ckpts = list_checkpoints(out_dir)
+    resumable = [s for s, f in ckpts.items() if (f / "state.pt").exists()]
+    if resumable:
+        start = resumable[-1]
+        folder = ckpts[start]
+        _load_weights(model, adapter, folder)
+        state = torch.load(folder / "state.pt", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        for k, g in gens.items():
+            g.set_state(state["generators"][k])
+        tmatched = {k: v.clone() for k, v in state["tmatched"].items()}
+        order.load_state_dict(state["order"])
+        _drop_stale_logs(out_dir, start)
+    else:
+        shutil.rmtree(out_dir / "log", ignore_errors=True)
+
+    if cuda and hp["grad_checkpointing"]:
+        model.transformer.enable_gradient_checkpointing()
+    forward = torch.compile(model) if (cuda and hp["compile"]) else model
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    has_texture = "texture" in data.manifest.columns
+    ids = list(map(str, data.manifest["id"]))
+    textures = list(map(str, data.manifest["texture"])) if has_texture else None
+    run_name = out_dir.name
+    sample_rows: list[dict] = []
+    step_rows: list[dict] = []
+    lam, bsz = float(hp["lam"]), int(hp["batch_size"])
+
+    bar = tqdm(total=hp["steps"], initial=start, desc=f"{run_name}", disable=not progress, leave=False)
+    for step in range(start + 1, hp["steps"] + 1):
+        t0 = time.perf_counter()
+        lr = hp["lr"] * min(1.0, step / hp["warmup_steps"]) if hp["warmup_steps"] else hp["lr"]
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = order.next(bsz)
+        x0 = data.latents[idx]
+        t = sample_timesteps(bsz, hp["timesteps"], generator=gens["timesteps"])
+        noise = torch.randn(x0.shape, generator=gens["noise"])
+        if hp["ot"]:
+            noise = ot_couple(x0, noise, method=hp["ot"])
+        token_mask = drop_condition(data.token_mask[idx], float(hp["cond_dropout"]), gens["dropout"])
+        frame_mask = data.frame_mask[idx].to(device)
+        x0d, noised, td = x0.to(device), noise.to(device), t.to(device)
+        with autocast():
+            v = forward(noise_data(x0d, noised, td), td, data.tokens[idx].to(device), token_mask.to(device),
+                        data.seconds[idx].to(device))
+        v = v.float()
+        per_sample = per_sample_loss(v, velocity_target(x0d, noised), frame_mask)
+        w = barrier_weights(v, arm, lam=lam, t=td, mask=frame_mask, generator=gens["shuffle"], state=tmatched)
+        loss = weighted_loss(w, per_sample)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in params if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads)
+        if hp["grad_clip"]:
+            torch.nn.utils.clip_grads_with_norm_(params, float(hp["grad_clip"]), grad_norm)
+        opt.step()
+
+        with torch.no_grad():
+            h = temporal_entropy(v.detach(), frame_mask).cpu()
+        w_c, l_c = w.detach().float().cpu(), per_sample.detach().cpu()
+        elapsed = time.perf_counter() - t0
+        if (step - 1) % int(hp["log_every"]) == 0 or step == hp["steps"]:
+            nsum = noise.double().sum(dim=(1, 2))
+            for j, i in enumerate(idx.tolist()):
+                row = {"run": run_name, "adapter": adapter or "none", "arm": arm, "seed": int(seed), "step": step,
+                       "id": ids[i]}
+                if has_texture:
+                    row["texture"] = textures[i]
+                row.update({"t": float(t[j]), "h": float(h[j]), "w": float(w_c[j]), "loss": float(l_c[j]),
+                            "dropped": bool(data.token_mask[i].any() and not token_mask[j].any()),
+                            "noise_sum": float(nsum[j])})
+                sample_rows.append(row)
+        step_rows.append({"run": run_name, "arm": arm, "seed": int(seed), "step": step, "loss": float(loss.detach()),
+                          "loss_unweighted": float(l_c.mean()), "w_mean": float(w_c.mean()), "h_mean": float(h.mean()),
+                          "lr": lr, "grad_norm": float(grad_norm), "samples_per_s": bsz / elapsed})
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        if step in hp["checkpoints"]:
+            _save_checkpoint(out_dir, step, model, adapter, opt, gens, tmatched, order, sample_rows, step_rows)
+            sample_rows, step_rows = [], []
+        if stop_after is not None and step >= stop_after:
+            bar.close()
+            return out_dir
+    bar.close()
+    return _finish(out_dir, model, adapter, meta)
+
+
+def _check_run_meta(out_dir: Path, meta: dict) -> None:
+    """Write run.json, or check that an existing one describes the same run (arm, seed, adapter, data,
+    model config and the RESUME_KEYS hyper-parameters; the step count and checkpoints may change, so a
+    run can be extended); a mismatch raises instead of mixing two runs in one folder."""
+    path = out_dir / "run.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        def same(a, b) -> bool:
+            return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+        diff = [k for k in ("arm", "seed", "adapter", "data", "model") if not same(old.get(k), meta[k])]
+        diff += [f"hyperparameters.{k}" for k in RESUME_KEYS
+                 if not same(old.get("hyperparameters", {}).get(k), meta["hyperparameters"].get(k))]
+        if diff:
+            raise ValueError(f"{out_dir} holds a different run ({', '.join(diff)} differ); use another folder or delete it")
+    else:
+        _atomic_write_text(path, json.dumps(meta, indent=2, sort_keys=True, default=str))
+
+
+def _finish(out_dir: Path, model: EisbachDiT, adapter: str | None, meta: dict) -> Path:
+    """Final weights at the run folder's top level, the whole log in two files, then done.json."""
+    model.cpu()
+    _save_weights(model, adapter, out_dir)
+    samples, steps = read_log(out_dir, "samples"), read_log(out_dir, "steps")
+    _atomic_parquet(samples, out_dir / "log_samples.parquet")
+    _atomic_parquet(steps, out_dir / "log_steps.parquet")
+    tail = steps.tail(max(1, len(steps) // 10))
+    summary = {**meta, "steps": int(meta["hyperparameters"]["steps"]), "final_loss": float(tail["loss"].mean()),
+               "final_loss_unweighted": float(tail["loss_unweighted"].mean()),
+               "mean_samples_per_s": float(steps["samples_per_s"].median()),
+               "checkpoints": sorted(list_checkpoints(out_dir)), "torch": torch.__version__}
+    _atomic_write_text(out_dir / "done.json", json.dumps(summary, indent=2, sort_keys=True, default=str))
+    return out_dir
+
+
+# --------------------------------------------------------------------------------------------
+# loading trained runs
+
+
+def load_run_model(cfg: dict, run_dir: str | Path, step: int | None = None) -> EisbachDiT:
+    """The model of a run (base + adapter, or the base itself for a base run) at checkpoint `step`
+    (None: the final weights), in eval mode on the CPU."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").exists():
+        raise FileNotFoundError(f"{run_dir}: not a training run (no run.json)")
+    meta = json.loads((run_dir / "run.json").read_text())
+    if step is None:
+        if not (run_dir / "done.json").exists():
+            raise FileNotFoundError(f"{run_dir}: the run is not finished (no done.json); pass a checkpoint step")
+        folder = run_dir
+    else:
+        ckpts = list_checkpoints(run_dir)
+        if step not in ckpts:
+            raise FileNotFoundError(f"{run_dir}: no checkpoint at step {step} (have: {sorted(ckpts) or 'none'})")
+        folder = ckpts[step]
+    if meta["adapter"] is None:
+        return load_base(folder).eval()
+    base = meta.get("base_dir")
+    if not base or not Path(base).exists():
+        base = base_dir_for(cfg)
+    return load_adapter(load_base(base), folder).eval()
+
+
+# --------------------------------------------------------------------------------------------
+# the grid and the base
+
+
+def grid_items(cfg: dict) -> list[dict]:
+    """The profile's paired grid in a fixed order: adapters, then seeds, then arms (each seed's paired
+    set of arms is contiguous). Each item: adapter, arm, seed, run_dir = <runs_dir>/adapters/<adapter>_<arm>_s<seed>."""
+    ft = cfg["finetune"]
+    root = Path(cfg["runs_dir"]) / "adapters"
+    for arm in ft["arms"]:
+        if arm not in ARMS:
+            raise ValueError(f"finetune.arms: unknown arm {arm!r}; known: {', '.join(ARMS)}")
+    return [{"adapter": a, "arm": arm, "seed": int(s), "run_dir": root / f"{a}_{arm}_s{int(s)}"}
+            for a in ft.get("adapters", ["dora"]) for s in ft["seeds"] for arm in ft["arms"]]
+
+
+def shard_items(items: list, shard: str = "0/1") -> list:
+    """Shard "i/n": items k with k % n == i (the n shards partition the list)."""
+    try:
+        i, n = (int(x) for x in str(shard).split("/"))
+    except ValueError:
+        raise ValueError(f"shard must look like i/n (e.g. 0/2), got {shard!r}") from None
+    if n <= 0 or not 0 <= i < n:
+        raise ValueError(f"shard {shard!r}: need n > 0 and 0 <= i < n")
+    return [item for k, item in enumerate(items) if k % n == i]
+
+
+def _finetune_split(data: PreEncoded) -> PreEncoded:
+    splits = set(data.manifest["split"]) if "split" in data.manifest.columns else {"finetune"}
+    return data if splits == {"finetune"} else data.split("finetune")
+
+
+def run_grid(cfg: dict, data: PreEncoded, shard: str = "0/1", progress: bool = True) -> list[Path]:
+    """Train this shard's runs of the grid on the `finetune` split (selected here when `data` holds
+    several splits), skipping finished runs and resuming interrupted ones. Returns the run folders."""
+    items = shard_items(grid_items(cfg), shard)
+    data = _finetune_split(data)
+    base = base_dir_for(cfg)
+    load_base(base)  # fail at once, naming the files, when there is no base
+    out = []
+    for item in tqdm(items, desc=f"grid {shard}", disable=not progress):
+        out.append(train_run(cfg, data, item["run_dir"], arm=item["arm"], seed=item["seed"], adapter=item["adapter"],
+                             base_dir=base, progress=progress))
+    return out
+
+
+def pretrain(cfg: dict, data: PreEncoded, progress: bool = True) -> Path:
+    """Train the embedded base DiT on the `base` split into <runs_dir>/base (final weights in the
+    diffusers layout, loadable with load_base); skipped when finished. With model.base_dir set (real
+    Stable Audio 3 weights) there is nothing to pretrain and that directory is returned."""
+    if cfg["model"].get("base_dir"):
+        return Path(cfg["model"]["base_dir"])
+    if "split" in data.manifest.columns and set(data.manifest["split"]) != {"base"}:
+        data = data.split("base")
+    return train_run(cfg, data, Path(cfg["runs_dir"]) / "base", arm="none", seed=int(cfg.get("seed", 0)),
+                     adapter=None, progress=progress)
+
+
+__all__ = ["train_run", "pretrain", "run_grid", "grid_items", "shard_items", "load_run_model", "read_log",
+           "hyperparameters", "stream_seed", "BatchOrder", "STREAMS"]

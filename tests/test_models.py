@@ -1,0 +1,194 @@
+"""The DiT wrapper, the diffusers-layout round trips, the adapters and the real-scale loaders, at tiny sizes."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from eisbach_lib.models import (EisbachDiT, SA3Codec, SA3TextEncoder, add_adapter, build_base, count_parameters,
+                                dit_config, drop_condition, load_adapter, load_base, save_adapter, save_base)
+
+TINY = {"embed_dim": 32, "depth": 1, "num_heads": 2, "ff_mult": 2.0, "num_memory_tokens": 0, "patch_size": 1}
+C, D = 8, 16
+
+
+def inputs(b: int = 3, t: int = 21, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(b, 5, dtype=torch.bool)
+    for i in range(b):
+        mask[i, : 2 + i % 3] = True
+    return (torch.randn(b, C, t, generator=g), torch.rand(b, generator=g), torch.randn(b, 5, D, generator=g), mask,
+            torch.linspace(3.0, 8.0, b))
+
+
+def tiny(seed: int = 0, **over) -> EisbachDiT:
+    return build_base({**TINY, **over}, io_channels=C, text_dim=D, seed=seed)
+
+
+def test_config_and_forward_shape():
+    kw = dit_config(TINY, C, D)
+    assert kw["cond_token_dim"] == kw["global_cond_dim"] == D and kw["local_add_cond_dim"] == 1
+    m = tiny()
+    x, t, tok, mask, sec = inputs()
+    assert m(x, t, tok, mask, sec).shape == x.shape
+    # patch 2 with an odd length: padded inside, cropped back
+    m2 = tiny(patch_size=2)
+    assert m2(x, t, tok, mask, sec).shape == x.shape
+    with pytest.raises(ValueError, match="divisible"):
+        dit_config({**TINY, "num_heads": 3}, C, D)
+
+
+def test_build_is_deterministic_per_seed():
+    a, b, c = tiny(0), tiny(0), tiny(1)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_null_condition_uses_padding_embedding():
+    """All-False mask = every text token replaced by the learned padding embedding: the text content no
+    longer matters, while the conditional output depends on it."""
+    m = tiny()
+    with torch.no_grad():
+        m.transformer.to_cond_embed[0].weight.mul_(5)  # make the text path visible at random init
+    x, t, tok, mask, sec = inputs()
+    null = torch.zeros_like(mask)
+    with torch.no_grad():
+        u1 = m(x, t, tok, null, sec)
+        u2 = m(x, t, torch.randn_like(tok), null, sec)
+        c1 = m(x, t, tok, mask, sec)
+        c2 = m(x, t, torch.randn_like(tok), mask, sec)
+    assert torch.allclose(u1, u2, atol=1e-6)
+    assert not torch.allclose(c1, c2, atol=1e-4)
+
+
+def test_drop_condition_drops_whole_rows():
+    mask = torch.ones(2000, 7, dtype=torch.bool)
+    out = drop_condition(mask, 0.3, torch.Generator().manual_seed(0))
+    rows = out.any(dim=1)
+    assert torch.equal(out, rows[:, None].expand_as(out))  # a row is all kept or all dropped
+    assert 0.25 < (~rows).float().mean().item() < 0.35
+    assert torch.equal(drop_condition(mask, 0.0, torch.Generator()), mask)
+    assert not drop_condition(mask, 1.0, torch.Generator()).any()
+    # the same generator seed gives the same rows
+    again = drop_condition(mask, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def test_save_and_load_base_roundtrip(tmp_path: Path):
+    m = tiny(3)
+    save_base(m, tmp_path)
+    for f in ("transformer/config.json", "transformer/diffusion_pytorch_model.safetensors",
+              "duration_embedder/config.json", "duration_embedder/diffusion_pytorch_model.safetensors"):
+        assert (tmp_path / f).exists(), f
+    back = load_base(tmp_path)
+    x, t, tok, mask, sec = inputs()
+    with torch.no_grad():
+        assert torch.equal(m(x, t, tok, mask, sec), back(x, t, tok, mask, sec))
+
+
+def test_load_base_missing_names_directory_and_files(tmp_path: Path):
+    missing = tmp_path / "no_such_sa3"
+    with pytest.raises(FileNotFoundError) as e:
+        load_base(missing)
+    msg = str(e.value)
+    assert str(missing) in msg
+    for f in ("transformer/config.json", "transformer/diffusion_pytorch_model.safetensors",
+              "duration_embedder/config.json"):
+        assert f in msg
+    # a half-written directory names only what is absent
+    tiny().transformer.save_pretrained(tmp_path / "half" / "transformer")
+    with pytest.raises(FileNotFoundError, match="duration_embedder/config.json") as e2:
+        load_base(tmp_path / "half")
+    assert "transformer/config.json" not in str(e2.value)
+    with pytest.raises(FileNotFoundError, match="vae/config.json"):
+        SA3Codec(missing)
+    with pytest.raises(FileNotFoundError, match="text_encoder/config.json"):
+        SA3TextEncoder(missing)
+
+
+@pytest.mark.parametrize("kind", ["dora", "lora"])
+def test_fresh_adapter_equals_base_and_freezes_it(kind: str):
+    m = tiny()
+    x, t, tok, mask, sec = inputs()
+    with torch.no_grad():
+        before = m(x, t, tok, mask, sec)
+    n_base = count_parameters(m)["total"]
+    add_adapter(m, kind, rank=4, alpha=4, seed=0)
+    with torch.no_grad():
+        after = m(x, t, tok, mask, sec)
+    assert torch.allclose(before, after, atol=1e-6)  # lora_B = 0 at init (peft's default)
+    counts = count_parameters(m)
+    assert counts["total"] > n_base and 0 < counts["trainable"] == counts["total"] - n_base
+    names = [n for n, p in m.named_parameters() if p.requires_grad]
+    assert all("lora_" in n for n in names)
+    for target in ("self_attn.to_qkv", "self_attn.to_out", "cross_attn.to_q", "cross_attn.to_kv", "cross_attn.to_out",
+                   "ff.proj_in", "ff.proj_out"):
+        assert any(target in n for n in names), target
+    assert any("magnitude" in n for n in names) == (kind == "dora")
+
+
+def test_adapter_init_is_deterministic_per_seed():
+    def a_weights(seed):
+        m = add_adapter(tiny(), "dora", 4, 4, seed=seed)
+        return {n: p.detach().clone() for n, p in m.named_parameters() if "lora_A" in n}
+    w0, w0b, w1 = a_weights(0), a_weights(0), a_weights(1)
+    assert all(torch.equal(w0[k], w0b[k]) for k in w0)
+    assert any(not torch.equal(w0[k], w1[k]) for k in w0)
+
+
+def test_dora_saved_and_reloaded_gives_same_outputs(tmp_path: Path):
+    base = tiny(5)
+    save_base(base, tmp_path / "base")
+    m = add_adapter(tiny(5), "dora", rank=4, alpha=8, seed=2)
+    with torch.no_grad():  # a trained-looking adapter: non-zero B, changed magnitudes
+        for n, p in m.named_parameters():
+            if "lora_" in n:
+                p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(len(n))))
+    x, t, tok, mask, sec = inputs()
+    with torch.no_grad():
+        out = m(x, t, tok, mask, sec)
+        assert not torch.allclose(out, base(x, t, tok, mask, sec), atol=1e-4)
+    save_adapter(m, tmp_path / "ad")
+    assert (tmp_path / "ad" / "adapter_model.safetensors").exists() and (tmp_path / "ad" / "adapter_config.json").exists()
+    back = load_adapter(load_base(tmp_path / "base"), tmp_path / "ad")
+    with torch.no_grad():
+        assert torch.equal(out, back(x, t, tok, mask, sec))
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        load_adapter(tiny(), tmp_path / "nothing")
+
+
+def test_tiny_sa3_directory_roundtrip(tmp_path: Path):
+    """A tiny random Stable Audio 3 directory (transformer, duration embedder, SAME autoencoder, T5Gemma
+    encoder and tokenizer) in the diffusers layout loads through the real-scale code path."""
+    from diffusers import AutoencoderSAME
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, T5GemmaConfig, T5GemmaEncoderModel
+
+    m = tiny(7)
+    save_base(m, tmp_path)
+    torch.manual_seed(0)
+    AutoencoderSAME(audio_channels=2, patch_size=8, encoder_channels=8, encoder_c_mults=(2,), encoder_strides=(2,),
+                    encoder_transformer_depths=(1,), latent_dim=C, dim_heads=8, ff_mult=2).save_pretrained(tmp_path / "vae")
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, **{w: i + 4 for i, w in enumerate("a calm cello harp".split())}}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
+                            unk_token="<unk>").save_pretrained(tmp_path / "tokenizer")
+    mc = {"hidden_size": D, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+          "num_key_value_heads": 1, "head_dim": 8, "vocab_size": len(vocab)}
+    T5GemmaEncoderModel(T5GemmaConfig(encoder=mc, decoder=mc, vocab_size=len(vocab), is_encoder_decoder=False)
+                        ).save_pretrained(tmp_path / "text_encoder")
+
+    back = load_base(tmp_path)
+    codec, text = SA3Codec(tmp_path), SA3TextEncoder(tmp_path, max_tokens=6)
+    assert codec.latent_channels == C and codec.sample_rate == 44100 and text.dim == D
+    lat = codec.encode(torch.randn(2, 300))
+    assert lat.shape == (2, C, codec.frames(300 / 44100))
+    assert codec.encode(torch.randn(2, 2, 300)).shape == lat.shape
+    assert codec.decode(lat).shape == (2, lat.shape[-1] * codec.hop)
+    tok, mask = text.encode(["a calm cello", "harp"])
+    assert tok.shape == (2, 6, D) and mask.dtype == torch.bool and mask.sum(1).tolist() == [3, 1]
+    t, sec = torch.tensor([0.3, 0.7]), torch.full((2,), 5.0)
+    with torch.no_grad():
+        assert torch.equal(back(lat, t, tok, mask, sec), m(lat, t, tok, mask, sec))

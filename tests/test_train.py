@@ -1,0 +1,214 @@
+"""The training loop: exact resume, pairing across arms, skipping, the grid, and clear errors (tiny sizes, CPU)."""
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from eisbach_lib.cache import PreEncoded
+from eisbach_lib.models import adapter_state_dict, load_base
+from eisbach_lib.train import (BatchOrder, grid_items, hyperparameters, load_run_model, pretrain, read_log, run_grid,
+                               shard_items, stream_seed, train_run)
+
+C, T, L, D = 8, 24, 6, 16
+
+
+def synth(n: int, split: str = "finetune", seed: int = 0) -> PreEncoded:
+    """A tiny corpus: random latents with some padded frames, variable-length token masks, textures."""
+    g = torch.Generator().manual_seed(seed)
+    frame_mask = torch.ones(n, T, dtype=torch.bool)
+    frame_mask[::3, T - 5:] = False
+    token_mask = torch.zeros(n, L, dtype=torch.bool)
+    for i in range(n):
+        token_mask[i, : 2 + i % 4] = True
+    manifest = pd.DataFrame({"id": [f"{split}_{i:03d}" for i in range(n)], "split": split, "caption": "c",
+                             "texture": [("sustained", "plucked", "percussive")[i % 3] for i in range(n)]})
+    return PreEncoded(torch.randn(n, C, T, generator=g), frame_mask, torch.randn(n, L, D, generator=g), token_mask,
+                      torch.full((n,), 4.0), manifest)
+
+
+def tiny_cfg(runs_dir: Path) -> dict:
+    return {
+        "name": "test", "seed": 0, "runs_dir": str(runs_dir), "device": "cpu",
+        "model": {"base_dir": None, "embed_dim": 32, "depth": 1, "num_heads": 2, "ff_mult": 2.0,
+                  "num_memory_tokens": 0, "patch_size": 1},
+        "pretrain": {"steps": 6, "batch_size": 4, "lr": 1e-3, "cond_dropout": 0.2, "checkpoints": [3]},
+        "finetune": {"steps": 8, "batch_size": 4, "lr": 1e-3, "betas": [0.9, 0.95], "adapters": ["dora"], "rank": 4,
+                     "alpha": 4, "arms": ["none", "eisbach", "eisbach_shuffle"], "seeds": [0, 1], "lam": 0.5,
+                     "timesteps": "trunc_logit_normal", "ot": "exact", "cond_dropout": 0.3, "checkpoints": [3, 6],
+                     "log_every": 1},
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A profile in a temp runs_dir with a pretrained tiny base, and the fine-tuning data."""
+    root = tmp_path_factory.mktemp("runs")
+    cfg = tiny_cfg(root)
+    base = pretrain(cfg, synth(10, "base", seed=1), progress=False)
+    return cfg, synth(10, "finetune", seed=2), base
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run_dir / "adapter_model.safetensors"))
+
+
+def test_pretrain_writes_a_loadable_base_and_is_skipped(world):
+    cfg, _, base = world
+    assert base == Path(cfg["runs_dir"]) / "base"
+    assert (base / "done.json").exists() and (base / "transformer" / "diffusion_pytorch_model.safetensors").exists()
+    model = load_base(base)
+    assert model.io_channels == C and model.text_dim == D
+    steps = read_log(base, "steps")
+    assert steps["step"].tolist() == list(range(1, 7))
+    assert (base / "ckpt_000003" / "transformer" / "config.json").exists()  # intermediate base checkpoints load too
+    load_run_model(cfg, base, step=3)
+    t0 = time.time()
+    assert pretrain(cfg, synth(10, "base", seed=1), progress=False) == base
+    assert time.time() - t0 < 1.0
+
+
+@pytest.mark.parametrize("arm", ["eisbach_shuffle", "eisbach_tmatched"])
+def test_resume_equals_uninterrupted_bit_exact(world, tmp_path: Path, arm: str):
+    cfg, data, _ = world
+    full = train_run(cfg, data, tmp_path / "full", arm=arm, seed=1, progress=False)
+    part = tmp_path / "part"
+    train_run(cfg, data, part, arm=arm, seed=1, progress=False, stop_after=5)  # "killed" between ckpts 3 and 6
+    assert not (part / "done.json").exists() and (part / "ckpt_000003").exists() and not (part / "ckpt_000006").exists()
+    first = {p: p.stat().st_mtime_ns for p in (part / "ckpt_000003").rglob("*.safetensors")}
+    train_run(cfg, data, part, arm=arm, seed=1, progress=False, stop_after=7)  # resumes at 3, killed again after 7
+    assert {p: p.stat().st_mtime_ns for p in first} == first  # resumed, not restarted: steps 1-3 not redone
+    train_run(cfg, data, part, arm=arm, seed=1, progress=False)  # resumes at 6, finishes
+    a, b = final_weights(full), final_weights(part)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    la, lb = read_log(full), read_log(part)
+    cols = ["step", "id", "t", "h", "w", "loss", "dropped", "noise_sum"]
+    pd.testing.assert_frame_equal(la[cols], lb[cols])  # no step lost or logged twice
+    # only the newest checkpoint keeps the training state
+    assert not (part / "ckpt_000003" / "state.pt").exists() and (part / "ckpt_000008" / "state.pt").exists()
+
+
+def test_base_resume_equals_uninterrupted_bit_exact(tmp_path: Path):
+    cfg = tiny_cfg(tmp_path)
+    data = synth(9, "base", seed=3)
+    full = train_run(cfg, data, tmp_path / "full", adapter=None, seed=0, progress=False)
+    part = tmp_path / "part"
+    train_run(cfg, data, part, adapter=None, seed=0, progress=False, stop_after=4)
+    train_run(cfg, data, part, adapter=None, seed=0, progress=False)
+    a, b = load_base(full).state_dict(), load_base(part).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pairing_same_batches_timesteps_noise_across_arms(world, tmp_path: Path):
+    cfg, data, _ = world
+    logs = {arm: read_log(train_run(cfg, data, tmp_path / arm, arm=arm, seed=0, progress=False))
+            for arm in ("none", "eisbach", "eisbach_shuffle", "minsnr")}
+    ref = logs["none"]
+    for arm, log in logs.items():
+        for col in ("step", "id", "t", "noise_sum", "dropped"):
+            assert log[col].tolist() == ref[col].tolist(), (arm, col)
+    assert not ref["w"].equals(logs["eisbach"]["w"])  # the arms differ in their weights only
+    assert ref["dropped"].any()  # condition dropout happened (p = 0.3)
+    # adapter init is shared: the step-0 adapters of two arms are identical, another seed's differ
+    from eisbach_lib.models import add_adapter
+    inits = [adapter_state_dict(add_adapter(load_base(world[2]), "dora", 4, 4, seed=stream_seed(s, "adapter")))
+             for s in (0, 0, 1)]
+    assert all(torch.equal(inits[0][k], inits[1][k]) for k in inits[0])
+    assert any(not torch.equal(inits[0][k], inits[2][k]) for k in inits[0])
+    other = read_log(train_run(cfg, data, tmp_path / "seed1", arm="none", seed=1, progress=False))
+    assert other["t"].tolist() != ref["t"].tolist()
+
+
+def test_intermediate_checkpoint_loads_as_the_shorter_run(world, tmp_path: Path):
+    """Checkpoint k of a long run = the final model of a k-step run (C10 evaluates checkpoints)."""
+    cfg, data, _ = world
+    long = train_run(cfg, data, tmp_path / "long", arm="eisbach", seed=0, progress=False)
+    short = train_run(cfg, data, tmp_path / "short", arm="eisbach", seed=0, steps=3, progress=False)
+    a = adapter_state_dict(load_run_model(cfg, long, step=3))
+    b = adapter_state_dict(load_run_model(cfg, short))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not load_run_model(cfg, long).training
+    with pytest.raises(FileNotFoundError, match="no checkpoint at step 5"):
+        load_run_model(cfg, long, step=5)
+
+
+def test_finished_run_is_skipped(world, tmp_path: Path):
+    cfg, data, _ = world
+    run = train_run(cfg, data, tmp_path / "r", arm="eisbach", seed=0, progress=False)
+    summary = json.loads((run / "done.json").read_text())
+    assert summary["steps"] == 8 and summary["arm"] == "eisbach" and "final_loss" in summary
+    mtimes = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    t0 = time.time()
+    assert train_run(cfg, data, run, arm="eisbach", seed=0, progress=False) == run
+    assert time.time() - t0 < 0.5
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == mtimes
+
+
+def test_shards_partition_the_grid(world):
+    cfg = copy.deepcopy(world[0])
+    cfg["finetune"]["adapters"] = ["dora", "lora"]
+    items = grid_items(cfg)
+    assert len(items) == 2 * 3 * 2
+    assert items[0]["run_dir"] == Path(cfg["runs_dir"]) / "adapters" / "dora_none_s0"
+    names = [i["run_dir"].name for i in items]
+    assert len(set(names)) == len(names)
+    for n in (1, 2, 3, 5):
+        shards = [shard_items(items, f"{i}/{n}") for i in range(n)]
+        flat = [i["run_dir"].name for s in shards for i in s]
+        assert sorted(flat) == sorted(names) and len(flat) == len(names)
+    for bad in ("2/2", "x", "1/0"):
+        with pytest.raises(ValueError, match="shard"):
+            shard_items(items, bad)
+
+
+def test_run_grid_trains_its_shard(world):
+    cfg = copy.deepcopy(world[0])
+    cfg["finetune"].update(steps=2, checkpoints=[], arms=["none", "eisbach"], seeds=[0])
+    mixed = PreEncoded(**{f: torch.cat([getattr(world[1], f), getattr(synth(4, "reference"), f)])
+                          for f in ("latents", "frame_mask", "tokens", "token_mask", "seconds")},
+                       manifest=pd.concat([world[1].manifest, synth(4, "reference").manifest], ignore_index=True))
+    runs = run_grid(cfg, mixed, shard="1/2", progress=False)
+    assert [r.name for r in runs] == ["dora_eisbach_s0"] and (runs[0] / "done.json").exists()
+    assert set(read_log(runs[0])["id"].str.startswith("finetune")) == {True}  # only the finetune split
+    cfg["model"]["base_dir"] = str(Path(cfg["runs_dir"]) / "missing_base")
+    with pytest.raises(FileNotFoundError, match="missing_base"):
+        run_grid(cfg, mixed, shard="0/2", progress=False)
+
+
+def test_bad_values_raise_with_their_name(world, tmp_path: Path):
+    cfg, data, _ = world
+    with pytest.raises(ValueError, match="unknown arm 'eisbachh'"):
+        train_run(cfg, data, tmp_path / "x", arm="eisbachh", progress=False)
+    with pytest.raises(ValueError, match=r"finetune.steps must be a positive integer, got 0"):
+        train_run(cfg, data, tmp_path / "x", arm="none", steps=0, progress=False)
+    with pytest.raises(ValueError, match="unknown adapter 'ia3'"):
+        train_run(cfg, data, tmp_path / "x", arm="none", adapter="ia3", progress=False)
+    bad = copy.deepcopy(cfg)
+    bad["finetune"]["batch_size"] = -1
+    with pytest.raises(ValueError, match="finetune.batch_size"):
+        train_run(bad, data, tmp_path / "x", arm="none", progress=False)
+    bad["finetune"].update(batch_size=4, timesteps="gauss")
+    with pytest.raises(ValueError, match="finetune.timesteps"):
+        hyperparameters(bad, "dora")
+    with pytest.raises(ValueError, match="empty"):
+        train_run(cfg, data.select([]), tmp_path / "x", arm="none", progress=False)
+    with pytest.raises(ValueError, match="no clips in split 'base'"):
+        pretrain({**cfg, "runs_dir": str(tmp_path)}, data, progress=False)
+    with pytest.raises(FileNotFoundError, match="eisbach pretrain"):
+        train_run(cfg, data, tmp_path / "y", arm="none", base_dir=tmp_path / "nowhere", progress=False)
+    # a folder that holds another run is not silently mixed
+    train_run(cfg, data, tmp_path / "z", arm="none", steps=1, progress=False, stop_after=0)
+    with pytest.raises(ValueError, match="different run"):
+        train_run(cfg, data, tmp_path / "z", arm="eisbach", steps=1, progress=False)
+
+
+def test_batch_order_covers_each_epoch_once():
+    order = BatchOrder(10, torch.Generator().manual_seed(0))
+    seen = torch.cat([order.next(4) for _ in range(5)])  # 20 = two epochs
+    assert sorted(seen[:10].tolist()) == list(range(10)) and sorted(seen[10:].tolist()) == list(range(10))
