@@ -1,0 +1,474 @@
+"""Per-clip and set metrics for the claims C2 and C5–C8 (DESIGN.md sections 5 and 6).
+
+Every per-clip metric works on a mono float waveform `y` at rate `sr`. Spectral features are
+computed at one fixed analysis rate and frame grid, ANALYSIS_SR = 22050 Hz, N_FFT = 2048,
+HOP = 512 (≈ 43 frames/s), so the numbers do not depend on the rate a clip was rendered or
+decoded at: a clip at another rate is resampled first (soxr). `clip_metrics` computes all of
+them from one shared STFT; the single-metric functions call the same code.
+
+Per-clip metrics
+----------------
+- `motif_recurrence`   how much of the clip's pitch material comes back later (C6), in [0, 1];
+- `novelty_sections`   sections per minute from a Foote (2000) checkerboard novelty curve (C6);
+- `spectral_contrast`  mean librosa spectral contrast in dB (C7);
+- `temporal_flatness`  normalised entropy of the frame-RMS distribution, in [0, 1] (C2);
+- `clip_embedding`     a raw (unstandardised) texture embedding for the set metrics.
+
+Set metrics (on embeddings standardised with the `reference` split's mean and std)
+---------------------------------------------------------------------------------
+- `vendi_score`        Friedman & Dieng (2023) with a cosine kernel (C5, C8);
+- `frechet_distance`   the Fréchet distance of two Gaussians fitted to two sets (Heusel et al.
+                       2017, as in FID/FAD) (C8).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+import librosa
+import numpy as np
+import pandas as pd
+import scipy.linalg
+import soundfile as sf
+from scipy.ndimage import uniform_filter1d
+from joblib import Parallel, delayed
+from threadpoolctl import threadpool_limits
+
+ANALYSIS_SR = 22050
+N_FFT = 2048
+HOP = 512
+N_MFCC = 20
+N_CHROMA = 12
+N_CONTRAST_BANDS = 6  # librosa returns n_bands + 1 = 7 rows
+
+# motif_recurrence
+REC_POOL = 4            # average 4 STFT frames → ≈ 10.8 chroma frames/s
+REC_STACK = 4           # time-delay embedding: 4 pooled frames ≈ 0.37 s of context per vector
+REC_MIN_LAG_S = 1.0     # only lags of at least 1 s count as recurrence (no self-/near-diagonal)
+REC_MAX_LAG_FRAC = 0.5  # and at most half the clip, so every lag is averaged over ≥ half the frames
+REC_NORM_FLOOR = 0.25   # stacked departure vectors shorter than this (L1-chroma units) are not scaled up
+
+# novelty_sections
+NOV_POOL = 4            # ≈ 10.8 feature frames/s
+NOV_SMOOTH_S = 1.0      # features are averaged over 1 s: sections, not notes
+NOV_N_MFCC = 12         # MFCC 1..12: spectral envelope (timbre) without loudness (c0) or pitch detail
+NOV_MFCC_FLOOR = 40.0   # departures shorter than this (MFCC units) are not scaled up
+NOV_CHROMA_FLOOR = 0.3  # the same for the L1 chroma departures
+NOV_W_TIMBRE = 0.75     # S = 0.75·S_timbre + 0.25·S_chroma
+NOV_KERNEL_S = 1.0      # half-width of the checkerboard kernel, seconds
+NOV_DELTA = 0.10        # a boundary's novelty must exceed its ±2 s local mean by 0.10 (novelty ∈ [−1, 1])
+NOV_MIN_HEIGHT = 0.35   # and be at least 0.35 in absolute terms
+NOV_MIN_GAP_S = 1.0     # boundaries at least 1 s apart
+
+SILENCE_RMS = 1e-5      # below this overall RMS a clip counts as silent
+
+
+# ----------------------------------------------------------------------------- shared features
+
+
+@dataclass
+class Features:
+    """The shared analysis of one clip at ANALYSIS_SR (one STFT; everything else derives from it)."""
+
+    y: np.ndarray          # waveform at ANALYSIS_SR
+    mag: np.ndarray        # |STFT| [1 + N_FFT/2, T]
+    mel_db: np.ndarray     # log-mel power [128, T], dB, floored 80 dB below the clip's peak
+    mfcc: np.ndarray       # [N_MFCC, T]
+    chroma_energy: np.ndarray  # chroma_stft [12, T], unnormalised energy per pitch class
+    chroma: np.ndarray     # the same, each frame max-normalised (librosa's default)
+    contrast: np.ndarray   # spectral contrast [7, T], dB
+    duration_s: float
+
+
+def to_analysis_rate(y: np.ndarray, sr: int) -> np.ndarray:
+    """Mono float32 at ANALYSIS_SR (librosa.resample, soxr_hq), NaN/inf set to 0, at least N_FFT long.
+
+    A multichannel array [channels, samples] is averaged to mono (librosa.to_mono).
+    """
+    y = np.asarray(y, dtype=np.float32)
+    y = librosa.to_mono(y) if y.ndim > 1 else y
+    y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+    if sr != ANALYSIS_SR:
+        y = librosa.resample(y, orig_sr=sr, target_sr=ANALYSIS_SR, res_type="soxr_hq").astype(np.float32)
+    if len(y) < N_FFT:
+        y = np.pad(y, (0, N_FFT - len(y)))
+    return y
+
+
+@lru_cache(maxsize=1)
+def _filterbanks() -> tuple[np.ndarray, np.ndarray]:
+    """librosa's mel (128 bands) and chroma (12, tuning 0) filter banks for the fixed analysis grid."""
+    mel = librosa.filters.mel(sr=ANALYSIS_SR, n_fft=N_FFT).astype(np.float32)
+    chroma = librosa.filters.chroma(sr=ANALYSIS_SR, n_fft=N_FFT, tuning=0.0).astype(np.float32)
+    return mel, chroma
+
+
+def features(y: np.ndarray, sr: int) -> Features:
+    """One STFT (N_FFT, HOP, Hann, centred) and the spectral features every metric uses.
+
+    The mel spectrogram and chroma are librosa's filter banks applied to the one power
+    spectrogram (the same numbers as librosa.feature.melspectrogram / chroma_stft(norm=None,
+    tuning=0), with the banks built once and applied as a plain matrix product).
+    """
+    y = to_analysis_rate(y, sr)
+    mag = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP))
+    power = mag**2
+    mel_fb, chroma_fb = _filterbanks()
+    mel_db = librosa.power_to_db(mel_fb @ power, ref=1.0, top_db=80.0)
+    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=N_MFCC)
+    chroma_energy = chroma_fb @ power
+    chroma = librosa.util.normalize(chroma_energy, norm=np.inf, axis=0)
+    contrast = librosa.feature.spectral_contrast(S=mag, sr=ANALYSIS_SR, n_fft=N_FFT, n_bands=N_CONTRAST_BANDS)
+    return Features(y=y, mag=mag, mel_db=mel_db, mfcc=mfcc, chroma_energy=chroma_energy, chroma=chroma,
+                    contrast=contrast, duration_s=len(y) / ANALYSIS_SR)
+
+
+def _is_silent(f: Features) -> bool:
+    return float(np.sqrt(np.mean(f.y.astype(np.float64) ** 2))) < SILENCE_RMS
+
+
+def _pool(x: np.ndarray, k: int) -> np.ndarray:
+    """Mean over non-overlapping blocks of k frames (the last partial block is dropped, keeps ≥ 1)."""
+    n = max(x.shape[1] // k, 1)
+    x = x[:, : n * k] if x.shape[1] >= k else x
+    return x.reshape(x.shape[0], n, -1).mean(axis=2)
+
+
+def _departures(x: np.ndarray, floor: float) -> np.ndarray:
+    """Centre each row on its clip mean; scale columns to unit norm, but never up from below `floor`."""
+    x = x - x.mean(axis=1, keepdims=True)
+    return x / np.maximum(np.linalg.norm(x, axis=0, keepdims=True), floor)
+
+
+# ----------------------------------------------------------------------------- motif recurrence
+
+
+def _motif_recurrence(f: Features) -> float:
+    if _is_silent(f):
+        return 0.0
+    fps = ANALYSIS_SR / HOP / REC_POOL
+    c = _pool(f.chroma_energy, REC_POOL)
+    c = c / np.maximum(c.sum(axis=0, keepdims=True), 1e-10)     # L1: each frame's pitch-class distribution
+    x = librosa.feature.stack_memory(c, n_steps=REC_STACK, delay=1, mode="edge")
+    x = x[:, REC_STACK - 1:]                                    # drop the edge-padded frames
+    n = x.shape[1]
+    min_lag = int(np.ceil(REC_MIN_LAG_S * fps))
+    max_lag = int(np.floor(REC_MAX_LAG_FRAC * n))
+    if max_lag < min_lag:
+        return 0.0
+    x = _departures(x, REC_NORM_FLOOR)                          # departures from the clip's mean, floored
+    ssm = x.T @ x                                               # floored cosine similarity, [-1, 1]
+    profile = np.array([np.diagonal(ssm, lag).mean() for lag in range(min_lag, max_lag + 1)])
+    return float(np.clip(profile.max(), 0.0, 1.0))
+
+
+def motif_recurrence(y: np.ndarray, sr: int) -> float:
+    """Recurrence of pitch material: the best lag's mean time-delayed chroma similarity, in [0, 1].
+
+    Rule. Chroma energy (from the shared STFT, tuning fixed at 0) is averaged to ≈ 10.8 frames/s,
+    each frame L1-normalised to a pitch-class distribution and centred on the clip's mean
+    distribution, so a vector d_t describes how the pitch content departs from the clip's overall
+    key. Four consecutive frames are stacked (time-delay embedding, ≈ 0.37 s: a melodic fragment,
+    not a single chord), x_t = d_t / max(|d_t|, 0.25), and S[i, j] = x_i · x_j ∈ [−1, 1] (cosine
+    similarity, except that departures shorter than 0.25 are not scaled up: a drone, a held chord
+    or its slow beating has no material to recur; a change of melody note has |d| ≈ 1). For each
+    lag ℓ from 1 s to half the clip the lag profile R(ℓ) = mean_t S[t, t + ℓ] is the average
+    similarity of the clip with itself shifted by ℓ; the score is max(0, max_ℓ R(ℓ)).
+
+    Why it is not fixed by construction: nothing is ranked or thresholded to a quota (unlike a
+    k-nearest-neighbour recurrence matrix, whose density is set by k), so its value ranges over
+    [0, 1] with the audio. A motif played n times gives R(period) ≈ 1 over (n−1)/n of the frames;
+    the same notes in random order have no single lag at which the clip lines up with itself, so
+    R stays low; noise and drones give ≈ 0; silence gives 0. Lags are capped at half the clip so
+    each R(ℓ) averages at least half of the frames.
+    """
+    return _motif_recurrence(features(y, sr))
+
+
+# ----------------------------------------------------------------------------- novelty sections
+
+
+def _checkerboard_kernel(half: int) -> np.ndarray:
+    """Foote's Gaussian-tapered checkerboard kernel of size 2·half, normalised to Σ|K| = 1."""
+    sign = np.concatenate([-np.ones(half), np.ones(half)])
+    grid = np.arange(-half, half) + 0.5
+    taper = np.exp(-0.5 * (grid / (0.5 * half)) ** 2)
+    k = np.outer(sign, sign) * np.outer(taper, taper)
+    return k / np.abs(k).sum()
+
+
+def _novelty_curve(f: Features) -> tuple[np.ndarray, float]:
+    """Foote novelty over the clip (0 where the kernel does not fit) and its frame rate."""
+    fps = ANALYSIS_SR / HOP / NOV_POOL
+    smooth = max(int(round(NOV_SMOOTH_S * fps)), 1)
+    mfcc = uniform_filter1d(_pool(f.mfcc[1:NOV_N_MFCC + 1], NOV_POOL), smooth, axis=1, mode="nearest")
+    chroma = uniform_filter1d(_pool(f.chroma_energy, NOV_POOL), smooth, axis=1, mode="nearest")
+    chroma = chroma / np.maximum(chroma.sum(axis=0, keepdims=True), 1e-10)
+    timbre, pitch = _departures(mfcc, NOV_MFCC_FLOOR), _departures(chroma, NOV_CHROMA_FLOOR)
+    ssm = NOV_W_TIMBRE * (timbre.T @ timbre) + (1.0 - NOV_W_TIMBRE) * (pitch.T @ pitch)
+    half = max(int(round(NOV_KERNEL_S * fps)), 2)
+    kernel = _checkerboard_kernel(half)
+    n = ssm.shape[0]
+    nov = np.zeros(n)
+    for t in range(half, n - half + 1):
+        nov[t] = np.sum(kernel * ssm[t - half: t + half, t - half: t + half])
+    return nov, fps
+
+
+def _novelty_sections(f: Features) -> float:
+    if _is_silent(f):
+        return 60.0 / f.duration_s
+    nov, fps = _novelty_curve(f)
+    w = max(int(round(NOV_MIN_GAP_S * fps)), 1)
+    peaks = librosa.util.peak_pick(nov, pre_max=w, post_max=w, pre_avg=2 * w, post_avg=2 * w,
+                                   delta=NOV_DELTA, wait=w)
+    peaks = [p for p in peaks if nov[p] >= NOV_MIN_HEIGHT]
+    return (len(peaks) + 1) * 60.0 / f.duration_s
+
+
+def novelty_sections(y: np.ndarray, sr: int) -> float:
+    """Sections per minute: (number of novelty boundaries + 1) / clip length in minutes.
+
+    Foote (2000), "Automatic audio segmentation using a measure of audio novelty". Features,
+    averaged to ≈ 10.8 frames/s and smoothed over 1 s (sections, not single notes): timbre =
+    MFCC 1–12, pitch = chroma as a pitch-class distribution. Each is centred on its clip mean
+    and scaled to unit norm, except that departures below a floor (40 MFCC units, 0.3 chroma)
+    are not scaled up, so a steady texture's small fluctuations stay small. The self-similarity
+    matrix S = 0.75·S_timbre + 0.25·S_chroma (cosines, in [−1, 1]) is correlated along its
+    diagonal with a Gaussian-tapered checkerboard kernel (half-width 1 s, Σ|K| = 1, so novelty
+    lies in [−1, 1]). A boundary is a peak of that curve (librosa.util.peak_pick: the maximum
+    within ±1 s, ≥ 1 s after the previous one) that exceeds its ±2 s local mean by 0.10 and is at
+    least 0.35 in absolute terms (fixed thresholds: the count is not set by construction). The
+    kernel is only evaluated where it fits inside the clip (no zero-padding artefacts), so a
+    boundary within 1 s of either end cannot be found. One unchanging texture gives 1 section
+    (60 / duration per minute, 10 for a 6 s clip); silence counts as one section.
+    """
+    return _novelty_sections(features(y, sr))
+
+
+# ----------------------------------------------------------------------------- spectral contrast
+
+
+def spectral_contrast(y: np.ndarray, sr: int) -> float:
+    """Mean over bands and frames of librosa.feature.spectral_contrast (dB), at 22050 Hz, n_fft 2048.
+
+    Contrast per octave band = log-power of the band's peak quantile minus its valley quantile
+    (Jiang et al. 2002). The analysis rate and FFT size are fixed so the bands are the same for
+    every clip. Silence gives a finite (≈ 0 dB) value.
+    """
+    return float(features(y, sr).contrast.mean())
+
+
+# ----------------------------------------------------------------------------- temporal flatness
+
+
+def temporal_flatness(y: np.ndarray, sr: int) -> float:
+    """Normalised entropy of the frame-RMS distribution, in [0, 1] (1 = flat energy over time).
+
+    e_t = librosa.feature.rms(y=y, frame_length=2048, hop_length=512)[0, t]  (RMS, not squared,
+    on y at its own rate, centred frames), p_t = e_t / Σ e, h = −Σ p_t log p_t / log T.
+    Silence (Σ e = 0) is perfectly flat: 1.0. Never NaN. This is the audio-side counterpart of the
+    barrier's temporal entropy (DESIGN §4), used for C2.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    y = np.nan_to_num(librosa.to_mono(y) if y.ndim > 1 else y, nan=0.0, posinf=0.0, neginf=0.0)
+    e = librosa.feature.rms(y=y, frame_length=2048, hop_length=512)[0].astype(np.float64)
+    total = e.sum()
+    if e.size < 2 or not np.isfinite(total) or total <= 0.0:
+        return 1.0
+    p = e / total
+    nz = p[p > 0]
+    return float(np.clip(-(nz * np.log(nz)).sum() / np.log(e.size), 0.0, 1.0))
+
+
+# ----------------------------------------------------------------------------- embedding
+
+
+def _embedding(f: Features) -> np.ndarray:
+    onset = librosa.onset.onset_strength(S=f.mel_db, sr=ANALYSIS_SR)
+    centroid = librosa.feature.spectral_centroid(S=f.mag, sr=ANALYSIS_SR, n_fft=N_FFT)[0]
+    flatness = librosa.feature.spectral_flatness(S=f.mag)[0]
+    rms = librosa.feature.rms(S=f.mag, frame_length=N_FFT)[0]
+    log_rms = np.log(rms + 1e-6)
+    parts = [
+        f.mfcc.mean(axis=1), f.mfcc.std(axis=1),                 # 40: timbre and its variation
+        f.contrast.mean(axis=1), f.contrast.std(axis=1),         # 14: peak/valley per octave band
+        f.chroma.mean(axis=1),                                   # 12: pitch-class profile
+        [onset.mean(), onset.std()],                             # 2: attack density and strength
+        [np.log(centroid.mean() + 1.0), np.log(centroid.std() + 1.0)],  # 2: brightness
+        [flatness.mean(), flatness.std()],                       # 2: noisiness
+        [log_rms.std()],                                         # 1: dynamics (level-free)
+    ]
+    return np.nan_to_num(np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])).astype(np.float32)
+
+
+EMBEDDING_NAMES: tuple[str, ...] = (
+    tuple(f"mfcc{i}_mean" for i in range(N_MFCC)) + tuple(f"mfcc{i}_std" for i in range(N_MFCC))
+    + tuple(f"contrast{i}_mean" for i in range(N_CONTRAST_BANDS + 1))
+    + tuple(f"contrast{i}_std" for i in range(N_CONTRAST_BANDS + 1))
+    + tuple(f"chroma{i}_mean" for i in range(N_CHROMA))
+    + ("onset_mean", "onset_std", "log_centroid_mean", "log_centroid_std", "flatness_mean", "flatness_std",
+       "log_rms_std")
+)
+EMBEDDING_DIM = len(EMBEDDING_NAMES)
+
+
+def clip_embedding(y: np.ndarray, sr: int) -> np.ndarray:
+    """Raw texture embedding, float32 [EMBEDDING_DIM] (= 73); names in EMBEDDING_NAMES.
+
+    Summary statistics of the shared analysis: mean and std over frames of 20 MFCCs and of the 7
+    spectral-contrast bands, mean chroma, mean/std of onset strength, log spectral centroid and
+    spectral flatness, and the std of log RMS (loudness variation, independent of overall gain).
+    The dimensions have very different scales: standardise with the `reference` split
+    (`fit_standardizer` / `standardize` or `EmbeddingStandardizer`) before `vendi_score` or
+    `frechet_distance`.
+    """
+    return _embedding(features(y, sr))
+
+
+def fit_standardizer(X_reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std (ddof=0) of the reference embeddings; a std of 0 becomes 1."""
+    X = np.asarray(X_reference, dtype=np.float64)
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    return mean, np.where(std > 1e-12, std, 1.0)
+
+
+def standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(X − mean) / std, row-wise."""
+    return (np.asarray(X, dtype=np.float64) - mean) / std
+
+
+class EmbeddingStandardizer:
+    """fit on the reference split, transform every set with the same mean and std."""
+
+    def __init__(self) -> None:
+        self.mean_: np.ndarray | None = None
+        self.std_: np.ndarray | None = None
+
+    def fit(self, X_reference: np.ndarray) -> "EmbeddingStandardizer":
+        self.mean_, self.std_ = fit_standardizer(X_reference)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        if self.mean_ is None or self.std_ is None:
+            raise RuntimeError("EmbeddingStandardizer.transform called before fit")
+        return standardize(X, self.mean_, self.std_)
+
+
+# ----------------------------------------------------------------------------- set metrics
+
+
+def vendi_score(X: np.ndarray) -> float:
+    """Vendi score (Friedman & Dieng 2023) with the cosine-similarity kernel.
+
+    Rows are scaled to unit norm, K = X Xᵀ (K_ii = 1), λ = eigenvalues of K / N (clipped at 0 and
+    renormalised to sum 1), VS = exp(−Σ λ log λ): the effective number of distinct items, 1 when
+    all N rows point the same way, N when they are mutually orthogonal. Zero rows (no direction)
+    are left at zero. N = 0 gives nan.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] == 0:
+        return float("nan")
+    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    lam = np.clip(np.linalg.eigvalsh(X @ X.T / X.shape[0]), 0.0, None)
+    if lam.sum() <= 0:
+        return float("nan")
+    lam = lam / lam.sum()
+    lam = lam[lam > 1e-15]
+    return float(np.exp(-(lam * np.log(lam)).sum()))
+
+
+def frechet_distance(X: np.ndarray, Y: np.ndarray, eps: float = 1e-6) -> float:
+    """Fréchet distance between Gaussians fitted to the rows of X and Y (Heusel et al. 2017).
+
+    FD = ||μ_x − μ_y||² + Tr(Σ_x + Σ_y − 2 (Σ_x Σ_y)^{1/2}) with sample covariances (ddof=1) and
+    scipy.linalg.sqrtm; when the product is singular (fewer clips than dimensions) or the root is
+    not finite, eps·I is added to both covariances (as in the reference FID code). The real part is
+    kept and the result clipped at 0. Needs ≥ 2 rows per set.
+    """
+    X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
+    if X.ndim != 2 or Y.ndim != 2 or X.shape[1] != Y.shape[1] or min(len(X), len(Y)) < 2:
+        raise ValueError(f"need two [N>=2, D] arrays of the same D, got {X.shape} and {Y.shape}")
+    mu_x, mu_y = X.mean(axis=0), Y.mean(axis=0)
+    s_x, s_y = np.atleast_2d(np.cov(X, rowvar=False)), np.atleast_2d(np.cov(Y, rowvar=False))
+    covmean = scipy.linalg.sqrtm(s_x @ s_y)
+    if not np.isfinite(covmean).all() or np.linalg.matrix_rank(s_x @ s_y) < s_x.shape[0]:
+        ridge = eps * np.eye(s_x.shape[0])
+        covmean = scipy.linalg.sqrtm((s_x + ridge) @ (s_y + ridge))
+    covmean = np.real(covmean)
+    fd = np.sum((mu_x - mu_y) ** 2) + np.trace(s_x) + np.trace(s_y) - 2.0 * np.trace(covmean)
+    return float(max(fd, 0.0))
+
+
+# ----------------------------------------------------------------------------- all at once
+
+METRIC_COLUMNS: tuple[str, ...] = ("motif_recurrence", "novelty_sections", "spectral_contrast", "temporal_flatness")
+
+
+def clip_metrics(y: np.ndarray, sr: int) -> dict:
+    """All per-clip metrics from one shared analysis: the four scalars and 'embedding' [D]."""
+    f = features(y, sr)
+    return {
+        "motif_recurrence": _motif_recurrence(f),
+        "novelty_sections": _novelty_sections(f),
+        "spectral_contrast": float(f.contrast.mean()),
+        "temporal_flatness": temporal_flatness(y, sr),
+        "embedding": _embedding(f),
+    }
+
+
+def _load(item: str | os.PathLike | np.ndarray, sr: int | None) -> tuple[np.ndarray, int]:
+    """(mono float32 waveform, its rate). A sound file is read with soundfile, averaged to mono and
+    resampled to `sr` (sr=None keeps the file's own rate); an array is taken to be at `sr`."""
+    if isinstance(item, (str, os.PathLike)):
+        y, file_sr = sf.read(item, dtype="float32", always_2d=True)
+        y = y.mean(axis=1)
+        if sr is None or sr == file_sr:
+            return y, int(file_sr)
+        return librosa.resample(y, orig_sr=file_sr, target_sr=sr, res_type="soxr_hq"), sr
+    if sr is None:
+        raise ValueError("an audio array needs its sample rate: metrics_table(..., sr=<int>)")
+    return np.asarray(item, dtype=np.float32), sr
+
+
+def _row(item: str | os.PathLike | np.ndarray, sr: int | None) -> dict:
+    m = clip_metrics(*_load(item, sr))
+    emb = m.pop("embedding")
+    m.update({f"emb_{i}": float(v) for i, v in enumerate(emb)})
+    return m
+
+
+def _rows(items: Sequence, sr: int | None) -> list[dict]:
+    """Serial rows with BLAS held to one thread: the matrices are small, and a second BLAS thread
+    on a busy 2-core machine only adds contention (measured: mel product 28 ms vs 2 ms)."""
+    with threadpool_limits(limits=1):
+        return [_row(item, sr) for item in items]
+
+
+def metrics_table(paths_or_arrays: Iterable, sr: int | None, n_jobs: int = 2) -> pd.DataFrame:
+    """One row per clip: METRIC_COLUMNS + emb_0 … emb_{D−1}, in input order.
+
+    Items are sound-file paths (read with soundfile, averaged to mono, resampled to `sr`; sr=None
+    keeps each file's own rate — the spectral metrics resample to ANALYSIS_SR in any case) or
+    mono arrays at `sr` (then sr is required).
+
+    Parallelism: the clips are cut into 4·n_jobs contiguous chunks that joblib runs on n_jobs loky
+    worker processes (each chunk computed serially with BLAS at one thread), so the per-task
+    overhead is paid per chunk, not per clip, and the chunks still balance the load. The first
+    parallel call of a session starts the workers, and each imports librosa and JIT-compiles its
+    numba stencils (≈ 3 s on an idle 2-core machine, more on a busy one); loky keeps them for
+    later calls. n_jobs=1 runs in-process: use it for a handful of clips. Measured throughput:
+    benchmarks/results/metrics.md.
+    """
+    items = list(paths_or_arrays)
+    if n_jobs == 1 or len(items) <= 1:
+        rows = _rows(items, sr)
+    else:
+        chunks = [c for c in np.array_split(np.arange(len(items)), 4 * n_jobs) if len(c)]
+        parts = Parallel(n_jobs=n_jobs)(delayed(_rows)([items[i] for i in c], sr) for c in chunks)
+        rows = [r for part in parts for r in part]
+    cols = list(METRIC_COLUMNS) + [f"emb_{i}" for i in range(EMBEDDING_DIM)]
+    return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,298 @@
+"""Per-clip and set metrics against cases whose answer is known (DESIGN.md sections 5 and 6).
+
+All audio is made here: numpy additive synthesis, or notes rendered with pretty_midi + FluidSynth
+through the General MIDI soundfont that ships inside the pretty_midi wheel (TimGM6mb.sf2).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from eisbach_lib import metrics as M
+
+SR = 22050
+
+
+# ----------------------------------------------------------------------------- audio helpers
+
+
+def midi_hz(m: float) -> float:
+    return 440.0 * 2.0 ** ((m - 69) / 12)
+
+
+def tone(f: float, dur: float, harmonics: int = 6, decay: float | None = None, sr: int = SR) -> np.ndarray:
+    """Harmonic tone (partials at 0.6^k), 10 ms attack, optional exponential decay, 20 ms release."""
+    t = np.arange(int(dur * sr)) / sr
+    x = sum(0.6**k * np.sin(2 * np.pi * f * (k + 1) * t) for k in range(harmonics))
+    env = np.minimum(1.0, t / 0.01) * np.minimum(1.0, (dur - t) / 0.02)
+    if decay is not None:
+        env = env * np.exp(-t / decay)
+    return (0.2 * x * env).astype(np.float32)
+
+
+def melody(pitches, note_dur: float, **kw) -> np.ndarray:
+    return np.concatenate([tone(midi_hz(p), note_dur, **kw) for p in pitches])
+
+
+def _soundfont() -> str:
+    pretty_midi = pytest.importorskip("pretty_midi")
+    pytest.importorskip("fluidsynth")
+    return os.path.join(os.path.dirname(pretty_midi.__file__), "TimGM6mb.sf2")
+
+
+def render(notes, program: int) -> np.ndarray:
+    """notes: (midi pitch, start s, end s) on one General MIDI program, rendered at SR."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(program=program)
+    inst.notes = [pretty_midi.Note(velocity=100, pitch=int(p), start=float(s), end=float(e)) for p, s, e in notes]
+    pm.instruments.append(inst)
+    return pm.fluidsynth(fs=SR, synthesizer=_soundfont()).astype(np.float32)
+
+
+def line(pitches, t0: float, step: float, legato: float = 0.95):
+    return [(p, t0 + i * step, t0 + (i + legato) * step) for i, p in enumerate(pitches)]
+
+
+def mix(*ys: np.ndarray) -> np.ndarray:
+    out = np.zeros(max(len(y) for y in ys), np.float32)
+    for y in ys:
+        out[: len(y)] += y
+    return out
+
+
+# ----------------------------------------------------------------------------- motif recurrence
+
+MOTIF = [60, 64, 67, 72, 71, 67]  # 6 notes × 0.25 s = 1.5 s
+
+
+def test_repeated_motif_recurs_more_than_same_notes_shuffled():
+    repeated = M.motif_recurrence(melody(MOTIF * 4, 0.25, decay=0.3), SR)
+    shuffled = [M.motif_recurrence(melody(list(np.random.default_rng(s).permutation(MOTIF * 4)), 0.25, decay=0.3), SR)
+                for s in range(5)]
+    print("motif ×4:", repeated, "shuffled:", np.round(shuffled, 3))
+    assert 0.0 <= min(shuffled) and repeated <= 1.0
+    assert repeated > 0.8
+    assert repeated > max(shuffled) + 0.2
+
+
+def test_recurrence_is_low_for_drone_noise_and_zero_for_silence():
+    drone = tone(110.0, 6.0)
+    noise = (0.1 * np.random.default_rng(0).standard_normal(6 * SR)).astype(np.float32)
+    values = [M.motif_recurrence(y, SR) for y in (drone, noise, np.zeros(6 * SR, np.float32))]
+    print("drone, noise, silence:", values)
+    assert values[0] < 0.1 and values[1] < 0.1 and values[2] == 0.0
+
+
+def _folk_tune_measures(name: str = "ryansMammoth/HasteToTheWeddingJig.abc"):
+    """(duration in quarters, [(midi, offset in bar, quarters)]) per bar, with the repeats played."""
+    corpus = pytest.importorskip("music21.corpus")
+    score = corpus.parse(name)
+    played = score.expandRepeats()
+    written_bars = len(score.parts[0].getElementsByClass("Measure"))
+    bars = []
+    for m in played.parts[0].getElementsByClass("Measure"):
+        notes = [(p.midi, float(n.offset), float(n.quarterLength)) for n in m.notes for p in n.pitches]
+        bars.append((float(m.duration.quarterLength), notes))
+    return bars, written_bars
+
+
+def _render_bars(bars, order, sec_per_quarter: float = 0.3, program: int = 73) -> np.ndarray:
+    notes, t = [], 0.0
+    for i in order:
+        dur, bar_notes = bars[i]
+        notes += [(p, (t + o) * sec_per_quarter, (t + o + q) * sec_per_quarter) for p, o, q in bar_notes]
+        t += dur
+    return render(notes, program)
+
+
+def test_real_folk_tune_recurs_more_than_its_bars_shuffled():
+    """Haste to the Wedding (Ryan's Mammoth Collection, music21 corpus): two strains, each played
+    twice (AABB), on a GM flute. Shuffling the bars keeps every note but breaks the repeats."""
+    bars, written = _folk_tune_measures()
+    assert len(bars) == 2 * written  # the premise: both strains are repeated
+    tune = M.motif_recurrence(_render_bars(bars, range(len(bars))), SR)
+    shuffled = [M.motif_recurrence(_render_bars(bars, np.random.default_rng(s).permutation(len(bars))), SR)
+                for s in range(3)]
+    print("folk tune:", tune, "bars shuffled:", np.round(shuffled, 3))
+    assert tune > max(shuffled) + 0.2
+
+
+# ----------------------------------------------------------------------------- novelty sections
+
+
+def _aba(section_s: float = 2.0) -> np.ndarray:
+    """A: celesta arpeggio in C, high; B: low cello line in another key; then A again."""
+    a_notes = [72, 76, 79, 84, 79, 76, 74, 77] * int(section_s / 2)
+    a1 = render(line(a_notes, 0.0, 0.25), program=8)
+    b = render(line([36, 43, 39, 46] * int(section_s / 2), section_s, 0.5, legato=1.0), program=42)
+    a2 = render(line(a_notes, 2 * section_s, 0.25), program=8)
+    return mix(a1, b, a2)[: int(3 * section_s * SR)]
+
+
+def test_aba_sections_give_more_novelty_sections_than_one_texture():
+    aba = M.novelty_sections(_aba(2.0), SR)
+    steady = M.novelty_sections(render(line([72, 76, 79, 84, 79, 76, 74, 77] * 3, 0.0, 0.25), program=8)[: 6 * SR], SR)
+    drone = M.novelty_sections(render([(48, 0, 6), (55, 0, 6)], program=19)[: 6 * SR], SR)
+    print("sections/min  ABA:", aba, "steady celesta:", steady, "organ drone:", drone)
+    assert aba > steady and aba > drone
+    assert aba == pytest.approx(30.0, rel=0.01)  # 3 sections in 6 s: both boundaries found
+    assert steady == pytest.approx(10.0, rel=0.01) and drone == pytest.approx(10.0, rel=0.01)
+
+
+def test_novelty_sections_on_synthesised_aba_and_silence():
+    a = melody([72, 76, 79, 84] * 2, 0.25, decay=0.3)
+    b = melody([40, 47, 43, 45], 0.5, harmonics=12)
+    aba = M.novelty_sections(np.concatenate([a, b, a]), SR)
+    silent = M.novelty_sections(np.zeros(6 * SR, np.float32), SR)
+    print("synth ABA:", aba, "silence:", silent)
+    assert aba > silent and np.isfinite(silent)
+
+
+# ----------------------------------------------------------------------------- spectral contrast
+
+
+def test_harmonic_tones_have_more_contrast_than_noise_of_same_rms():
+    chord = sum(tone(midi_hz(m), 6.0) for m in (48, 55, 64))
+    noise = np.random.default_rng(0).standard_normal(chord.size).astype(np.float32)
+    noise *= np.sqrt(np.mean(chord**2) / np.mean(noise**2))
+    c_chord, c_noise = M.spectral_contrast(chord, SR), M.spectral_contrast(noise, SR)
+    print("contrast dB  chord:", c_chord, "noise:", c_noise)
+    assert c_chord > c_noise + 5.0
+    assert np.isfinite(M.spectral_contrast(np.zeros(SR, np.float32), SR))
+
+
+def test_contrast_uses_a_fixed_analysis_rate():
+    """The same chord at 44.1 kHz and at 22.05 kHz gives nearly the same contrast (resampled)."""
+    chord22 = sum(tone(midi_hz(m), 4.0) for m in (48, 55, 64))
+    chord44 = sum(tone(midi_hz(m), 4.0, sr=44100) for m in (48, 55, 64))
+    assert M.spectral_contrast(chord44, 44100) == pytest.approx(M.spectral_contrast(chord22, SR), abs=1.5)
+
+
+# ----------------------------------------------------------------------------- temporal flatness
+
+
+def test_staccato_is_less_flat_than_a_drone_and_silence_is_finite():
+    staccato = melody([60, 64, 67, 72] * 6, 0.25, decay=0.03)
+    drone = tone(110.0, 6.0)
+    silence = np.zeros(6 * SR, np.float32)
+    values = [M.temporal_flatness(y, SR) for y in (staccato, drone, silence)]
+    print("flatness  staccato, drone, silence:", values)
+    assert values[0] < values[1] - 0.05
+    assert all(0.0 <= v <= 1.0 for v in values)
+    assert values[2] == 1.0
+
+
+def test_temporal_flatness_is_the_normalised_entropy_of_frame_rms():
+    import librosa
+
+    y = melody([60, 62, 64], 0.4, decay=0.1)
+    e = librosa.feature.rms(y=y, frame_length=2048, hop_length=512)[0].astype(np.float64)
+    p = e / e.sum()
+    expected = -(p[p > 0] * np.log(p[p > 0])).sum() / np.log(e.size)
+    assert M.temporal_flatness(y, SR) == pytest.approx(expected, rel=1e-6)
+    click = np.zeros(6 * SR, np.float32)
+    click[3 * SR] = 1.0  # energy in one or two frames
+    assert M.temporal_flatness(click, SR) < 0.3
+
+
+# ----------------------------------------------------------------------------- embedding and set metrics
+
+
+def test_embedding_shape_finite_and_standardizer():
+    clips = [melody([60 + k, 64 + k, 67 + k], 0.5, decay=0.2 + 0.1 * k) for k in range(4)]
+    X = np.stack([M.clip_embedding(y, SR) for y in clips] + [M.clip_embedding(np.zeros(SR, np.float32), SR)])
+    assert X.shape == (5, M.EMBEDDING_DIM) == (5, len(M.EMBEDDING_NAMES))
+    assert np.isfinite(X).all()
+    mean, std = M.fit_standardizer(X)
+    Z = M.standardize(X, mean, std)
+    assert np.allclose(Z.mean(axis=0), 0.0, atol=1e-8)
+    assert np.allclose(Z.std(axis=0)[X.std(axis=0) > 0], 1.0)
+    assert np.allclose(M.EmbeddingStandardizer().fit(X).transform(X), Z)
+
+
+def test_vendi_is_one_for_copies_and_n_for_orthogonal():
+    e = M.clip_embedding(melody(MOTIF, 0.25, decay=0.3), SR)
+    assert M.vendi_score(np.tile(e, (8, 1))) == pytest.approx(1.0, abs=1e-6)
+    for n in (2, 5, 16):
+        assert M.vendi_score(3.0 * np.eye(n)) == pytest.approx(float(n), rel=1e-6)
+        q, _ = np.linalg.qr(np.random.default_rng(n).standard_normal((n, n)))  # random orthonormal rows
+        scales = np.random.default_rng(n + 1).uniform(0.5, 5.0, size=(n, 1))  # norms do not matter
+        assert M.vendi_score(scales * q.T) == pytest.approx(float(n), rel=1e-6)
+    # two distinct directions, each repeated 4 times → 2 effective items
+    assert M.vendi_score(np.repeat(np.eye(2), 4, axis=0)) == pytest.approx(2.0, rel=1e-6)
+
+
+def test_vendi_grows_with_spread_of_real_clip_embeddings():
+    clips_same = [melody(MOTIF, 0.25, decay=0.3)] * 6
+    clips_varied = [melody(MOTIF, 0.25, decay=0.3), tone(110.0, 1.5),
+                    (0.1 * np.random.default_rng(0).standard_normal(int(1.5 * SR))).astype(np.float32),
+                    melody([40, 45, 47, 52], 0.375, harmonics=12), melody(MOTIF[::-1], 0.25, decay=0.05),
+                    tone(880.0, 1.5, harmonics=1)]
+    X_same = np.stack([M.clip_embedding(y, SR) for y in clips_same])
+    X_varied = np.stack([M.clip_embedding(y, SR) for y in clips_varied])
+    mean, std = M.fit_standardizer(np.vstack([X_same, X_varied]))
+    v_same, v_varied = M.vendi_score(M.standardize(X_same, mean, std)), M.vendi_score(M.standardize(X_varied, mean, std))
+    print("vendi same:", v_same, "varied:", v_varied)
+    assert v_same == pytest.approx(1.0, abs=1e-6) and v_varied > 2.0
+
+
+def test_frechet_zero_for_itself_and_monotone_in_mean_shift():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 6))
+    assert M.frechet_distance(X, X) == pytest.approx(0.0, abs=1e-6)
+    shifts = [0.0, 0.5, 1.0, 2.0, 4.0]
+    fds = [M.frechet_distance(X, X + s) for s in shifts]
+    print("FD for shifts", shifts, ":", np.round(fds, 4))
+    assert all(a < b for a, b in zip(fds, fds[1:]))
+    assert fds[-1] == pytest.approx(6 * 4.0**2, rel=1e-6)  # same covariance: FD = ||Δμ||²
+    # two independent samples of the same Gaussian: small; of N(0, I) vs N(0, 4I): Tr = 6·(1 + 4 − 2·2) = 6
+    Y = rng.standard_normal((4000, 6))
+    Z = rng.standard_normal((4000, 6))
+    assert M.frechet_distance(Y, Z) < 0.05
+    assert M.frechet_distance(Y, 2.0 * Z) == pytest.approx(6.0, rel=0.1)
+
+
+def test_frechet_handles_fewer_clips_than_dimensions():
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((8, M.EMBEDDING_DIM)), rng.standard_normal((8, M.EMBEDDING_DIM))
+    fd = M.frechet_distance(X, Y)
+    assert np.isfinite(fd) and fd > 0
+    assert M.frechet_distance(X, X) == pytest.approx(0.0, abs=1e-3)
+
+
+# ----------------------------------------------------------------------------- one pass and the table
+
+
+def test_clip_metrics_match_single_functions():
+    y = melody(MOTIF * 4, 0.25, decay=0.3)
+    m = M.clip_metrics(y, SR)
+    assert m["motif_recurrence"] == pytest.approx(M.motif_recurrence(y, SR))
+    assert m["novelty_sections"] == pytest.approx(M.novelty_sections(y, SR))
+    assert m["spectral_contrast"] == pytest.approx(M.spectral_contrast(y, SR))
+    assert m["temporal_flatness"] == pytest.approx(M.temporal_flatness(y, SR))
+    assert np.allclose(m["embedding"], M.clip_embedding(y, SR))
+
+
+def test_metrics_table_parallel_equals_serial_and_reads_files(tmp_path):
+    import soundfile as sf
+
+    clips = [melody(MOTIF * 2, 0.25, decay=0.1 * (k + 1)) for k in range(5)]
+    path = tmp_path / "clip.wav"
+    sf.write(path, clips[0], SR, subtype="FLOAT")
+    serial = M.metrics_table(clips, SR, n_jobs=1)
+    parallel = M.metrics_table(clips, SR, n_jobs=2)
+    from_file = M.metrics_table([path], SR, n_jobs=1)
+    native = M.metrics_table([path], None, n_jobs=1)  # sr=None: each file at its own rate
+    with pytest.raises(ValueError):
+        M.metrics_table(clips[:1], None, n_jobs=1)
+    assert list(serial.columns) == list(M.METRIC_COLUMNS) + [f"emb_{i}" for i in range(M.EMBEDDING_DIM)]
+    assert len(serial) == 5
+    pd.testing.assert_frame_equal(serial, parallel)
+    pd.testing.assert_frame_equal(from_file, serial.iloc[:1])
+    pd.testing.assert_frame_equal(native, serial.iloc[:1])
