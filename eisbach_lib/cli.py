@@ -7,6 +7,7 @@ run again: finished work is found and skipped, interrupted work resumes from its
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -84,6 +85,9 @@ def run_series(profile: str, cfg: dict, first: int = 0, last: int = 7) -> None:
 
     out_dir = Path(cfg["runs_dir"]) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the kernels import this checkout's eisbach_lib even where it is not pip-installed
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    os.environ.setdefault("MPLBACKEND", "Agg")
     books = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))[first:last + 1]
     if not books:
         raise SystemExit(f"no notebooks found in {NOTEBOOKS}")

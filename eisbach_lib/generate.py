@@ -56,12 +56,10 @@ def prompt_set(cfg: dict) -> pd.DataFrame:
     ft = manifest[manifest["split"] == "finetune"].sort_values("id")
     n = min(int(cfg["generate"]["finetune_prompts"]), len(ft))
     rng = np.random.default_rng(cfg.get("seed", 0))
-    if "texture" in ft and n > 0:
-        order = ft.groupby("texture", group_keys=False).apply(lambda g: g.sample(frac=1, random_state=rng.integers(1 << 31)))
-        order = order.assign(_k=order.groupby("texture").cumcount()).sort_values(["_k", "texture"])
-        picked = order.head(n)
-    else:
-        picked = ft.sample(n=n, random_state=int(rng.integers(1 << 31)))
+    shuffled = ft.sample(frac=1, random_state=int(rng.integers(1 << 31)))
+    if "texture" in shuffled:  # round-robin over texture classes so every class is prompted
+        shuffled = shuffled.assign(_k=shuffled.groupby("texture").cumcount()).sort_values(["_k", "texture"], kind="stable")
+    picked = shuffled.head(n)
     rows = [{"name": r.id, "caption": r.caption, "source": "finetune"} for r in picked.itertuples()]
     if cfg["generate"].get("card_prompts", True):
         card = pd.read_csv(CARD_PROMPTS)

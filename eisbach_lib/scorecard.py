@@ -8,7 +8,8 @@ the estimate (mean paired difference, or a correlation), its 95 % bootstrap CI, 
 Holm-adjusted across C5–C8, and a verdict:
   supported     the CI excludes 0 in the claimed direction, Holm p < α (C5–C8) and C8 holds;
   contradicted  the CI excludes 0 in the other direction (and Holm p < α for C5–C8);
-  inconclusive  otherwise, or not testable at this profile (the note says why).
+  inconclusive  otherwise, with fewer than MIN_SEEDS seeds, or not testable at this profile
+                (the note says why).
 Special rules, fixed in advance: C1 compares per-sample cosines with 1; C4 claims only that the
 weight has noise-level dynamics (any direction), so it is never `contradicted`, only `supported`
 or `inconclusive`; C8 is a non-inferiority test with a margin of 10 % of the baseline's value.
@@ -20,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr, wilcoxon
+from scipy.stats import spearmanr
 
+from . import stats
 from .stats import bootstrap_ci, holm
 
 ARM, BASELINE = "eisbach", "none"
 C8_MARGIN = 0.10
+MIN_SEEDS = 3  # a verdict on generated or trained runs needs at least this many independent seeds
 CLAIMS = {
     "C1": "detached weights change each sample's step size, never its direction",
     "C2": "temporal entropy downweights flat samples, keeps high-contrast ones",
@@ -43,22 +46,14 @@ CLAIMS = {
 def _row(claim: str, evidence: str, est=np.nan, lo=np.nan, hi=np.nan, p=np.nan, n=0, direction=+1,
          verdict: str | None = None, note: str = "") -> dict:
     if verdict is None:
-        verdict = "inconclusive"
-        if n > 0 and np.isfinite(lo) and np.isfinite(hi):
-            if (direction > 0 and lo > 0) or (direction < 0 and hi < 0):
-                verdict = "supported"
-            elif (direction > 0 and hi < 0) or (direction < 0 and lo > 0):
-                verdict = "contradicted"
+        verdict = stats.verdict(lo, hi, direction) if n > 0 else "inconclusive"
     return {"claim": claim, "statement": CLAIMS[claim], "evidence": evidence, "direction": "+" if direction > 0 else "−",
             "estimate": est, "ci_lo": lo, "ci_hi": hi, "p": p, "p_holm": np.nan, "n": n, "verdict": verdict, "note": note}
 
 
 def _wilcoxon(d: np.ndarray) -> float:
     d = np.asarray(d, dtype=float)
-    d = d[np.isfinite(d)]
-    if len(d) < 2 or np.allclose(d, 0):
-        return 1.0 if len(d) else np.nan
-    return float(wilcoxon(d, zero_method="wilcox").pvalue)
+    return stats.wilcoxon_p(d[np.isfinite(d)])
 
 
 def paired_diff(df: pd.DataFrame, value: str, keys: list[str], arm: str = ARM, baseline: str = BASELINE) -> pd.DataFrame:
@@ -79,8 +74,18 @@ def _paired_row(claim: str, evidence: str, df: pd.DataFrame, value: str, keys: l
     mean, lo, hi = bootstrap_ci(j["d"].to_numpy(), n_boot=cfg["evaluate"]["n_boot"], seed=0, groups=groups)
     per_unit = j.groupby("prompt_id")["d"].mean() if "prompt_id" in keys else j["d"]
     base = float(j["b"].mean())
-    return _row(claim, evidence, mean, lo, hi, _wilcoxon(per_unit.to_numpy()), len(j), direction,
-                note=f"{BASELINE} mean {base:.4g}. {note}".strip())
+    row = _row(claim, evidence, mean, lo, hi, _wilcoxon(per_unit.to_numpy()), len(j), direction,
+               note=f"{BASELINE} mean {base:.4g}. {note}".strip())
+    return _min_seeds(row, j)
+
+
+def _min_seeds(row: dict, j: pd.DataFrame) -> dict:
+    """Downgrade a decisive verdict to inconclusive when fewer than MIN_SEEDS seeds were paired."""
+    n_seeds = j["seed"].nunique() if "seed" in j else 0
+    if row["verdict"] != "inconclusive" and n_seeds < MIN_SEEDS:
+        row["verdict"] = "inconclusive"
+        row["note"] += f" (only {n_seeds} seeds; a verdict needs {MIN_SEEDS})"
+    return row
 
 
 def _rho_row(claim: str, evidence: str, x: np.ndarray, y: np.ndarray, cfg: dict, direction: int, note: str = "") -> dict:
@@ -204,7 +209,9 @@ def claim_c8(cfg: dict, runs: pd.DataFrame) -> dict:
         return v
     jv, jf = paired_diff(runs, "vendi_inter", ["seed"]), paired_diff(runs, "fd_ref", ["seed"])
     mv, mf = C8_MARGIN * jv["b"].mean(), C8_MARGIN * jf["b"].mean()
-    if v["ci_hi"] < 0 or f["ci_lo"] > 0:
+    if jv["seed"].nunique() < MIN_SEEDS:
+        verdict = "inconclusive"
+    elif v["ci_hi"] < 0 or f["ci_lo"] > 0:
         verdict = "contradicted"
     elif v["ci_lo"] > -mv and f["ci_hi"] < mf:
         verdict = "supported"
@@ -217,7 +224,7 @@ def claim_c8(cfg: dict, runs: pd.DataFrame) -> dict:
 
 
 def claim_c9(cfg: dict, intra: pd.DataFrame) -> dict:
-    adapters = set(intra["adapter"])
+    adapters = set(intra["adapter"]) - {"none"}
     if not {"dora", "lora"} <= adapters:
         return _row("C9", "interaction: (eisbach−none | DoRA) − (eisbach−none | LoRA), intra-prompt Vendi",
                     note=f"not tested at this profile (adapters trained: {sorted(adapters)})")
@@ -228,8 +235,8 @@ def claim_c9(cfg: dict, intra: pd.DataFrame) -> dict:
     j = pd.concat([gd.rename("dora"), gl.rename("lora")], axis=1).dropna().reset_index()
     j["d"] = j["dora"] - j["lora"]
     mean, lo, hi = bootstrap_ci(j["d"].to_numpy(), n_boot=cfg["evaluate"]["n_boot"], seed=0, groups=j["seed"].to_numpy())
-    return _row("C9", "interaction on intra-prompt Vendi, paired by seed and prompt", mean, lo, hi,
-                _wilcoxon(j.groupby("prompt_id")["d"].mean().to_numpy()), len(j), +1)
+    return _min_seeds(_row("C9", "interaction on intra-prompt Vendi, paired by seed and prompt", mean, lo, hi,
+                           _wilcoxon(j.groupby("prompt_id")["d"].mean().to_numpy()), len(j), +1), j)
 
 
 def claim_c10(cfg: dict, intra: pd.DataFrame, adapter: str) -> dict:
@@ -246,8 +253,8 @@ def claim_c10(cfg: dict, intra: pd.DataFrame, adapter: str) -> dict:
     j["d"] = j["sweet"] - j["other"]
     mean, lo, hi = bootstrap_ci(j["d"].to_numpy(), n_boot=cfg["evaluate"]["n_boot"], seed=0, groups=j["seed"].to_numpy())
     note = "gap by step: " + ", ".join(f"{s}: {gaps[s].mean():.3g}" for s in steps)
-    return _row("C10", f"intra-prompt Vendi gap at step {sweet} minus the best other checkpoint", mean, lo, hi,
-                _wilcoxon(j.groupby("prompt_id")["d"].mean().to_numpy()), len(j), +1, note=note)
+    return _min_seeds(_row("C10", f"intra-prompt Vendi gap at step {sweet} minus the best other checkpoint", mean,
+                           lo, hi, _wilcoxon(j.groupby("prompt_id")["d"].mean().to_numpy()), len(j), +1, note=note), j)
 
 
 def write_scorecard(card: pd.DataFrame, out_dir: Path) -> None:
