@@ -263,10 +263,10 @@ def write_scorecard(card: pd.DataFrame, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     card.to_csv(out_dir / "scorecard.csv", index=False)
     fmt = lambda x: "" if pd.isna(x) else f"{x:.4g}"  # noqa: E731
-    lines = ["| claim | statement | primary evidence | estimate [95% CI] | p (Holm) | n | verdict | note |",
+    lines = ["| claim | statement | primary evidence | estimate [95% CI] | p | n | verdict | note |",
              "|---|---|---|---|---|---|---|---|"]
     for r in card.itertuples():
         ci = f"{fmt(r.estimate)} [{fmt(r.ci_lo)}, {fmt(r.ci_hi)}]" if pd.notna(r.estimate) else ""
-        p = f"{fmt(r.p)} ({fmt(r.p_holm)})" if pd.notna(r.p) else ""
+        p = fmt(r.p) + (f" (Holm {fmt(r.p_holm)})" if pd.notna(r.p_holm) else "")
         lines.append(f"| {r.claim} | {r.statement} | {r.evidence} | {ci} | {p} | {r.n} | **{r.verdict}** | {r.note} |")
     (out_dir / "scorecard.md").write_text("\n".join(lines) + "\n")
