@@ -26,7 +26,9 @@ grid: install
 	eisbach grid --profile $(PROFILE) --shard $(SHARD)
 
 bench: install
-	$(PYTHON) benchmarks/bench_barrier.py
+	$(PYTHON) benchmarks/bench_train.py --rounds 2
+	$(PYTHON) benchmarks/bench_decode.py --out benchmarks/results/decode.md
+	$(PYTHON) benchmarks/bench_metrics.py
 
 strip:
 	nbstripout notebooks/*.ipynb

@@ -10,14 +10,7 @@ from eisbach_lib.codec import DB_MEAN, DB_STD, MelCodec
 SR = 22050
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread while these tests run (restored after): on a shared 2-core machine,
-    two OpenMP threads wait on each other at every small op and make the tests several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def harmonic_tone(seconds: float = 3.0, f0: float = 220.0, sr: int = SR) -> np.ndarray:

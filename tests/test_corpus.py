@@ -17,14 +17,7 @@ CLIPS = {"base": 16, "finetune": 8, "reference": 8}
 SECONDS, SR, SEED, CPP = 6.0, 22050, 3, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread while these tests run (restored after): on a shared 2-core machine,
-    two OpenMP threads wait on each other at every small op and make the tests several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def temporal_flatness(y: np.ndarray) -> float:

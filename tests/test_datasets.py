@@ -15,14 +15,7 @@ SR, SECONDS = 22050, 6.0
 SRC_SR = 48000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread while these tests run (restored after): on a shared 2-core machine,
-    two OpenMP threads wait on each other at every small op and make the tests several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tone(freq: float, seconds: float, sr: int = SRC_SR, stereo: bool = True, amp: float = 0.3) -> np.ndarray:
