@@ -34,7 +34,8 @@ def temporal_entropy(v: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     """Normalised entropy h[b] ∈ [0, 1] of softmax_t(mean_c v²) over the valid frames.
 
     Energies are clamped to the float32 range so huge inputs give no NaN; a sample with a single
-    valid frame has h = 0 (all mass in one frame). Differentiable (used as is by `eisbach_grad`).
+    valid frame has h = 0 (all mass in one frame). Differentiable (used as is by `eisbach_grad`),
+    with finite gradients also where frames are masked.
     """
     e = v.float().pow(2).mean(dim=1)  # [B, T]
     e = torch.nan_to_num(e, nan=0.0, posinf=torch.finfo(torch.float32).max)
@@ -42,7 +43,7 @@ def temporal_entropy(v: torch.Tensor, mask: torch.Tensor | None = None) -> torch
         mask = torch.ones_like(e, dtype=torch.bool)
     mask = mask.to(torch.bool)
     log_p = torch.log_softmax(e.masked_fill(~mask, float("-inf")), dim=-1)
-    plogp = torch.where(mask, log_p.exp() * log_p, torch.zeros_like(log_p))
+    plogp = log_p.exp() * log_p.masked_fill(~mask, 0.0)  # masked frames: 0 · 0, so no 0 · ∞ = NaN gradient
     n_valid = mask.sum(dim=-1).to(e.dtype)
     h = -plogp.sum(dim=-1) / torch.log(n_valid.clamp_min(2.0))
     return torch.where(n_valid > 1, h, torch.zeros_like(h)).clamp(0.0, 1.0)

@@ -126,3 +126,14 @@ def test_weighted_loss_is_the_weighted_mean():
     v, tg = torch.zeros(1, 2, 6), torch.zeros(1, 2, 6)
     v[0, :, 3:] = 10.0  # errors only in masked frames
     assert per_sample_loss(v, tg, m).item() == 0.0
+
+
+def test_entropy_gradient_is_finite_with_masked_frames():
+    """eisbach_grad differentiates h: padded (masked) frames must not turn the gradient into NaN."""
+    v = torch.randn(3, 4, 10, requires_grad=True)
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[0, 6:] = False
+    mask[2, 1:] = False  # a single valid frame
+    barrier_weights(v, "eisbach_grad", mask=mask).sum().backward()
+    assert torch.isfinite(v.grad).all()
+    assert v.grad[0, :, 6:].abs().max() == 0 and v.grad[0, :, :6].abs().max() > 0
