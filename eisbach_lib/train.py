@@ -157,6 +157,33 @@ def resolve_device(cfg: dict) -> torch.device:
     return torch.device(want)
 
 
+def distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size). Under `torchrun --nproc_per_node N` or `accelerate launch` (WORLD_SIZE > 1)
+    the process group is started here (NCCL on CUDA, else gloo) and each process takes the GPU
+    LOCAL_RANK; a plain `python` run is (0, 1). Data parallelism is the same loop: every process
+    draws the whole batch from the same generators, runs its slice, and the barrier sees the whole
+    batch (`_gather`), so a run on N processes trains the same model as on one."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _gather(x: torch.Tensor, world: int) -> torch.Tensor:
+    """The whole batch from every process's slice (dim 0), without gradient."""
+    if world == 1:
+        return x.detach()
+    parts = [torch.empty_like(x) for _ in range(world)]
+    torch.distributed.all_gather(parts, x.detach().contiguous())
+    return torch.cat(parts)
+
+
 def base_dir_for(cfg: dict, base_dir: str | Path | None = None) -> Path:
     """The base model of adapter runs: `base_dir`, else cfg model.base_dir (real SA3), else
     <runs_dir>/base (the pretrained embedded DiT)."""
@@ -362,12 +389,19 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
 
     device = resolve_device(cfg)
     cuda = device.type == "cuda"
+    rank, world = distributed(device)
+    if cuda and world > 1:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if hp["batch_size"] % world:
+        raise ValueError(f"batch_size {hp['batch_size']} is not divisible by the {world} processes")
+    lead = rank == 0  # writes logs, checkpoints and the final weights
     model, base_used = _build_model(cfg, data, adapter, seed, hp, base_dir)
     meta = {"arm": arm, "seed": int(seed), "adapter": adapter, "base_dir": base_used, "data": data_fingerprint(data),
             "model": {k: v for k, v in model.transformer.config.items() if not k.startswith("_")},
             "n_clips": len(data), "hyperparameters": hp, "parameters": count_parameters(model)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _check_run_meta(out_dir, meta)
+    if lead:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _check_run_meta(out_dir, meta)
 
     model.to(device).train()
     params = _trainable(model)
@@ -390,13 +424,17 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
             g.set_state(state["generators"][k])
         tmatched = {k: v.clone() for k, v in state["tmatched"].items()}
         order.load_state_dict(state["order"])
-        _drop_stale_logs(out_dir, start)
-    else:
+        if lead:
+            _drop_stale_logs(out_dir, start)
+    elif lead:
         shutil.rmtree(out_dir / "log", ignore_errors=True)
 
     if cuda and hp["grad_checkpointing"]:
         model.transformer.enable_gradient_checkpointing()
-    forward = torch.compile(model) if (cuda and hp["compile"]) else model
+    forward = model
+    if world > 1:
+        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    forward = torch.compile(forward) if (cuda and hp["compile"]) else forward
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
     has_texture = "texture" in data.manifest.columns
     ids = list(map(str, data.manifest["id"]))
@@ -405,8 +443,9 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
     sample_rows: list[dict] = []
     step_rows: list[dict] = []
     lam, bsz = float(hp["lam"]), int(hp["batch_size"])
+    mine = slice(rank * bsz // world, (rank + 1) * bsz // world)  # this process's part of each batch
 
-    bar = tqdm(total=hp["steps"], initial=start, desc=f"{run_name}", disable=not progress, leave=False)
+    bar = tqdm(total=hp["steps"], initial=start, desc=f"{run_name}", disable=not (progress and lead), leave=False)
     for step in range(start + 1, hp["steps"] + 1):
         t0 = time.perf_counter()
         lr = hp["lr"] * min(1.0, step / hp["warmup_steps"]) if hp["warmup_steps"] else hp["lr"]
@@ -420,14 +459,19 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
             noise = ot_couple(x0, noise, method=hp["ot"])
         token_mask = drop_condition(data.token_mask[idx], float(hp["cond_dropout"]), gens["dropout"])
         frame_mask = data.frame_mask[idx].to(device)
-        x0d, noised, td = x0.to(device), noise.to(device), t.to(device)
+        x0d, noised, td = x0[mine].to(device), noise[mine].to(device), t[mine].to(device)
         with autocast():
-            v = forward(noise_data(x0d, noised, td), td, data.tokens[idx].to(device), token_mask.to(device),
-                        data.seconds[idx].to(device))
+            v = forward(noise_data(x0d, noised, td), td, data.tokens[idx[mine]].to(device),
+                        token_mask[mine].to(device), data.seconds[idx[mine]].to(device))
         v = v.float()
-        per_sample = per_sample_loss(v, velocity_target(x0d, noised), frame_mask)
-        w = barrier_weights(v, arm, lam=lam, t=td, mask=frame_mask, generator=gens["shuffle"], state=tmatched)
-        loss = weighted_loss(w, per_sample)
+        per_sample = per_sample_loss(v, velocity_target(x0d, noised), frame_mask[mine])
+        v_all = _gather(v, world)
+        if world > 1 and arm != "eisbach_grad":  # the batch-coupled arms (norm, shuffle, tmatched) see the whole batch
+            w = barrier_weights(v_all, arm, lam=lam, t=t.to(device), mask=frame_mask, generator=gens["shuffle"],
+                                state=tmatched)[mine]
+        else:  # one process; or eisbach_grad, per sample and differentiated through v
+            w = barrier_weights(v, arm, lam=lam, t=td, mask=frame_mask[mine], generator=gens["shuffle"], state=tmatched)
+        loss = weighted_loss(w, per_sample)  # DDP averages the processes' gradients: the whole batch's mean
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in params if p.grad is not None]
@@ -437,8 +481,8 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
         opt.step()
 
         with torch.no_grad():
-            h = temporal_entropy(v.detach(), frame_mask).cpu()
-        w_c, l_c = w.detach().float().cpu(), per_sample.detach().cpu()
+            h = temporal_entropy(v_all, frame_mask).cpu()
+            w_c, l_c = _gather(w.float(), world).cpu(), _gather(per_sample, world).cpu()
         elapsed = time.perf_counter() - t0
         if (step - 1) % int(hp["log_every"]) == 0 or step == hp["steps"]:
             nsum = noise.double().sum(dim=(1, 2))
@@ -451,19 +495,26 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
                             "dropped": bool(data.token_mask[i].any() and not token_mask[j].any()),
                             "noise_sum": float(nsum[j])})
                 sample_rows.append(row)
-        step_rows.append({"run": run_name, "arm": arm, "seed": int(seed), "step": step, "loss": float(loss.detach()),
+        step_rows.append({"run": run_name, "arm": arm, "seed": int(seed), "step": step, "loss": float((w_c * l_c).mean()),
                           "loss_unweighted": float(l_c.mean()), "w_mean": float(w_c.mean()), "h_mean": float(h.mean()),
                           "lr": lr, "grad_norm": float(grad_norm), "samples_per_s": bsz / elapsed})
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        bar.set_postfix(loss=f"{step_rows[-1]['loss']:.4f}")
         if step in hp["checkpoints"]:
-            _save_checkpoint(out_dir, step, model, adapter, opt, gens, tmatched, order, sample_rows, step_rows)
+            if lead:
+                _save_checkpoint(out_dir, step, model, adapter, opt, gens, tmatched, order, sample_rows, step_rows)
             sample_rows, step_rows = [], []
+            if world > 1:
+                torch.distributed.barrier()
         if stop_after is not None and step >= stop_after:
             bar.close()
             return out_dir
     bar.close()
-    return _finish(out_dir, model, adapter, meta)
+    if lead:
+        _finish(out_dir, model, adapter, meta)
+    if world > 1:
+        torch.distributed.barrier()
+    return out_dir
 
 
 def _check_run_meta(out_dir: Path, meta: dict) -> None:
