@@ -42,6 +42,8 @@ def cmd_pretrain(cfg: dict, args: argparse.Namespace) -> None:
 def cmd_train(cfg: dict, args: argparse.Namespace) -> None:
     from .train import train_run
 
+    if args.base and (Path(args.base) / "vae" / "config.json").exists():
+        cfg["model"]["base_dir"] = args.base  # a whole SA3 directory: its autoencoder and text encoder encode the data
     data = _load_data(cfg).split("finetune")
     out = Path(args.out) if args.out else Path(cfg["runs_dir"]) / "adapters" / f"{args.adapter}_{args.arm}_s{args.seed}"
     print(f"run: {train_run(cfg, data, out, arm=args.arm, seed=args.seed, adapter=args.adapter, steps=args.steps, base_dir=args.base)}")

@@ -354,6 +354,28 @@ def _clear_audio_if_changed(corpus_dir: Path, params: dict) -> None:
     meta_path.write_text(json.dumps(params, indent=2, sort_keys=True))
 
 
+def codec_for(cfg: dict):
+    """The audio codec of a profile: the SA3 autoencoder when model.base_dir is set, else MelCodec."""
+    if cfg["model"].get("base_dir"):
+        from .models import SA3Codec
+
+        return SA3Codec(cfg["model"]["base_dir"])
+    from .codec import MelCodec
+
+    return MelCodec(sample_rate=cfg["corpus"]["sample_rate"], **cfg["codec"])
+
+
+def text_encoder_for(cfg: dict):
+    """The text encoder of a profile: the SA3 text encoder when model.base_dir is set, else MiniLM."""
+    if cfg["model"].get("base_dir"):
+        from .models import SA3TextEncoder
+
+        return SA3TextEncoder(cfg["model"]["base_dir"], cfg["text"]["max_tokens"])
+    from .text import TextEncoder
+
+    return TextEncoder(cfg["text"]["max_tokens"])
+
+
 def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = True) -> Path:
     """Render or load the profile's corpus into <runs_dir>/corpus/ and pre-encode it into
     <runs_dir>/cache/<hash>/; returns the cache folder (safe to re-run: finished work is reused).
@@ -361,9 +383,9 @@ def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = Tr
     corpus.source: `chamber` → build_chamber_corpus; `musiccaps` (corpus.musiccaps_csv,
     corpus.audio_dir) → load_musiccaps; `folder` (corpus.audio_dir) → load_audio_folder. Loaded
     clips are written as WAVs under corpus/audio so every source looks the same downstream, and
-    skipped rows go to corpus/skipped.csv. `codec` (default MelCodec(**cfg['codec'])) and
-    `text_encoder` (default TextEncoder(cfg['text']['max_tokens'])) can be replaced, e.g. by the
-    Stable Audio 3 autoencoder wrapper. Optional config keys: corpus.clips_per_piece (4),
+    skipped rows go to corpus/skipped.csv. `codec` and `text_encoder` default to the
+    profile's (`codec_for`, `text_encoder_for`: the Stable Audio 3 autoencoder and text encoder
+    when model.base_dir is set, else MelCodec and MiniLM). Optional config keys: corpus.clips_per_piece (4),
     corpus.encode_batch_size (32).
     """
     c = cfg["corpus"]
@@ -393,14 +415,8 @@ def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = Tr
     else:
         raise DataError(f"{cfg.get('_path', 'profile')}: corpus.source must be chamber, musiccaps or folder, got {source!r}")
 
-    if codec is None:
-        from .codec import MelCodec
-
-        codec = MelCodec(sample_rate=sr, **cfg["codec"])
-    if text_encoder is None:
-        from .text import TextEncoder
-
-        text_encoder = TextEncoder(int(cfg["text"]["max_tokens"]))
+    codec = codec if codec is not None else codec_for(cfg)
+    text_encoder = text_encoder if text_encoder is not None else text_encoder_for(cfg)
     content = manifest[["id", "split", "caption", "path", "seconds"]].astype(str).to_numpy().tolist()
     meta = {"corpus": corpus_key, "codec": _codec_key(codec), "codec_config": dict(cfg["codec"]),
             "text": _codec_key(text_encoder), "max_tokens": int(cfg["text"]["max_tokens"]),

@@ -17,32 +17,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import REPO
+from .datasets import codec_for, text_encoder_for
 from .sampling import rf_schedule, sample_euler, sample_pingpong
 
 CARD_PROMPTS = REPO / "data" / "card_prompts.csv"
 NOISE_SEED = 1234  # base seed of the fixed sampling noise, the same for every arm and seed
-
-
-def codec_for(cfg: dict):
-    """The audio codec of a profile: the SA3 autoencoder when model.base_dir is set, else MelCodec."""
-    if cfg["model"].get("base_dir"):
-        from .models import SA3Codec
-
-        return SA3Codec(cfg["model"]["base_dir"])
-    from .codec import MelCodec
-
-    return MelCodec(sample_rate=cfg["corpus"]["sample_rate"], **cfg["codec"])
-
-
-def text_encoder_for(cfg: dict):
-    """The text encoder of a profile: the SA3 text encoder when model.base_dir is set, else MiniLM."""
-    if cfg["model"].get("base_dir"):
-        from .models import SA3TextEncoder
-
-        return SA3TextEncoder(cfg["model"]["base_dir"], cfg["text"]["max_tokens"])
-    from .text import TextEncoder
-
-    return TextEncoder(cfg["text"]["max_tokens"])
 
 
 def prompt_set(cfg: dict) -> pd.DataFrame:
@@ -112,8 +91,8 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     if (out / "manifest.csv").exists():
         return pd.read_csv(out / "manifest.csv", keep_default_na=False)
     prompts = prompt_set(cfg)
-    codec = codec or codec_for(cfg)
-    text_encoder = text_encoder or text_encoder_for(cfg)
+    codec = codec if codec is not None else codec_for(cfg)
+    text_encoder = text_encoder if text_encoder is not None else text_encoder_for(cfg)
     model = model if model is not None else load_run_model(cfg, run_dir, step=step)
     device = next(model.parameters()).device
     model.eval()
