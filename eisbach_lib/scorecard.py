@@ -12,7 +12,11 @@ Holm-adjusted across C5–C8, and a verdict:
                 (the note says why).
 Special rules, fixed in advance: C1 compares per-sample cosines with 1; C4 claims only that the
 weight has noise-level dynamics (any direction), so it is never `contradicted`, only `supported`
-or `inconclusive`; C8 is a non-inferiority test with a margin of 10 % of the baseline's value.
+or `inconclusive`; C8 is a non-inferiority test with a margin of 10 % of the baseline's value,
+per seed (inter-prompt Vendi and FD are one number per run): `contradicted` as soon as either CI
+lies wholly on the worse side of 0 (checked first, even inside the margin), `supported` when both
+CIs stay inside the margins; C8 is a guard, not a claim of the paper's direction, and takes no Holm
+requirement (with ≤ 5 seeds a per-seed Wilcoxon p cannot reach 0.05: its minimum is 2/2^n).
 """
 
 from __future__ import annotations
