@@ -356,7 +356,7 @@ def _clear_audio_if_changed(corpus_dir: Path, params: dict) -> None:
 
 def codec_for(cfg: dict):
     """The audio codec of a profile: the SA3 autoencoder when model.base_dir is set, else MelCodec."""
-    if cfg["model"].get("base_dir"):
+    if (cfg.get("model") or {}).get("base_dir"):
         from .models import SA3Codec
 
         return SA3Codec(cfg["model"]["base_dir"])
@@ -367,7 +367,7 @@ def codec_for(cfg: dict):
 
 def text_encoder_for(cfg: dict):
     """The text encoder of a profile: the SA3 text encoder when model.base_dir is set, else MiniLM."""
-    if cfg["model"].get("base_dir"):
+    if (cfg.get("model") or {}).get("base_dir"):
         from .models import SA3TextEncoder
 
         return SA3TextEncoder(cfg["model"]["base_dir"], cfg["text"]["max_tokens"])
