@@ -287,13 +287,10 @@ def to_markdown(meta: dict, results: list[dict]) -> str:
         out += ["## Profiles", "", "| profile | model | kind | batch | adapter | trainable params | ms / step | samples/s "
                 "| barrier ms | barrier share | peak RSS MB |", "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
         for r in prof:
+            barrier = (f"{1e3 * r['barrier_min_s']:.3f} | {r['barrier_share_pct']:.3f}%" if "barrier_min_s" in r else " | ")
             out.append(f"| {r['profile']} | {_model_name(r)} | {r['kind']} | {r['batch']} | {r['adapter'] or 'full'} | "
                        f"{r.get('trainable', '')} | {1e3 * r['min_s']:.1f} ({1e3 * r['median_s']:.1f}) | "
-                       f"{r['batch'] / r['min_s']:.1f} | {1e3 * r['barrier_min_s']:.3f} | "
-                       f"{r['barrier_share_pct']:.3f}% | {r['peak_rss_mb']:.0f} |" if "barrier_min_s" in r else
-                       f"| {r['profile']} | {_model_name(r)} | {r['kind']} | {r['batch']} | {r['adapter'] or 'full'} | | "
-                       f"{1e3 * r['min_s']:.1f} ({1e3 * r['median_s']:.1f}) | {r['batch'] / r['min_s']:.1f} | | | "
-                       f"{r['peak_rss_mb']:.0f} |")
+                       f"{r['batch'] / r['min_s']:.1f} | {barrier} | {r['peak_rss_mb']:.0f} |")
         out.append("")
     lev = [r for r in results if r.get("section") == "levers"]
     if lev:

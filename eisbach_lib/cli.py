@@ -7,6 +7,7 @@ run again: finished work is found and skipped, interrupted work resumes from its
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -60,9 +61,10 @@ def cmd_generate(cfg: dict, args: argparse.Namespace) -> None:
 
     if args.run:
         run = Path(args.run)
-        name = run.name
-        adapter, arm, seed = (name.split("_", 1)[0], name.split("_", 1)[1].rsplit("_s", 1)[0], int(name.rsplit("_s", 1)[1]))
-        m = generate_run(cfg, run, name=name, meta={"adapter": adapter, "arm": arm, "seed": seed})
+        if not (run / "done.json").exists():
+            raise FileNotFoundError(f"{run / 'done.json'}: not a finished run (train it first)")
+        done = json.loads((run / "done.json").read_text())
+        m = generate_run(cfg, run, name=run.name, meta={k: done[k] for k in ("adapter", "arm", "seed")})
     else:
         m = generate_grid(cfg)
     print(f"{len(m)} clips")

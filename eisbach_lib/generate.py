@@ -163,6 +163,6 @@ def generate_grid(cfg: dict, progress: bool = True) -> pd.DataFrame:
 
 def _base_model(cfg: dict):
     from .models import load_base
+    from .train import base_dir_for
 
-    base = cfg["model"].get("base_dir") or Path(cfg["runs_dir"]) / "base"
-    return load_base(base).eval()
+    return load_base(base_dir_for(cfg)).eval()

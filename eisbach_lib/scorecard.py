@@ -61,12 +61,11 @@ def _wilcoxon(d: np.ndarray) -> float:
 
 
 def paired_diff(df: pd.DataFrame, value: str, keys: list[str], arm: str = ARM, baseline: str = BASELINE) -> pd.DataFrame:
-    """Rows matched on `keys` (e.g. seed, prompt_id) with d = value(arm) − value(baseline)."""
-    a = df[df["arm"] == arm].groupby(keys)[value].mean()
-    b = df[df["arm"] == baseline].groupby(keys)[value].mean()
-    j = pd.concat([a.rename("a"), b.rename("b")], axis=1).dropna().reset_index()
-    j["d"] = j["a"] - j["b"]
-    return j
+    """Rows matched on `keys` (e.g. seed, prompt_id) with d = value(arm) − value(baseline): the
+    values of a key (several samples of a prompt) are averaged first, so a prompt is one pair."""
+    j = stats.paired_differences(df.drop(columns="sample", errors="ignore"), value, arm, baseline, pair_on=keys)
+    j = j.rename(columns={f"{value}_arm": "a", f"{value}_baseline": "b", "diff": "d"})
+    return j.dropna(subset=["a", "b"]).reset_index(drop=True)
 
 
 def _paired_row(claim: str, evidence: str, df: pd.DataFrame, value: str, keys: list[str], cfg: dict,
