@@ -1,8 +1,11 @@
-"""The barrier's anatomy: what the weight does, measured on a model and a corpus (claims C1-C4).
+"""The barrier's anatomy: what the weight does, measured on a model and a corpus (claims C1-C4),
+and the manipulation checks of the trained grid.
 
-Notebook 02 calls these on the base model and the `finetune` split; notebook 04 on training logs.
-Each function returns a tidy DataFrame that the notebook plots and writes to
-<runs_dir>/anatomy/*.csv for the scorecard.
+Two entry points compute every scorecard input of C1-C4 and write it to <runs_dir>/anatomy/*.csv:
+`barrier_anatomy(cfg)` (the base model and the `finetune` split, before any fine-tuning: notebook 02)
+and `training_dynamics(cfg)` (the trained grid's logs and checkpoints: notebook 04). The notebooks
+call them and plot what they return; the functions below are their parts, each returning a tidy
+DataFrame. Sizes come from the profile's optional `anatomy:` section (defaults in ANATOMY_DEFAULTS).
 """
 
 from __future__ import annotations
@@ -20,6 +23,16 @@ from .flow import noise_data, velocity_target
 
 FLAT_CLASSES = ("sustained",)
 CONTRAST_CLASSES = ("plucked", "percussive")
+# How much of the model and corpus each measurement looks at (a profile's `anatomy:` section overrides).
+ANATOMY_DEFAULTS = {
+    "clips": 64,          # clips of the finetune split for entropy against t (C4)
+    "t_points": 10,       # noise levels on [0.05, 0.95] (C4)
+    "weight_draws": 8,    # training-distribution timesteps per clip for each clip's mean weight (C2)
+    "grad_batches": 6,    # batches for the per-sample / batch gradient cosines (C1)
+    "update_seqs": 6,     # independent batch sequences for the AdamW update cosines (C1)
+    "update_steps": 10,   # AdamW steps per sequence (C1)
+    "distance_clips": 16, # held-out inputs for the adapters' output distances (manipulation check)
+}
 
 
 def _forward(model, data: PreEncoded, idx: torch.Tensor, t: torch.Tensor, noise: torch.Tensor):
@@ -156,3 +169,197 @@ def flat_share_change(mass: pd.DataFrame) -> pd.DataFrame:
     per = flat.groupby(["run", "arm", "seed", "phase"])[["share", "share_unweighted"]].sum().reset_index()
     per["delta"] = per["share"] - per["share_unweighted"]
     return per.groupby(["run", "arm", "seed"])["delta"].mean().reset_index()
+
+
+def anatomy_settings(cfg: dict) -> dict:
+    """ANATOMY_DEFAULTS overridden by the profile's optional `anatomy:` section."""
+    return {**ANATOMY_DEFAULTS, **(cfg.get("anatomy") or {})}
+
+
+def _trainable_state(model) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters() if p.requires_grad]
+
+
+def _load_trainable(model, state: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for p, s in zip([p for p in model.parameters() if p.requires_grad], state):
+            p.copy_(s)
+
+
+def update_cosines(model, data: PreEncoded, arms: list[str], n_seqs: int = 6, n_steps: int = 10,
+                   batch_size: int = 4, lr: float = 5e-5, betas: tuple[float, float] = (0.9, 0.95),
+                   weight_decay: float = 0.0, lam: float = 0.5, seed: int = 0,
+                   timesteps: str = "trunc_logit_normal") -> pd.DataFrame:
+    """The part of C1 that can fail: does the weighting change the direction of the *update*?
+
+    From the same adapter state θ0 and a fresh AdamW, train `n_steps` on the same batches (clips,
+    timesteps, noise) once with an arm's weights and once unweighted, and compare the cumulative
+    updates Δθ = θ_k − θ0 after every step k: cos(Δθ_arm, Δθ_none). A detached per-sample weight
+    keeps each *sample's* gradient direction (the identity in `grad_cosines`), but the batch gradient
+    Σ_b w_b ∇L_b is a re-weighted sum, and AdamW divides each coordinate by its own running RMS, so
+    neither the batch step nor the optimiser step need keep the unweighted direction. Each of the
+    `n_seqs` batch sequences is an independent unit. Columns: arm, seq, step, cos.
+    """
+    from .flow import sample_timesteps
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    theta0 = _trainable_state(model)
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for seq in range(n_seqs):
+        batches = []
+        for _ in range(n_steps):
+            idx = torch.randperm(len(data), generator=g)[:batch_size]
+            batches.append((idx, sample_timesteps(len(idx), timesteps, generator=g),
+                            torch.randn(data.latents[idx].shape, generator=g)))
+        deltas: dict[str, list[torch.Tensor]] = {}
+        for arm in ["none", *arms]:
+            _load_trainable(model, theta0)
+            opt = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=1e-8)
+            state, shuffle = new_tmatched_state(), torch.Generator().manual_seed(seed + seq)
+            deltas[arm] = []
+            for idx, t, noise in batches:
+                v, target, mask = _forward(model, data, idx, t, noise)
+                w = barrier_weights(v, arm, lam=lam, t=t, mask=mask, generator=shuffle, state=state)
+                opt.zero_grad(set_to_none=True)
+                (w * per_sample_loss(v, target, mask)).mean().backward()
+                opt.step()
+                deltas[arm].append(torch.cat([(p.detach() - p0).flatten() for p, p0 in zip(params, theta0)]))
+        for arm in arms:
+            for k, (da, du) in enumerate(zip(deltas[arm], deltas["none"]), start=1):
+                rows.append({"arm": arm, "seq": seq, "step": k,
+                             "cos": torch.nn.functional.cosine_similarity(da, du, dim=0).item()})
+    _load_trainable(model, theta0)
+    model.zero_grad(set_to_none=True)
+    return pd.DataFrame(rows)
+
+
+def weight_mix(log: pd.DataFrame) -> pd.DataFrame:
+    """The effective training mix of each run (manipulation check): for every texture class, its share
+    of the summed weight Σw and its share of the samples drawn; `shift` = weight share − sample share.
+
+    Under `none` (w = 1) the shift is 0 by construction; a weighting that damps flat clips gives the
+    flat classes a negative shift. Columns: run, arm, seed, texture, weight_share, sample_share, shift."""
+    keys = ["run", "arm", "seed"]
+    grp = log.groupby([*keys, "texture"]).agg(w=("w", "sum"), n=("w", "size")).reset_index()
+    tot = grp.groupby(keys)[["w", "n"]].transform("sum")
+    grp["weight_share"], grp["sample_share"] = grp["w"] / tot["w"], grp["n"] / tot["n"]
+    grp["shift"] = grp["weight_share"] - grp["sample_share"]
+    return grp.drop(columns=["w", "n"])
+
+
+@torch.no_grad()
+def output_distances(cfg: dict, run_dirs: dict[str, Path], data: PreEncoded, n_clips: int = 16,
+                     t_val: float = 0.5, seed: int = 0) -> pd.DataFrame:
+    """How far apart the trained models are (manipulation check): every model's velocity output on
+    the same inputs (the first `n_clips` of `data`, fixed noise, noise level `t_val`), and the RMS
+    distance of every pair relative to the base output's RMS:  D(a, b) = ‖v_a − v_b‖ / ‖v_base‖.
+
+    `run_dirs` maps a label (e.g. the run name) to a finished run folder; the base model is added as
+    "base". Columns: a, b, distance (one row per unordered pair, a < b)."""
+    from .models import load_base
+    from .train import base_dir_for, load_run_model
+
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.arange(min(n_clips, len(data)))
+    noise = torch.randn(data.latents[idx].shape, generator=g)
+    t = torch.full((len(idx),), float(t_val))
+    outs = {"base": _forward(load_base(base_dir_for(cfg)).eval(), data, idx, t, noise)[0]}
+    for name, run_dir in run_dirs.items():
+        outs[name] = _forward(load_run_model(cfg, run_dir), data, idx, t, noise)[0]
+    scale = outs["base"].pow(2).mean().sqrt().item()
+    names = sorted(outs)
+    return pd.DataFrame([{"a": a, "b": b, "distance": (outs[a] - outs[b]).pow(2).mean().sqrt().item() / scale}
+                         for i, a in enumerate(names) for b in names[i + 1:]])
+
+
+def _base_model(cfg: dict):
+    from .models import load_base
+    from .train import base_dir_for
+
+    return load_base(base_dir_for(cfg)).eval()
+
+
+def _split_data(cfg: dict, split: str = "finetune") -> PreEncoded:
+    from .cache import load_cache
+    from .datasets import prepare_corpus
+
+    return load_cache(prepare_corpus(cfg, progress=False)).split(split)
+
+
+def barrier_anatomy(cfg: dict) -> dict[str, pd.DataFrame]:
+    """Everything the scorecard needs from the base model before fine-tuning (C1, C2, C4), written to
+    <runs_dir>/anatomy/: entropy_vs_t.csv (C4), weights_by_clip.csv (C2, with each clip's
+    temporal_flatness), grad_cosines.csv and update_cosines.csv (C1). Returns the tables by name."""
+    from .models import add_adapter
+
+    st, ft = anatomy_settings(cfg), cfg["finetune"]
+    adir = Path(cfg["runs_dir"]) / "anatomy"
+    adir.mkdir(parents=True, exist_ok=True)
+    data, model, lam, seed = _split_data(cfg), _base_model(cfg), float(ft["lam"]), int(cfg["seed"])
+    out = {}
+    t_grid = np.round(np.linspace(0.05, 0.95, int(st["t_points"])), 3).tolist()
+    out["entropy_vs_t"] = entropy_vs_t(model, data, t_grid, n_clips=min(len(data), int(st["clips"])), lam=lam,
+                                       seed=seed).assign(stage="base")
+    wbc = weights_by_clip(model, data, n_t=int(st["weight_draws"]), lam=lam, seed=seed, timesteps=ft["timesteps"])
+    wbc["flatness"] = clip_flatness(data.manifest, Path(cfg["runs_dir"]) / "corpus").to_numpy()
+    out["weights_by_clip"] = wbc
+    adapted = add_adapter(_base_model(cfg), kind=ft["adapters"][0], rank=ft["rank"], alpha=ft["alpha"], seed=seed)
+    arms = ["eisbach", "eisbach_norm", "eisbach_shuffle", "eisbach_tmatched", "eisbach_grad", "minsnr"]
+    out["grad_cosines"] = grad_cosines(adapted, data, arms, n_batches=int(st["grad_batches"]),
+                                       batch_size=ft["batch_size"], lam=lam, seed=seed, timesteps=ft["timesteps"])
+    out["update_cosines"] = update_cosines(adapted, data, ["eisbach", "eisbach_norm"], n_seqs=int(st["update_seqs"]),
+                                           n_steps=int(st["update_steps"]), batch_size=ft["batch_size"],
+                                           lr=float(ft["lr"]), betas=tuple(ft["betas"]),
+                                           weight_decay=float(ft.get("weight_decay", 0.0)), lam=lam, seed=seed,
+                                           timesteps=ft["timesteps"])
+    for name, df in out.items():
+        df.to_csv(adir / f"{name}.csv", index=False)
+    return out
+
+
+def training_logs(cfg: dict) -> pd.DataFrame:
+    """The per-sample training logs of every finished run of the grid, with run, arm, seed, adapter."""
+    from .train import grid_items, read_log
+
+    items = [it for it in grid_items(cfg) if (Path(it["run_dir"]) / "done.json").exists()]
+    if not items:
+        return pd.DataFrame()
+    return pd.concat([read_log(it["run_dir"]).assign(run=Path(it["run_dir"]).name, arm=it["arm"], seed=it["seed"],
+                                                     adapter=it["adapter"]) for it in items], ignore_index=True)
+
+
+def training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
+    """Everything the scorecard needs from the trained grid (C3, C4 over training, manipulation
+    checks), written to <runs_dir>/anatomy/: gradient_mass.csv (C3: each class's share of Σw·L per
+    run and training phase), weight_mix.csv (the effective training mix), entropy_vs_t_checkpoints.csv
+    (C4 at every checkpoint of the first seed's `eisbach` run) and output_distances.csv (how far the
+    final adapters are from the base and from each other). Returns the tables by name."""
+    from .train import grid_items, load_run_model
+
+    st, ft = anatomy_settings(cfg), cfg["finetune"]
+    adir = Path(cfg["runs_dir"]) / "anatomy"
+    adir.mkdir(parents=True, exist_ok=True)
+    log = training_logs(cfg)
+    if log.empty:
+        raise FileNotFoundError(f"{cfg['runs_dir']}/adapters: no finished runs (train the grid first)")
+    out = {"gradient_mass": gradient_mass(log), "weight_mix": weight_mix(log)}
+    data = _split_data(cfg)
+    items = [it for it in grid_items(cfg) if (Path(it["run_dir"]) / "done.json").exists()]
+    adapter = ft["adapters"][0]
+    first = next((it for it in items if it["arm"] == "eisbach" and it["adapter"] == adapter), None)
+    t_grid = np.round(np.linspace(0.05, 0.95, int(st["t_points"])), 3).tolist()
+    parts = []
+    if first is not None:
+        final = int(ft["steps"])
+        for step in sorted(set(ft.get("checkpoints") or []) | {final}):
+            m = load_run_model(cfg, first["run_dir"], step=None if step == final else step)
+            parts.append(entropy_vs_t(m, data, t_grid, n_clips=min(len(data), int(st["clips"])), lam=float(ft["lam"]),
+                                      seed=int(cfg["seed"])).assign(stage=f"step {step}", run=first["run_dir"].name))
+    out["entropy_vs_t_checkpoints"] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    finals = {Path(it["run_dir"]).name: it["run_dir"] for it in items if it["adapter"] == adapter}
+    out["output_distances"] = output_distances(cfg, finals, _split_data(cfg, "reference"),
+                                               n_clips=int(st["distance_clips"]), seed=int(cfg["seed"]))
+    for name, df in out.items():
+        df.to_csv(adir / f"{name}.csv", index=False)
+    return out

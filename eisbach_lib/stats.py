@@ -12,7 +12,8 @@ The one rule every outcome claim goes through (issue 12):
                        the vectorised pieces of the two rules above (used by the calibration test,
                        which runs them on thousands of simulated tables at once);
 - `trend_slopes`       least-squares slope of a value over time within each unit (claim C3);
-- `within_unit_rank_corr`  Spearman ρ of y on x within each unit (claim C4).
+- `within_unit_rank_corr`  Spearman ρ of y on x within each unit (claim C4);
+- `spearman_ci`        Spearman ρ over independent pairs with a bootstrap CI (claim C2).
 
 Legacy helpers (kept for existing callers; not calibrated for crossed designs, see
 benchmarks/results/calibration.md): `bootstrap_ci`, `arm_summary`, `paired_differences`,
@@ -549,6 +550,33 @@ def noninferiority(diffs: pd.DataFrame, margin: float, direction: int = +1, alph
             "p": float(res["p"]), "margin": float(margin), "mde": float(res["mde"]), "verdict": str(res["verdict"]),
             "se": base["se"], "df": base["df"], "n_seeds": base["n_seeds"], "n_prompts": base["n_prompts"],
             "n": base["n"], "method": base["method"], "note": base["note"]}
+
+
+def spearman_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, alpha: float = 0.05,
+                seed: int = 0) -> tuple[float, float, float, float]:
+    """(ρ, lo, hi, p): Spearman's ρ over independent pairs (e.g. clips, claim C2), its percentile
+    bootstrap (1 − α) CI resampling the pairs, and scipy's two-sided p. The pairs are the units, so
+    the plain bootstrap is the right resampling here (unlike seeds, there are hundreds of them).
+    Fewer than 4 finite pairs → all nan."""
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if a.size < 4:
+        return (float("nan"),) * 4
+    rho, p = spearman(a, b)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(n_boot, a.size))
+    ra = scipy.stats.rankdata(a[idx], axis=1)
+    rb = scipy.stats.rankdata(b[idx], axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = (ra * rb).sum(axis=1) / np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
+    boots = boots[np.isfinite(boots)]
+    if boots.size == 0:
+        return rho, float("nan"), float("nan"), p
+    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    return rho, float(lo), float(hi), p
 
 
 # ----------------------------------------------------------------------------- per-unit summaries (C3, C4)

@@ -1,0 +1,281 @@
+"""The scorecard's rules on small synthetic evaluation tables where the truth is known: every verdict
+branch of every claim, the gates (seeds, metric validation, positive control), Holm, and the rows
+that are not claims (controls, manipulation checks, ceilings)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from eisbach_lib import scorecard
+from eisbach_lib.config import load_profile
+
+STEPS = 20
+METRICS = ("motif_recurrence", "novelty_sections", "spectral_contrast", "temporal_flatness")
+
+
+def make_cfg(tmp_path, seeds=5, adapters=("dora",), sweet_spot=10) -> dict:
+    cfg = copy.deepcopy(load_profile("smoke"))
+    cfg["runs_dir"] = str(tmp_path)
+    cfg["figures_dir"] = str(tmp_path / "figures")
+    cfg["finetune"].update(steps=STEPS, seeds=list(range(seeds)), adapters=list(adapters), sweet_spot=sweet_spot,
+                           checkpoints=[10, 20])
+    cfg["generate"]["samples_per_prompt"] = 2
+    cfg["evaluate"]["n_boot"] = 300
+    return cfg
+
+
+def write_eval(tmp_path, effects: dict | None = None, seeds: int = 5, prompts: int = 12, noise: float = 0.05,
+               arms=("none", "eisbach", "oracle_texture", "constant"), adapters=("dora",), steps=(10, 20),
+               win_rate: float = 0.9, ref_sd: float = 1.0, seed: int = 0) -> None:
+    """Evaluation tables with known effects: effects[(arm, metric)] is added to that arm's metric
+    (metric 'vendi_intra' for the set table, 'fd_ref'/'kid_ref'/'vendi_inter' for the runs table)."""
+    effects = effects or {}
+    rng = np.random.default_rng(seed)
+    mdir = tmp_path / "metrics"
+    mdir.mkdir(parents=True, exist_ok=True)
+    seed_eff = rng.normal(0, noise, size=seeds)
+    prompt_eff = rng.normal(0, noise, size=prompts)
+    clips, intra, runs = [], [], []
+    for adapter in adapters:
+        for arm in arms:
+            for s in range(seeds):
+                for step in steps:
+                    run = f"{adapter}_{arm}_s{s}"
+                    for p in range(prompts):
+                        for k in range(2):
+                            row = {"run": run, "adapter": adapter, "arm": arm, "seed": s, "step": step, "prompt_id": p,
+                                   "sample": k, "path": f"{run}/{step}/{p}_{k}.wav"}
+                            for m in METRICS:
+                                row[m] = (1.0 + prompt_eff[p] + seed_eff[s] + rng.normal(0, noise)
+                                          + effects.get((arm, m), 0.0))
+                            clips.append(row)
+                        intra.append({"run": run, "adapter": adapter, "arm": arm, "seed": s, "step": step, "prompt_id": p,
+                                      "vendi_intra": 1.5 + prompt_eff[p] + rng.normal(0, noise)
+                                      + effects.get((arm, "vendi_intra"), 0.0)
+                                      + effects.get((arm, f"vendi_intra@{step}"), 0.0)})
+                    runs.append({"run": run, "adapter": adapter, "arm": arm, "seed": s, "step": step,
+                                 **{m: base * (1 + rng.normal(0, noise / 10)) + effects.get((arm, m), 0.0)
+                                    for m, base in (("vendi_inter", 5.0), ("fd_ref", 80.0), ("kid_ref", 0.5))}})
+    for p in range(prompts):  # the base model, generated once (seed -1, step 0)
+        for k in range(2):
+            clips.append({"run": "base", "adapter": "none", "arm": "base", "seed": -1, "step": 0, "prompt_id": p,
+                          "sample": k, "path": f"base/{p}_{k}.wav",
+                          **{m: 1.0 + prompt_eff[p] + effects.get(("base", m), 0.0) for m in METRICS}})
+    pd.DataFrame(clips).to_parquet(mdir / "clips.parquet", index=False)
+    pd.DataFrame(intra).to_csv(mdir / "intra.csv", index=False)
+    pd.DataFrame(runs).to_csv(mdir / "runs.csv", index=False)
+    ref = pd.DataFrame({m: rng.normal(1.0, ref_sd, 60) for m in METRICS})
+    for i in range(6):
+        ref[f"emb_{i}"] = rng.normal(0, 1, 60)
+    ref.to_parquet(mdir / "reference.parquet", index=False)
+    pd.DataFrame([{"metric": m, "seconds": 4.0, "n_tunes": 20, "win_rate": win_rate}
+                  for m in ("motif_recurrence", "novelty_sections")]).to_csv(mdir / "structure_validation.csv", index=False)
+
+
+def card_row(card: pd.DataFrame, claim: str, role: str = "primary", contains: str = "") -> pd.Series:
+    rows = card[(card["claim"] == claim) & (card["role"] == role) & card["evidence"].str.contains(contains, regex=False)]
+    assert len(rows) >= 1, (claim, role, contains, card[["claim", "role", "evidence"]])
+    return rows.iloc[0]
+
+
+PC_MOVES = {("oracle_texture", "temporal_flatness"): -1.0, ("oracle_texture", "spectral_contrast"): 1.0}
+
+
+# --------------------------------------------------------------------------------------------
+# C5-C7: every verdict, and the gates
+
+
+@pytest.mark.parametrize("effect,noise,expected", [
+    (+1.0, 0.05, "supported"),
+    (-1.0, 0.05, "contradicted"),
+    (0.0, 0.01, "equivalent"),      # sesoi = 0.2 reference SDs = 0.2; a 90 % CI far inside ±0.2
+    (0.0, 1.5, "inconclusive"),     # the same null, but too noisy to rule anything out
+])
+def test_outcome_claim_every_verdict(tmp_path, effect, noise, expected):
+    write_eval(tmp_path, {("eisbach", "spectral_contrast"): effect, **PC_MOVES}, noise=noise)
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    row = card_row(card, "C7")
+    assert row["verdict"] == expected, row.to_dict()
+    assert np.isfinite(row["mde"]) and row["mde"] > 0
+    assert row["sesoi"] == pytest.approx(0.2 * pd.read_parquet(tmp_path / "metrics" / "reference.parquet")["spectral_contrast"].std(), rel=1e-6)
+
+
+def test_too_few_seeds_is_not_testable(tmp_path):
+    write_eval(tmp_path, {("eisbach", "spectral_contrast"): 1.0, **PC_MOVES}, seeds=2)
+    card = scorecard.build_scorecard(make_cfg(tmp_path, seeds=2))
+    row = card_row(card, "C7")
+    assert row["verdict"] == "not testable" and "only 2 seeds" in row["note"]
+
+
+def test_positive_control_that_does_not_move_blocks_the_outcome_verdicts(tmp_path):
+    # oracle_texture has no effect here (seed 1: neither control metric's CI excludes 0 by chance)
+    write_eval(tmp_path, {("eisbach", "spectral_contrast"): 1.0}, noise=0.05, seed=1)
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    for claim in ("C5", "C6", "C7"):
+        row = card_row(card, claim)
+        assert row["verdict"] == "not testable" and "positive control" in row["note"], row.to_dict()
+
+
+def test_no_positive_control_arm_is_said(tmp_path):
+    write_eval(tmp_path, {("eisbach", "spectral_contrast"): 1.0}, arms=("none", "eisbach"))
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    assert "no positive control" in card_row(card, "C7")["note"]
+
+
+def test_a_metric_failing_its_validation_makes_c6_not_testable(tmp_path):
+    write_eval(tmp_path, {("eisbach", "motif_recurrence"): 1.0, **PC_MOVES}, win_rate=0.55)
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    row = card_row(card, "C6")
+    assert row["verdict"] == "not testable" and "55%" in row["note"]
+    write_eval(tmp_path, {("eisbach", "motif_recurrence"): 1.0, **PC_MOVES}, win_rate=0.95)
+    assert card_row(scorecard.build_scorecard(make_cfg(tmp_path)), "C6")["verdict"] == "supported"
+
+
+def test_holm_downgrades_a_decisive_verdict_whose_adjusted_p_is_too_large():
+    rows = [{"claim": c, "verdict": v, "p": p, "p_holm": np.nan, "note": ""}
+            for c, v, p in (("C5", "supported", 0.04), ("C6", "inconclusive", 0.5), ("C7", "contradicted", 0.001))]
+    scorecard._holm(rows, alpha=0.05)
+    assert rows[0]["verdict"] == "inconclusive" and rows[0]["p_holm"] == pytest.approx(0.08)
+    assert rows[2]["verdict"] == "contradicted" and rows[2]["p_holm"] == pytest.approx(0.003)
+
+
+# --------------------------------------------------------------------------------------------
+# controls, manipulation checks, C8-C10
+
+
+def test_controls_positive_moves_negative_is_equivalent(tmp_path):
+    write_eval(tmp_path, PC_MOVES, noise=0.01)
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    pc = card[card["claim"] == "PC"]
+    assert set(pc["verdict"]) == {"supported"}, pc[["evidence", "verdict"]]
+    nc = card[card["claim"] == "NC"]
+    assert len(nc) == 3 and set(nc["verdict"]) == {"equivalent"}, nc[["evidence", "verdict", "note"]]
+
+
+def test_negative_control_that_differs_is_flagged(tmp_path):
+    write_eval(tmp_path, {**PC_MOVES, ("constant", "spectral_contrast"): 1.0}, noise=0.01)
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    assert card_row(card, "NC", "control", "spectral_contrast")["verdict"] == "supported"
+
+
+def test_manipulation_check_fine_tune_moves_generations(tmp_path):
+    write_eval(tmp_path, {**PC_MOVES, ("none", "spectral_contrast"): 0.5, ("eisbach", "spectral_contrast"): 0.5}, noise=0.05)
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    assert card_row(card, "M1", "manipulation", "spectral_contrast")["verdict"] == "supported"
+
+
+@pytest.mark.parametrize("fd_shift,expected", [(0.0, "supported"), (40.0, "contradicted")])
+def test_c8_non_inferiority(tmp_path, fd_shift, expected):
+    write_eval(tmp_path, {**PC_MOVES, ("eisbach", "fd_ref"): fd_shift}, noise=0.05)
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    row = card_row(card, "C8")
+    assert row["verdict"] == expected, row.to_dict()
+
+
+def test_c9_needs_both_adapters(tmp_path):
+    write_eval(tmp_path, PC_MOVES)
+    assert "not tested" in card_row(scorecard.build_scorecard(make_cfg(tmp_path)), "C9", "exploratory")["note"]
+    write_eval(tmp_path, {**PC_MOVES, ("eisbach", "vendi_intra"): 0.5}, adapters=("dora", "lora"))
+    row = card_row(scorecard.build_scorecard(make_cfg(tmp_path, adapters=("dora", "lora"))), "C9", "exploratory")
+    assert row["verdict"] in ("equivalent", "inconclusive") and row["n"] > 0  # same gap with both adapters
+
+
+def test_c10_compares_with_the_mean_of_the_other_checkpoints(tmp_path):
+    write_eval(tmp_path, {**PC_MOVES, ("eisbach", "vendi_intra@10"): 1.0}, noise=0.05)
+    row = card_row(scorecard.build_scorecard(make_cfg(tmp_path, sweet_spot=10)), "C10", "exploratory")
+    assert row["verdict"] == "supported" and row["estimate"] == pytest.approx(1.0, abs=0.1)
+    row = card_row(scorecard.build_scorecard(make_cfg(tmp_path, sweet_spot=None)), "C10", "exploratory")
+    assert row["verdict"] == "not testable" and "not tested" in row["note"]
+
+
+# --------------------------------------------------------------------------------------------
+# C1-C4 from the anatomy tables
+
+
+def write_anatomy(tmp_path, cos_final=0.999, rho_sign=-1, slope_eisbach=-0.02, h_slope=0.05, seed=0, seeds=5):
+    rng = np.random.default_rng(seed)
+    adir = tmp_path / "anatomy"
+    adir.mkdir(parents=True, exist_ok=True)
+    rows = [{"arm": arm, "seq": q, "step": k, "cos": 1 - (1 - cos_final) * k / 10 + rng.normal(0, 1e-4)}
+            for arm in ("eisbach", "eisbach_norm") for q in range(6) for k in range(1, 11)]
+    pd.DataFrame(rows).to_csv(adir / "update_cosines.csv", index=False)
+    gc = [{"arm": a, "kind": "per_sample", "batch": 0, "sample": b, "cos": 1.0 if a != "eisbach_grad" else 0.3, "w": 0.1}
+          for a in ("eisbach", "eisbach_norm", "eisbach_grad") for b in range(4)]
+    gc += [{"arm": "eisbach", "kind": "batch", "batch": 0, "sample": -1, "cos": 0.95, "w": np.nan}]
+    pd.DataFrame(gc).to_csv(adir / "grad_cosines.csv", index=False)
+    flat = rng.uniform(0.3, 1.0, 80)
+    pd.DataFrame({"id": range(80), "texture": np.where(flat > 0.7, "sustained", "plucked"),
+                  "h": flat, "w": rho_sign * flat + rng.normal(0, 0.05, 80), "flatness": flat}).to_csv(
+        adir / "weights_by_clip.csv", index=False)
+    mass = []
+    for arm, slope in (("none", 0.0), ("eisbach", slope_eisbach)):
+        for s in range(seeds):
+            for ph in range(5):
+                share = 0.4 + slope * ph + rng.normal(0, 0.002)
+                mass += [{"run": f"dora_{arm}_s{s}", "arm": arm, "seed": s, "phase": ph, "texture": "sustained",
+                          "share": share, "share_unweighted": 0.4},
+                         {"run": f"dora_{arm}_s{s}", "arm": arm, "seed": s, "phase": ph, "texture": "plucked",
+                          "share": 1 - share, "share_unweighted": 0.6}]
+    pd.DataFrame(mass).to_csv(adir / "gradient_mass.csv", index=False)
+    t = np.round(np.linspace(0.05, 0.95, 10), 3)
+    ev = [{"id": c, "texture": "x", "t": tt, "h": 0.9 + h_slope * tt + rng.normal(0, 0.01), "w": 0.1, "stage": "base"}
+          for c in range(24) for tt in t]
+    pd.DataFrame(ev).to_csv(adir / "entropy_vs_t.csv", index=False)
+
+
+@pytest.mark.parametrize("cos_final,expected", [(0.9999, "supported"), (0.9, "contradicted")])
+def test_c1_update_direction(tmp_path, cos_final, expected):
+    write_anatomy(tmp_path, cos_final=cos_final)
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    assert card_row(card, "C1")["verdict"] == expected
+    sanity = card_row(card, "C1", "sanity")
+    assert sanity["verdict"] == "supported" and "eisbach_grad" in sanity["note"]
+
+
+@pytest.mark.parametrize("sign,expected", [(-1, "supported"), (+1, "contradicted")])
+def test_c2_weight_against_flatness(tmp_path, sign, expected):
+    write_anatomy(tmp_path, rho_sign=sign)
+    row = card_row(scorecard.build_scorecard(make_cfg(tmp_path)), "C2")
+    assert row["verdict"] == expected and np.sign(row["estimate"]) == sign
+
+
+@pytest.mark.parametrize("slope,expected", [(-0.02, "supported"), (0.02, "contradicted"), (0.0, "inconclusive")])
+def test_c3_the_curriculum_must_emerge(tmp_path, slope, expected):
+    write_anatomy(tmp_path, slope_eisbach=slope)
+    row = card_row(scorecard.build_scorecard(make_cfg(tmp_path)), "C3")
+    assert row["verdict"] == expected, row.to_dict()
+
+
+def test_c3_with_two_seeds_is_not_testable(tmp_path):
+    write_anatomy(tmp_path, seeds=2)
+    assert card_row(scorecard.build_scorecard(make_cfg(tmp_path)), "C3")["verdict"] == "not testable"
+
+
+@pytest.mark.parametrize("h_slope,expected", [(0.05, "supported"), (-0.05, "supported"), (0.0, "inconclusive")])
+def test_c4_within_clip_dependence_either_direction(tmp_path, h_slope, expected):
+    write_anatomy(tmp_path, h_slope=h_slope)
+    row = card_row(scorecard.build_scorecard(make_cfg(tmp_path)), "C4")
+    assert row["verdict"] == expected, row.to_dict()
+
+
+def test_missing_inputs_say_which_file_and_who_writes_it(tmp_path):
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    assert set(card[card["claim"].isin([f"C{i}" for i in range(1, 11)])]["verdict"]) == {"not testable"}
+    assert "update_cosines.csv" in card_row(card, "C1")["note"]
+    assert "gradient_mass.csv" in card_row(card, "C3")["note"]
+    assert set(card["verdict"]) <= set(scorecard.VERDICTS)
+
+
+def test_written_scorecard_has_the_new_columns(tmp_path):
+    write_eval(tmp_path, PC_MOVES)
+    write_anatomy(tmp_path)
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    scorecard.write_scorecard(card, tmp_path / "figures")
+    md = (tmp_path / "figures" / "scorecard.md").read_text()
+    assert "| MDE |" in md and "| sesoi |" in md and "**equivalent**" in md
+    back = pd.read_csv(tmp_path / "figures" / "scorecard.csv")
+    assert list(back.columns) == scorecard.COLUMNS
