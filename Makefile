@@ -29,6 +29,7 @@ bench: install
 	$(PYTHON) benchmarks/bench_train.py --rounds 2
 	$(PYTHON) benchmarks/bench_decode.py --out benchmarks/results/decode.md
 	$(PYTHON) benchmarks/bench_metrics.py
+	$(PYTHON) benchmarks/bench_calibration.py
 
 strip:
 	nbstripout notebooks/*.ipynb

@@ -252,7 +252,8 @@ def crossed_table(diffs: pd.DataFrame, value: str = "d", seed: str = "seed",
                   prompt: str = "prompt_id") -> tuple[np.ndarray, list, list, str]:
     """(table [S, P], seed labels, prompt labels, note): the complete table paired_verdict analyses.
 
-    - rows whose `value` is NaN/inf are dropped; rows sharing a (seed, prompt) cell are averaged
+    - rows whose `value` is NaN/inf are dropped (so are rows with a missing seed or prompt label,
+      by the groupby); rows sharing a (seed, prompt) cell are averaged
       (several samples of a prompt count once: the prompt is the unit, not the clip);
     - without a `seed` column the table has one pseudo-seed (S = 1); without a `prompt` column one
       pseudo-prompt (P = 1), except that with neither column every row is its own unit (S = 1,
