@@ -14,6 +14,7 @@ The parts, in the order a study runs:
 - `study_verdicts`   one row per (comparison, question): win rate, a 95 % interval clustered by
                      rater and by pair, position bias and a verdict; raters failing catch trials
                      are excluded (`screen_raters`);
+- `bradley_terry`    an exploratory ranking of all arms, intervals resampling raters;
 - `StudyAB`          the same study as an ipywidgets widget in a live notebook (writes votes.csv).
 
 Two hidden-arm rules hold everywhere: pair ids are opaque (``t01``, ``t02``, ... in a random
@@ -627,9 +628,77 @@ def study_verdicts(votes: pd.DataFrame, pairs: pd.DataFrame, catch_question: str
                    verdict=decide_win_rate(lo, hi, elo, ehi, r["n_raters"], sesoi, min_raters))
         rows.append(row)
     out = pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+    arm_rank = {a: i for i, a in enumerate(("none", "minsnr", *CONTROL_ARMS))}
+    q_rank = {q: i for i, q in enumerate(dict.fromkeys(pairs["question"]))}
+    out["_arm"] = [arm_rank.get(a, len(arm_rank)) for a in out["arm_b"]]  # none, minsnr, controls, others
+    out["_q"] = [q_rank[q] for q in out["question"]]                       # the study's question order
+    out = out.sort_values(["arm_a", "_arm", "arm_b", "_q"]).drop(columns=["_arm", "_q"]).reset_index(drop=True)
     out.attrs["catch"] = catch
     out.attrs["excluded"] = sorted(excluded)
     return out
+
+
+def bt_strengths(wins: np.ndarray, prior: float = 0.5, iters: int = 500, tol: float = 1e-10) -> np.ndarray:
+    """Bradley–Terry log-strengths from a wins matrix (wins[i, j] = times i was preferred to j,
+    a tie counting ½ to each), batched over leading axes; centred to mean 0.
+
+    P(i beats j) = p_i / (p_i + p_j); fitted by Hunter's (2004) MM iteration
+    p_i ← W_i / Σ_j n_ij / (p_i + p_j) with W_i the wins of i and n_ij the games between i and j.
+    `prior` pseudo-wins are added both ways to every pair that met (a weak prior towards equal
+    strength), so an arm that won every vote still gets a finite strength."""
+    wins = np.asarray(wins, dtype=np.float64)
+    met = (wins + np.swapaxes(wins, -1, -2)) > 0
+    wins = wins + prior * met
+    games = wins + np.swapaxes(wins, -1, -2)
+    total = wins.sum(axis=-1)
+    p = np.ones(wins.shape[:-1])
+    for _ in range(iters):
+        denom = (games / (p[..., :, None] + p[..., None, :])).sum(axis=-1)
+        new = np.where(denom > 0, total / np.where(denom > 0, denom, 1), p)
+        new = new / np.exp(np.mean(np.log(new), axis=-1, keepdims=True))
+        if np.max(np.abs(new - p)) < tol:
+            p = new
+            break
+        p = new
+    return np.log(p)
+
+
+def bradley_terry(votes: pd.DataFrame, pairs: pd.DataFrame, question: str, n_boot: int = 1000,
+                  seed: int = 0) -> pd.DataFrame:
+    """A Bradley–Terry ranking of the arms on one question (catch trials and excluded raters left
+    out), with 95 % percentile intervals from resampling raters (`n_boot` bootstrap draws, seeded).
+
+    Returns ``arm, strength, ci_low, ci_high`` (log-strength, mean 0 over the arms; a difference
+    of 1 between two arms means odds e ≈ 2.7 : 1 that the first is preferred), sorted strongest
+    first. Exploratory: with every comparison against one arm, it orders what the pairwise win
+    rates already show; the verdicts come from `study_verdicts`."""
+    catch = catch_table(votes, pairs)
+    v = latest_votes(votes)
+    v = v[~v["rater"].isin(set(catch.loc[catch["excluded"], "rater"]))] if len(v) else v
+    real = pairs[~pairs["is_catch"].astype(bool) & (pairs["question"] == question)]
+    v = v.merge(real[["pair_id", "question", "arm_a", "arm_b"]], on=["pair_id", "question"]) if len(v) else v
+    arms = sorted(set(real["arm_a"]) | set(real["arm_b"]))
+    if len(v) == 0 or len(arms) < 2:
+        return pd.DataFrame(columns=["arm", "strength", "ci_low", "ci_high"])
+    idx = {a: i for i, a in enumerate(arms)}
+    raters = sorted(set(v["rater"]))
+    per_rater = np.zeros((len(raters), len(arms), len(arms)))
+    for r in v.itertuples():
+        k, a, b = raters.index(r.rater), idx[r.arm_a], idx[r.arm_b]
+        if r.choice == "tie":
+            per_rater[k, a, b] += 0.5
+            per_rater[k, b, a] += 0.5
+        elif r.preferred_arm == r.arm_a:
+            per_rater[k, a, b] += 1
+        else:
+            per_rater[k, b, a] += 1
+    est = bt_strengths(per_rater.sum(axis=0))
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(raters), np.full(len(raters), 1 / len(raters)), size=n_boot)
+    boot = bt_strengths(np.einsum("br,rij->bij", counts, per_rater))
+    out = pd.DataFrame({"arm": arms, "strength": est, "ci_low": np.percentile(boot, 2.5, axis=0),
+                        "ci_high": np.percentile(boot, 97.5, axis=0)})
+    return out.sort_values("strength", ascending=False).reset_index(drop=True)
 
 
 def study_summary(cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:

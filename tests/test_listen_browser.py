@@ -34,7 +34,7 @@ from eisbach_lib.study import (
     study_verdicts,
     trials_of,
 )
-from test_listen_study import tiny_samples
+from test_listen_study import smoke_profile_at, tiny_samples
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -145,22 +145,10 @@ def test_tampered_csv_refused_votes_unchanged(session, tmp_path):
         import_votes(study, [bad])
     assert votes_csv.read_bytes() == before
     out = subprocess.run([sys.executable, "-m", "eisbach_lib.cli", "listen", "import", str(bad),
-                          "--profile", str(write_profile(session["cfg"], tmp_path))],
+                          "--profile", str(smoke_profile_at(session["cfg"]["runs_dir"], tmp_path))],
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert out.returncode == 2 and "tampered.csv, line 4" in out.stderr
     assert votes_csv.read_bytes() == before
-
-
-def write_profile(cfg, tmp_path):
-    """The smoke profile with runs_dir pointing at the fixture's runs."""
-    import yaml
-
-    prof = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
-    prof["runs_dir"] = cfg["runs_dir"]
-    prof["figures_dir"] = str(Path(cfg["runs_dir"]) / "figures")
-    path = tmp_path / "profile.yaml"
-    path.write_text(yaml.safe_dump(prof))
-    return path
 
 
 # ----------------------------------------------------------------------------- (b) live JupyterLab

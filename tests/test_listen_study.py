@@ -390,3 +390,82 @@ def test_study_widget_writes_votes_with_hidden_arm(kit):
     while not w2.done:
         w2.choose("B")
     assert w2.button_a.disabled and "win_rate" in w2.result.outputs[0]["data"]["text/html"]
+
+
+# ----------------------------------------------------------------------------- players and command line
+
+
+def test_static_players_embed_labelled_mp3(tmp_path):
+    from eisbach_lib.study import static_players
+
+    m = tiny_samples(tmp_path, arms=("none", "eisbach"), seeds=(0, 1), prompts=(0, 1, 2))
+    page = static_players(m, tmp_path, max_clips=8)
+    assert page.count("<audio controls") == 8 and page.count("data:audio/mpeg;base64,") == 8
+    assert "none · seed 0 · prompt 0" in page and "eisbach · seed 1 · prompt 1" in page
+    assert "8 clips shown of 12" in page
+
+
+def smoke_profile_at(runs, tmp_path):
+    """The smoke profile with runs_dir (and figures_dir) pointing at `runs`."""
+    import yaml
+
+    from eisbach_lib.config import CONFIGS
+
+    prof = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
+    prof.update(runs_dir=str(runs), figures_dir=str(Path(runs) / "figures"))
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(prof))
+    return path
+
+
+def test_cli_listen_kit_import_summary(tmp_path, capsys):
+    from eisbach_lib.cli import main
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    tiny_samples(runs)
+    prof = smoke_profile_at(runs, tmp_path)
+    main(["listen", "kit", "--profile", str(prof)])
+    out = capsys.readouterr().out
+    assert "8 trials (2 catch)" in out and "study.html" in out
+    doc = load_study(runs / "listening" / "study.json")
+    f = page_csv(tmp_path / "r1.csv", doc, "r1", prefer("eisbach"))
+    main(["listen", "import", str(f), "--profile", str(prof)])
+    assert "16 new votes" in capsys.readouterr().out
+    main(["listen", "summary", "--profile", str(prof)])
+    out = capsys.readouterr().out
+    assert "too few votes" in out and "eisbach" in out and "r1" in out
+    with pytest.raises(SystemExit) as e:
+        main(["listen", "import", "--profile", str(prof)])
+    assert e.value.code == 2
+
+
+def test_bradley_terry_recovers_known_strengths():
+    from eisbach_lib.study import bt_strengths
+
+    true = np.log(np.array([1.0, 2.0, 4.0]))
+    true -= true.mean()
+    p = np.exp(true)
+    n = 4000
+    wins = np.array([[0 if i == j else n * p[i] / (p[i] + p[j]) for j in range(3)] for i in range(3)])
+    np.testing.assert_allclose(bt_strengths(wins, prior=0), true, atol=1e-6)
+    np.testing.assert_allclose(bt_strengths(np.full((3, 3), 5.0) * (1 - np.eye(3))), 0, atol=1e-9)
+    assert np.isfinite(bt_strengths(np.array([[0, 10.0], [0, 0]]))).all()  # a clean sweep stays finite
+
+
+def test_bradley_terry_orders_the_arms(tmp_path):
+    from eisbach_lib.study import bradley_terry
+
+    m = tiny_samples(tmp_path, arms=("none", "eisbach", "constant"), seeds=(0, 1), prompts=(0, 1, 2))
+    cfg = {"name": "bt", "runs_dir": str(tmp_path)}
+    doc = load_study(make_kit(cfg, samples=m))
+
+    def choose(p):
+        if p["is_catch"]:
+            return "A", p["arm_a"]
+        return "A", ("eisbach" if p["arm_b"] == "none" else "constant")  # none < eisbach < constant
+
+    v = votes_frame(doc, {f"r{i}": choose for i in range(6)})
+    bt = bradley_terry(v, doc["pairs"], "preference", n_boot=200)
+    assert list(bt["arm"]) == ["constant", "eisbach", "none"]
+    assert (bt["ci_low"] <= bt["strength"]).all() and (bt["strength"] <= bt["ci_high"]).all()
