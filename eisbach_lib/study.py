@@ -729,11 +729,12 @@ def plot_study(table: pd.DataFrame, catch: pd.DataFrame, sesoi: float = SESOI):
                          fontsize=8, va="bottom")
     ax1.set_yticks(y, labels)
     ax1.set_xlim(0, 1)
-    ax1.invert_yaxis()
+    ax1.set_ylim(len(table) - 0.5, -0.5)
     ax1.set_xlabel("win rate of arm_a (95 % CI, clustered by rater and pair)")
     if len(catch):
         colors = ["tab:red" if e else "tab:green" for e in catch["excluded"]]
-        ax2.barh(catch["rater"].astype(str), catch["pass_rate"].fillna(0), color=colors)
+        names = [f"{r} (excluded)" if e else str(r) for r, e in zip(catch["rater"], catch["excluded"])]
+        ax2.barh(names, catch["pass_rate"].fillna(0), color=colors)
         ax2.axvline(1 - MAX_CATCH_FAIL, color="0.4", ls="--", lw=1)
         ax2.invert_yaxis()
     else:
