@@ -14,6 +14,7 @@ The parts, in the order a study runs:
 - `study_verdicts`   one row per (comparison, question): win rate, a 95 % interval clustered by
                      rater and by pair, position bias and a verdict; raters failing catch trials
                      are excluded (`screen_raters`);
+- `listener_rows`    the scorecard's "listeners" rows (when votes exist);
 - `bradley_terry`    an exploratory ranking of all arms, intervals resampling raters;
 - `StudyAB`          the same study as an ipywidgets widget in a live notebook (writes votes.csv).
 
@@ -708,6 +709,30 @@ def study_summary(cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     votes = votes[votes["study_id"] == doc["study_id"]] if len(votes) else votes
     table = study_verdicts(votes, doc["pairs"], doc.get("catch_question", "preference"))
     return table, table.attrs["catch"], doc
+
+
+def listener_rows(cfg: dict) -> pd.DataFrame:
+    """The scorecard's "listeners" rows, one per (comparison, question), only when the profile has
+    a study and votes (else an empty frame): the scorecard's columns with ``claim`` "listeners",
+    the question's text and its claim tag as ``statement``, the win rate of arm_a as ``estimate``
+    (null 0.5, not 0) with its clustered 95 % interval, ``n`` the votes, and the study's verdict.
+    Kept apart from the metric-based claims (they are people's judgements, not metrics)."""
+    cols = ["claim", "statement", "evidence", "direction", "estimate", "ci_lo", "ci_hi", "p", "p_holm", "n",
+            "verdict", "note"]
+    if not (listening_dir(cfg) / "study.json").exists() or not (listening_dir(cfg) / "votes.csv").exists():
+        return pd.DataFrame(columns=cols)
+    table, catch, doc = study_summary(cfg)
+    if table["n_votes"].sum() == 0:
+        return pd.DataFrame(columns=cols)
+    text = {q["id"]: f"{q['text']} [{q.get('claim', '')}]" for q in doc["questions"]}
+    rows = [{"claim": "listeners", "statement": text.get(r.question, r.question),
+             "evidence": f"{r.arm_a} vs {r.arm_b}: win rate of {r.arm_a} (0.5 = no preference), "
+                         f"{r.n_raters} raters, CI clustered by rater and pair",
+             "direction": "+", "estimate": r.win_rate, "ci_lo": r.ci_low, "ci_hi": r.ci_high, "p": np.nan,
+             "p_holm": np.nan, "n": r.n_votes, "verdict": r.verdict,
+             "note": f"study {doc['study_id']}; {len(table.attrs['excluded'])} raters excluded by catch trials; "
+                     f"position bias {r.position_bias:.2f}"} for r in table.itertuples()]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def plot_study(table: pd.DataFrame, catch: pd.DataFrame, sesoi: float = SESOI):

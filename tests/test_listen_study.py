@@ -435,6 +435,13 @@ def test_cli_listen_kit_import_summary(tmp_path, capsys):
     main(["listen", "summary", "--profile", str(prof)])
     out = capsys.readouterr().out
     assert "too few votes" in out and "eisbach" in out and "r1" in out
+    from eisbach_lib.config import load_profile
+    from eisbach_lib.study import listener_rows
+
+    rows = listener_rows(load_profile(str(prof)))
+    assert list(rows["claim"].unique()) == ["listeners"] and len(rows) == 2
+    assert rows["n"].tolist() == [6, 6] and (rows["estimate"] == 1.0).all()
+    assert (rows["verdict"] == "too few votes").all()
     with pytest.raises(SystemExit) as e:
         main(["listen", "import", "--profile", str(prof)])
     assert e.value.code == 2
