@@ -476,3 +476,17 @@ def test_bradley_terry_orders_the_arms(tmp_path):
     bt = bradley_terry(v, doc["pairs"], "preference", n_boot=200)
     assert list(bt["arm"]) == ["constant", "eisbach", "none"]
     assert (bt["ci_low"] <= bt["strength"]).all() and (bt["strength"] <= bt["ci_high"]).all()
+
+
+def test_decide_win_rate_matches_stats_decide():
+    """The local rule equals stats.decide on (win rate − 0.5) once that function is merged."""
+    from eisbach_lib import stats
+
+    if not hasattr(stats, "decide"):
+        pytest.skip("stats.decide not merged on this branch")
+    rng = np.random.default_rng(0)
+    c = rng.uniform(0.2, 0.8, 5000)
+    h95, h90 = rng.uniform(0.01, 0.3, 5000), rng.uniform(0.01, 0.3, 5000) * 0.84
+    ours = decide_win_rate(c - h95, c + h95, c - h90, c + h90, np.full(5000, 12))
+    theirs = stats.decide(c - h95 - 0.5, c + h95 - 0.5, +1, c - h90 - 0.5, c + h90 - 0.5, sesoi=0.10)
+    assert (ours == theirs).all()
