@@ -846,10 +846,6 @@ class StudyAB:
         """True once every trial of this session is answered."""
         return self.index >= len(self.plan)
 
-    def _clip(self, side: str) -> str:
-        t = self.plan.iloc[self.index]
-        return t["clip_a"] if t["a_is"] == side else t["clip_b"]
-
     def _show_trial(self) -> None:
         if self.done:
             self._finish()
