@@ -77,6 +77,31 @@ def cmd_evaluate(cfg: dict, args: argparse.Namespace) -> None:
     print(card[["claim", "estimate", "ci_lo", "ci_hi", "verdict"]].to_string(index=False))
 
 
+def cmd_listen(cfg: dict, args: argparse.Namespace) -> None:
+    from . import study as st
+
+    study_json = st.listening_dir(cfg) / "study.json"
+    if args.action == "kit":
+        path = st.make_kit(cfg, st.study_config(cfg, args.study))
+        doc = st.load_study(path)
+        trials = st.trials_of(doc["pairs"])
+        print(f"study {doc['study_id']}: {len(trials)} trials ({int(trials['is_catch'].sum())} catch), "
+              f"questions {[q['id'] for q in doc['questions']]}")
+        print(f"send this page to the raters: {path.parent / 'study.html'}\nstudy: {path}")
+    elif args.action == "import":
+        if not args.files:
+            raise ValueError("listen import: name the CSV files to import")
+        n = st.import_votes(study_json, args.files)
+        print(f"{n} new votes imported into {study_json.parent / 'votes.csv'}")
+    else:
+        table, catch, doc = st.study_summary(cfg)
+        print(f"study {doc['study_id']}")
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        if len(catch):
+            print("\ncatch trials per rater (excluded: failed more than "
+                  f"{st.MAX_CATCH_FAIL:.0%}):\n{catch.to_string(index=False)}")
+
+
 def cmd_reproduce(cfg: dict, args: argparse.Namespace) -> None:
     run_series(args.profile, cfg, first=args.first, last=args.last)
 
@@ -133,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = add("generate", "the fixed prompt x seed grid for one trained adapter (or all)")
     g.add_argument("--run", default=None, help="one run folder; default: every finished run")
     add("evaluate", "metrics, statistics and the claims scorecard over all runs of the profile")
+    ls = add("listen", "a blind listening study: kit (offline page), import FILE..., summary")
+    ls.add_argument("action", choices=["kit", "import", "summary"])
+    ls.add_argument("files", nargs="*", help="for import: the CSV files the raters sent back")
+    ls.add_argument("--study", default=None, help="a study YAML (overrides the profile's `listening:` section)")
     r = add("reproduce", "papermill: notebooks 00..07 in order, executed copies in runs/<profile>/")
     r.add_argument("--first", type=int, default=0, help="first notebook number")
     r.add_argument("--last", type=int, default=7, help="last notebook number")

@@ -11,7 +11,9 @@ Everything here starts from a samples manifest, a DataFrame with the columns
 - `ab_pairs`         blind pairs of two arms' clips with the same (adapter, seed, prompt, sample,
                      step), a balanced seeded left/right order and a seeded presentation order;
 - `BlindAB`          the A/B widget: players "A" and "B", three buttons, one CSV row per choice;
-- `summarise_ab`     counts and a two-sided exact binomial test over a choices CSV.
+- `summarise_ab`     counts and a two-sided exact binomial test over a choices CSV (one rater, a
+                     quick look; a study with several raters goes through `study_verdicts`);
+- `study_verdicts`   the listening study's clustered verdicts (`eisbach_lib.study`).
 
 Conventions chosen here
 -----------------------
@@ -421,3 +423,14 @@ class BlindAB:
     def _repr_mimebundle_(self, **kwargs):
         """Display as the widget."""
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def study_verdicts(votes: pd.DataFrame, pairs: pd.DataFrame, **kwargs) -> pd.DataFrame:
+    """The listening study's verdicts: see `eisbach_lib.study.study_verdicts` (the study — kit,
+    page, import, clustered analysis, widget — lives in `eisbach_lib.study`)."""
+    from .study import study_verdicts as _study_verdicts
+
+    return _study_verdicts(votes, pairs, **kwargs)
