@@ -68,7 +68,7 @@ OUTCOMES = {              # claim: (metric, table, direction)
 SECONDARY = {"C6": ("novelty_sections", "clips", +1)}
 CONTROL_METRICS = {"temporal_flatness": -1, "spectral_contrast": +1}  # what the positive control must move
 HOLM_FAMILY = ("C5", "C6", "C7")
-VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", "not testable")
+VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", "not testable", "too few votes", "")
 CLAIMS = {
     "C1": "detached weights change each sample's step size, never its direction",
     "C2": "temporal entropy downweights flat samples, keeps high-contrast ones",
@@ -499,7 +499,18 @@ def build_scorecard(cfg: dict) -> pd.DataFrame:
     rows += outcomes
     rows += [claim_c8(t, cfg), claim_c9(t, cfg), claim_c10(t, cfg)]
     rows += controls + manipulation_rows(t, cfg, adir) + ceiling_rows(t)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    card = pd.DataFrame(rows, columns=COLUMNS)
+    listeners = listener_rows(cfg)
+    return pd.concat([card, listeners.reindex(columns=COLUMNS)], ignore_index=True) if len(listeners) else card
+
+
+def listener_rows(cfg: dict) -> pd.DataFrame:
+    """The listening study's rows (people's judgements, kept apart from the metric verdicts): one per
+    comparison and question when votes exist (`study.listener_rows`), role "listeners"."""
+    from .study import listener_rows as rows
+
+    out = rows(cfg)
+    return out.assign(role="listeners", mde=np.nan, effect_size=np.nan, sesoi=np.nan) if len(out) else out
 
 
 def _holm(rows: list[dict], alpha: float) -> None:

@@ -537,15 +537,12 @@ def decide_win_rate(ci_low, ci_high, eq_low, eq_high, n_raters, sesoi: float = S
     'too few votes' below `min_raters` raters; else 'supported' when the 95 % CI [ci_low, ci_high]
     lies above 0.5 (arm_a preferred), 'contradicted' when below, 'equivalent' when the 90 % CI
     [eq_low, eq_high] lies inside 0.5 ± sesoi (two one-sided tests at 5 %), else 'inconclusive'.
-    This is `stats.decide(ci_low − 0.5, ci_high − 0.5, +1, eq_low − 0.5, eq_high − 0.5, sesoi)`
-    plus the rater minimum; kept local until that function is merged."""
-    lo, hi = np.asarray(ci_low, dtype=float) - 0.5, np.asarray(ci_high, dtype=float) - 0.5
-    elo, ehi = np.asarray(eq_low, dtype=float) - 0.5, np.asarray(eq_high, dtype=float) - 0.5
-    ok = np.isfinite(lo) & np.isfinite(hi)
-    eq = np.isfinite(elo) & np.isfinite(ehi) & (elo > -sesoi) & (ehi < sesoi)
-    few = np.asarray(n_raters) < min_raters
-    out = np.select([few, ok & (lo > 0), ok & (hi < 0), eq],
-                    ["too few votes", "supported", "contradicted", "equivalent"], "inconclusive")
+    This is `stats.decide` on the win rate minus 0.5, plus the rater minimum."""
+    from .stats import decide
+
+    verdict = np.asarray(decide(np.asarray(ci_low, dtype=float) - 0.5, np.asarray(ci_high, dtype=float) - 0.5, +1,
+                                np.asarray(eq_low, dtype=float) - 0.5, np.asarray(eq_high, dtype=float) - 0.5, sesoi))
+    out = np.where(np.asarray(n_raters) < min_raters, "too few votes", verdict)
     return str(out) if out.ndim == 0 else out
 
 
