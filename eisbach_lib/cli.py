@@ -27,6 +27,9 @@ def _load_data(cfg: dict):
 
 def cmd_corpus(cfg: dict, args: argparse.Namespace) -> None:
     from .datasets import prepare_corpus
+    from .models import check_base_for
+
+    check_base_for(cfg, dit=False)  # fail before any work: a missing part of model.base_dir is named at once
 
     print(f"cache: {prepare_corpus(cfg)}")
 
@@ -45,19 +48,28 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> None:
 
     if args.base and (Path(args.base) / "vae" / "config.json").exists():
         cfg["model"]["base_dir"] = args.base  # a whole SA3 directory: its autoencoder and text encoder encode the data
+    from .models import check_base_for
+
+    check_base_for(cfg, dit=True, base_dir=args.base)  # fail before the corpus is rendered and encoded
     data = _load_data(cfg).split("finetune")
     out = Path(args.out) if args.out else Path(cfg["runs_dir"]) / "adapters" / f"{args.adapter}_{args.arm}_s{args.seed}"
     print(f"run: {train_run(cfg, data, out, arm=args.arm, seed=args.seed, adapter=args.adapter, steps=args.steps, base_dir=args.base)}")
 
 
 def cmd_grid(cfg: dict, args: argparse.Namespace) -> None:
+    from .models import check_base_for
     from .train import run_grid
+
+    check_base_for(cfg, dit=True)  # fail before the corpus is rendered and encoded
 
     run_grid(cfg, _load_data(cfg).split("finetune"), shard=args.shard)
 
 
 def cmd_generate(cfg: dict, args: argparse.Namespace) -> None:
     from .generate import generate_grid, generate_run
+    from .models import check_base_for
+
+    check_base_for(cfg, dit=True)
 
     if args.run:
         run = Path(args.run)
@@ -78,6 +90,10 @@ def cmd_evaluate(cfg: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(cfg: dict, args: argparse.Namespace) -> None:
+    if cfg["model"].get("base_dir"):  # real weights: check every part before notebook 00 renders anything
+        from .models import check_base_for
+
+        check_base_for(cfg, dit=True)
     run_series(args.profile, cfg, first=args.first, last=args.last)
 
 
