@@ -27,7 +27,7 @@ def _load_data(cfg: dict):
 
 def cmd_corpus(cfg: dict, args: argparse.Namespace) -> None:
     from .datasets import prepare_corpus
-    from .models import check_base_for
+    from .basedir import check_base_for
 
     check_base_for(cfg, dit=False)  # fail before any work: a missing part of model.base_dir is named at once
 
@@ -48,7 +48,7 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> None:
 
     if args.base and (Path(args.base) / "vae" / "config.json").exists():
         cfg["model"]["base_dir"] = args.base  # a whole SA3 directory: its autoencoder and text encoder encode the data
-    from .models import check_base_for
+    from .basedir import check_base_for
 
     check_base_for(cfg, dit=True, base_dir=args.base)  # fail before the corpus is rendered and encoded
     data = _load_data(cfg).split("finetune")
@@ -57,7 +57,7 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_grid(cfg: dict, args: argparse.Namespace) -> None:
-    from .models import check_base_for
+    from .basedir import check_base_for
     from .train import run_grid
 
     check_base_for(cfg, dit=True)  # fail before the corpus is rendered and encoded
@@ -67,7 +67,7 @@ def cmd_grid(cfg: dict, args: argparse.Namespace) -> None:
 
 def cmd_generate(cfg: dict, args: argparse.Namespace) -> None:
     from .generate import generate_grid, generate_run
-    from .models import check_base_for
+    from .basedir import check_base_for
 
     check_base_for(cfg, dit=True)
 
@@ -91,7 +91,7 @@ def cmd_evaluate(cfg: dict, args: argparse.Namespace) -> None:
 
 def cmd_reproduce(cfg: dict, args: argparse.Namespace) -> None:
     if cfg["model"].get("base_dir"):  # real weights: check every part before notebook 00 renders anything
-        from .models import check_base_for
+        from .basedir import check_base_for
 
         check_base_for(cfg, dit=True)
     run_series(args.profile, cfg, first=args.first, last=args.last)

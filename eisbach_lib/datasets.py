@@ -391,22 +391,26 @@ def cache_meta(cfg: dict, corpus_key: dict, manifest: pd.DataFrame, corpus_dir: 
 
 
 def codec_for(cfg: dict):
-    """The audio codec of a profile: the SA3 autoencoder when model.base_dir is set, else MelCodec."""
+    """The audio codec of a profile: the SA3 autoencoder when model.base_dir is set (on the profile's
+    device: SAME-L has 852 M parameters; results come back on the CPU), else MelCodec."""
     if (cfg.get("model") or {}).get("base_dir"):
         from .models import SA3Codec
+        from .train import resolve_device
 
-        return SA3Codec(cfg["model"]["base_dir"])
+        return SA3Codec(cfg["model"]["base_dir"], device=resolve_device(cfg))
     from .codec import MelCodec
 
     return MelCodec(sample_rate=cfg["corpus"]["sample_rate"], **cfg["codec"])
 
 
 def text_encoder_for(cfg: dict):
-    """The text encoder of a profile: the SA3 text encoder when model.base_dir is set, else MiniLM."""
+    """The text encoder of a profile: the SA3 text encoder when model.base_dir is set (on the profile's
+    device; results come back on the CPU), else MiniLM."""
     if (cfg.get("model") or {}).get("base_dir"):
         from .models import SA3TextEncoder
+        from .train import resolve_device
 
-        return SA3TextEncoder(cfg["model"]["base_dir"], cfg["text"]["max_tokens"])
+        return SA3TextEncoder(cfg["model"]["base_dir"], cfg["text"]["max_tokens"], device=resolve_device(cfg))
     from .text import TextEncoder
 
     return TextEncoder(cfg["text"]["max_tokens"])

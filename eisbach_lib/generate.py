@@ -94,7 +94,10 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     prompts = prompt_set(cfg)
     codec = codec if codec is not None else codec_for(cfg)
     text_encoder = text_encoder if text_encoder is not None else text_encoder_for(cfg)
-    model = model if model is not None else load_run_model(cfg, run_dir, step=step)
+    if model is None:  # loaded on the CPU; sampled on the profile's device (cuda when there is one)
+        from .train import resolve_device
+
+        model = load_run_model(cfg, run_dir, step=step).to(resolve_device(cfg))
     device = next(model.parameters()).device
     model.eval()
     tokens, token_mask = text_encoder.encode(list(prompts["caption"]))
@@ -160,11 +163,11 @@ def generate_grid(cfg: dict, progress: bool = True) -> pd.DataFrame:
     """Every finished run of the profile at each of its own checkpoint steps and its final weights
     (`run_steps`: from the run's record, not the profile), plus the base model once (step 0).
     Returns the concatenated manifest (also written to <runs_dir>/samples/manifest.csv)."""
-    from .train import grid_items
+    from .train import grid_items, resolve_device
 
     codec, text_encoder = codec_for(cfg), text_encoder_for(cfg)
     base = generate_run(cfg, None, name="base", meta={"adapter": "none", "arm": "base", "seed": -1},
-                        step=None, model=base_model(cfg), codec=codec, text_encoder=text_encoder, progress=progress)
+                        step=None, model=base_model(cfg).to(resolve_device(cfg)), codec=codec, text_encoder=text_encoder, progress=progress)
     parts = [base.assign(step=0)]
     for item in tqdm(grid_items(cfg), desc="generation grid", disable=not progress):
         run_dir = Path(item["run_dir"])
@@ -184,9 +187,10 @@ def generate_grid(cfg: dict, progress: bool = True) -> pd.DataFrame:
 
 def base_model(cfg: dict):
     """The base model of the profile's adapter runs (`train.base_dir_for`: model.base_dir, else
-    <runs_dir>/base), loaded in eval mode; checked first with models.check_base_dir so a missing or
+    <runs_dir>/base), loaded in eval mode on the CPU; checked first with models.check_base_dir so a missing or
     broken part fails at once, naming the files."""
-    from .models import check_base_for, load_base
+    from .basedir import check_base_for
+    from .models import load_base
     from .train import base_dir_for
 
     check_base_for(cfg, dit=True)

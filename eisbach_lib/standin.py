@@ -91,15 +91,15 @@ def build_standin(directory: str | Path, seed: int = 0) -> Path:
 
 def standin_profile(base_dir: str | Path, out_yaml: str | Path, runs_dir: str | Path | None = None,
                     template: str | Path = CONFIGS / "smoke.yaml", overrides: dict | None = None) -> Path:
-    """Write a copy of the profile `template` with model.base_dir = `base_dir`, name `standin`, and
-    runs_dir / figures_dir under `runs_dir` (default: next to `out_yaml`). `overrides` maps
+    """Write a copy of the profile `template` with model.base_dir = `base_dir` and runs_dir / figures_dir
+    under `runs_dir` (default: next to `out_yaml`). The name stays the template's: the notebooks pick
+    their smoke sizes by `name == "smoke"`. `overrides` maps
     dotted keys ("finetune.steps") to values. Returns the YAML path."""
     from .config import set_dotted
 
     out_yaml = Path(out_yaml)
     runs = Path(runs_dir) if runs_dir else out_yaml.parent / "runs_standin"
     cfg = yaml.safe_load(Path(template).read_text())
-    cfg["name"] = "standin"
     cfg["model"]["base_dir"] = str(Path(base_dir).resolve())
     cfg["runs_dir"] = str(runs.resolve())
     cfg["figures_dir"] = str((runs / "figures").resolve())
