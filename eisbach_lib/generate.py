@@ -166,8 +166,9 @@ def generate_grid(cfg: dict, progress: bool = True) -> pd.DataFrame:
     from .train import grid_items, resolve_device
 
     codec, text_encoder = codec_for(cfg), text_encoder_for(cfg)
-    base = generate_run(cfg, None, name="base", meta={"adapter": "none", "arm": "base", "seed": -1},
-                        step=None, model=base_model(cfg).to(resolve_device(cfg)), codec=codec, text_encoder=text_encoder, progress=progress)
+    base = generate_run(cfg, None, name="base", meta={"adapter": "none", "arm": "base", "seed": -1}, step=None,
+                        model=base_model(cfg).to(resolve_device(cfg)), codec=codec, text_encoder=text_encoder,
+                        progress=progress)
     parts = [base.assign(step=0)]
     for item in tqdm(grid_items(cfg), desc="generation grid", disable=not progress):
         run_dir = Path(item["run_dir"])

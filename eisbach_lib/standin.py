@@ -11,7 +11,8 @@ in exactly the diffusers layout of a Stable Audio 3 checkpoint:
     tokenizer/          PreTrainedTokenizerFast      word level (Gemma's tokenizer is hub-only)
     scheduler/          FlowMatchEulerDiscreteScheduler
 
-Every part holds a few thousand parameters, so the whole chain (corpus -> train -> generate ->
+Every part holds a few thousand parameters (weights that start at zero are redrawn, so the
+DiT listens to its condition and the VAE decodes different latents to different audio), so the whole chain (corpus -> train -> generate ->
 evaluate, and the notebook series) runs on it in minutes on a CPU. The widths obey the same rules
 as the real checkpoint (duration width = DiT conditioning widths = text hidden size; VAE latent
 width = DiT io channels), so a stand-in exercises every shape check a real directory meets. The
@@ -36,6 +37,7 @@ from .config import CONFIGS
 
 LATENT_DIM = 8    # the VAE's latent width = the DiT's io channels
 TEXT_DIM = 16     # T5Gemma hidden size = duration width = the DiT's cond_token_dim = global_cond_dim
+WAKE_STD = 0.2    # std of the weights `_wake` redraws
 # lower-case words of the chamber captions and the card prompts; anything else is <unk>
 VOCAB_WORDS = (
     "a an and the of with in on for to by at as is slow fast calm soft loud bright dark gentle warm quiet "
@@ -61,6 +63,20 @@ def _tokenizer():
                                    unk_token="<unk>", model_max_length=256)
 
 
+def _wake(module: torch.nn.Module, std: float = WAKE_STD) -> None:
+    """Redraw from N(0, std²) every weight that starts (near) zero: the zero-initialised output
+    projections of the attention and feed-forward blocks, the DiT's pre/post-processing convolutions,
+    the prompt padding embedding and the SAME resampling blocks' 1e-5 "new tokens". At random init
+    they make the DiT ignore its condition and the VAE decoder ignore its latents (every latent
+    decodes to the same audio), so a stand-in would not tell right inputs from wrong ones.
+    Biases and norm offsets stay zero."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf not in ("bias", "beta") and p.numel() and float(p.abs().max()) < 1e-3:
+                p.normal_(0.0, std)
+
+
 def build_standin(directory: str | Path, seed: int = 0) -> Path:
     """Save a tiny random Stable Audio 3 directory (module docstring) to `directory` and return it.
     The same seed gives the same weights (the global RNG is forked, not disturbed)."""
@@ -83,6 +99,8 @@ def build_standin(directory: str | Path, seed: int = 0) -> Path:
                  "num_key_value_heads": 1, "head_dim": 8, "vocab_size": len(tokenizer)}
         text = T5GemmaEncoderModel(T5GemmaConfig(encoder=layer, decoder=layer, vocab_size=len(tokenizer),
                                                  is_encoder_decoder=False))
+        for part in (transformer, duration, vae, text):
+            _wake(part)
     pipe = StableAudio3Pipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, duration_embedder=duration,
                                 transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0))
     pipe.save_pretrained(str(directory), safe_serialization=True)

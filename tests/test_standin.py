@@ -154,6 +154,20 @@ def test_cache_key_covers_the_weights(sa3_standin, standin_profile, tmp_path):
     assert prepare_corpus(cfg_a, progress=False) != cache_a
 
 
+def test_run_steps_come_from_the_run_record(tmp_path):
+    """A run's own done.json and checkpoint folders decide its generation steps, not the profile."""
+    from eisbach_lib.generate import run_steps
+
+    run = tmp_path / "dora_none_s0"
+    for step in (3, 5):
+        (run / f"ckpt_{step:06d}").mkdir(parents=True)
+    (run / "ckpt_000004.tmp").mkdir()                   # an interrupted checkpoint is not a checkpoint
+    (run / "done.json").write_text(json.dumps({"steps": 5, "checkpoints": [3, 5]}))
+    assert run_steps(run) == ([3], 5)
+    (run / "done.json").write_text(json.dumps({"steps": 5, "checkpoints": [5]}))
+    assert run_steps(run) == ([], 5)
+
+
 def test_generated_audio_has_exactly_the_requested_duration():
     from eisbach_lib.generate import exact_length
 
@@ -190,6 +204,8 @@ def test_standin_chain_corpus_train_generate_evaluate(standin_profile):
     for rel in samples["path"].head(3):
         info = sf.info(str(runs / rel))
         assert info.samplerate == 44100 and info.frames == 176400   # exactly generate.seconds = 4.0 s
+    clips = [sf.read(str(runs / rel))[0] for rel in samples["path"].head(2)]
+    assert np.abs(clips[0] - clips[1]).max() > 1e-3                 # two prompts' latents decode to different audio
     code, out, err = run_cli("evaluate", "--profile", str(profile))
     assert code == 0, err
     card = pd.read_csv(Path(cfg["figures_dir"]) / "scorecard.csv")
