@@ -5,10 +5,15 @@ On disk a cache is a folder `<cache_root>/<hash>/` with `shard_XXX.pt` files (ea
 tensors for up to `shard_size` clips), `manifest.csv` (rows aligned with the tensors) and
 `meta.json` (the config parts that produced it). The folder name is a hash of those parts, so a
 changed config rebuilds and an unchanged one is reused.
+
+The parts (`datasets.cache_meta`) are everything that changes the cached tensors: the codec and
+text encoder (their class, configs and weight files: `fingerprint_files`), the corpus parameters,
+the manifest, the audio files it points at, the clip length and the sample rates.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,6 +23,31 @@ import pandas as pd
 import torch
 
 TENSOR_FIELDS = ("latents", "frame_mask", "tokens", "token_mask", "seconds")
+SAMPLE_BYTES = 1 << 20  # fingerprint_files reads this much from the head and from the tail of each file
+
+
+def fingerprint_files(paths, root: str | Path, sample_bytes: int = SAMPLE_BYTES) -> str:
+    """A short hash of a set of files: for each, in sorted order, its path relative to `root`, its
+    size, its modification time (ns) and, when `sample_bytes` > 0, its first and last `sample_bytes`
+    bytes (the whole file when it is at most 2·sample_bytes long: configs and tokenizers are hashed
+    whole, a safetensors file by its header, which lists every tensor's name, dtype, shape and offsets,
+    and by its last tensors). A rewritten weight file changes at least its mtime; a copy made
+    without keeping mtimes (plain `cp`) changes the key too, which only costs one re-encode.
+    A missing file raises FileNotFoundError naming it."""
+    root = Path(root)
+    h = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        st = path.stat()
+        h.update(f"{path.relative_to(root).as_posix()}|{st.st_size}|{st.st_mtime_ns}|".encode())
+        if sample_bytes > 0:
+            with open(path, "rb") as f:
+                if st.st_size <= 2 * sample_bytes:
+                    h.update(f.read())
+                else:
+                    h.update(f.read(sample_bytes))
+                    f.seek(-sample_bytes, os.SEEK_END)
+                    h.update(f.read(sample_bytes))
+    return h.hexdigest()[:16]
 
 
 @dataclass

@@ -26,6 +26,9 @@ def _load_data(cfg: dict):
 
 
 def cmd_corpus(cfg: dict, args: argparse.Namespace) -> None:
+    from .basedir import check_base_for
+
+    check_base_for(cfg, dit=False)  # fail before any work (and before the heavy imports)
     from .datasets import prepare_corpus
 
     print(f"cache: {prepare_corpus(cfg)}")
@@ -41,22 +44,31 @@ def cmd_pretrain(cfg: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_train(cfg: dict, args: argparse.Namespace) -> None:
-    from .train import train_run
+    from .basedir import check_base_for
 
     if args.base and (Path(args.base) / "vae" / "config.json").exists():
         cfg["model"]["base_dir"] = args.base  # a whole SA3 directory: its autoencoder and text encoder encode the data
+    check_base_for(cfg, dit=True, base_dir=args.base)  # fail before the corpus is rendered and encoded
+    from .train import train_run
+
     data = _load_data(cfg).split("finetune")
     out = Path(args.out) if args.out else Path(cfg["runs_dir"]) / "adapters" / f"{args.adapter}_{args.arm}_s{args.seed}"
     print(f"run: {train_run(cfg, data, out, arm=args.arm, seed=args.seed, adapter=args.adapter, steps=args.steps, base_dir=args.base)}")
 
 
 def cmd_grid(cfg: dict, args: argparse.Namespace) -> None:
+    from .basedir import check_base_for
+
+    check_base_for(cfg, dit=True)  # fail before the corpus is rendered and encoded
     from .train import run_grid
 
     run_grid(cfg, _load_data(cfg).split("finetune"), shard=args.shard)
 
 
 def cmd_generate(cfg: dict, args: argparse.Namespace) -> None:
+    from .basedir import check_base_for
+
+    check_base_for(cfg, dit=True)
     from .generate import generate_grid, generate_run
 
     if args.run:
@@ -103,6 +115,10 @@ def cmd_listen(cfg: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(cfg: dict, args: argparse.Namespace) -> None:
+    if cfg["model"].get("base_dir"):  # real weights: check every part before notebook 00 renders anything
+        from .basedir import check_base_for
+
+        check_base_for(cfg, dit=True)
     run_series(args.profile, cfg, first=args.first, last=args.last)
 
 

@@ -255,8 +255,17 @@ def load_audio_folder(folder: str | Path, sample_rate: int, seconds: float,
     return AudioCaptionDataset(manifest, sample_rate, seconds), skipped_df
 
 
+def _newer(source: Path, copy: Path) -> bool:
+    """Whether `source` was modified after `copy` was written."""
+    try:
+        return source.stat().st_mtime_ns > copy.stat().st_mtime_ns
+    except OSError:
+        return False
+
+
 def write_dataset(dataset: AudioCaptionDataset, out_dir: str | Path, progress: bool = True) -> pd.DataFrame:
-    """Write every clip as out_dir/audio/<id>.wav (16-bit PCM; existing files are kept) and
+    """Write every clip as out_dir/audio/<id>.wav (16-bit PCM; an existing file is kept unless its
+    source was modified after it) and
     out_dir/manifest.csv (id, split, caption, path relative to out_dir, seconds, source)."""
     out = Path(out_dir)
     (out / "audio").mkdir(parents=True, exist_ok=True)
@@ -264,7 +273,7 @@ def write_dataset(dataset: AudioCaptionDataset, out_dir: str | Path, progress: b
     for i in tqdm(range(len(dataset)), desc="write clips", disable=not progress):
         row = dataset.manifest.iloc[i]
         wav = out / "audio" / f"{row['id']}.wav"
-        if not wav.exists():
+        if not wav.exists() or _newer(Path(row["path"]), wav):  # a changed source file is written again
             item = dataset[i]
             tmp = wav.with_suffix(".tmp.wav")
             sf.write(str(tmp), np.clip(item["audio"], -1.0, 1.0), dataset.sample_rate, subtype="PCM_16")
@@ -354,23 +363,54 @@ def _clear_audio_if_changed(corpus_dir: Path, params: dict) -> None:
     meta_path.write_text(json.dumps(params, indent=2, sort_keys=True))
 
 
+def cache_meta(cfg: dict, corpus_key: dict, manifest: pd.DataFrame, corpus_dir: str | Path, codec,
+               text_encoder) -> dict:
+    """The parts of the pre-encoded cache's key: everything that changes the cached tensors.
+
+    - `codec`, `text`: the codec's and text encoder's `cache_key` (for SA3: the class and a
+      fingerprint of the configs, weight files and tokenizer, cache.fingerprint_files), else the class;
+    - `codec_config`, `max_tokens`: the profile's codec and text settings;
+    - `corpus`: the corpus parameters (render settings, or the source CSV / folder);
+    - `manifest`: a hash of the manifest's id, split, caption, path, seconds (and source) columns;
+    - `audio`: names, sizes and modification times of the audio files the manifest points at
+      (cache.fingerprint_files without content: a re-rendered or replaced clip changes it);
+    - `seconds`, `sample_rate`, `codec_sample_rate`: the clip length and the rates audio is
+      rendered at and read at.
+    """
+    from .cache import fingerprint_files
+
+    cols = [c for c in ("id", "split", "caption", "path", "seconds", "source") if c in manifest.columns]
+    root = Path(corpus_dir)
+    audio = [root / p for p in manifest["path"] if (root / p).exists()]
+    return {"corpus": corpus_key, "codec": _codec_key(codec), "codec_config": dict(cfg["codec"]),
+            "text": _codec_key(text_encoder), "max_tokens": int(cfg["text"]["max_tokens"]),
+            "seconds": float(cfg["corpus"]["seconds"]), "sample_rate": int(cfg["corpus"]["sample_rate"]),
+            "codec_sample_rate": int(codec.sample_rate),
+            "manifest": config_hash(manifest[cols].astype(str).to_numpy().tolist()),
+            "audio": fingerprint_files(audio, root, sample_bytes=0)}
+
+
 def codec_for(cfg: dict):
-    """The audio codec of a profile: the SA3 autoencoder when model.base_dir is set, else MelCodec."""
+    """The audio codec of a profile: the SA3 autoencoder when model.base_dir is set (on the profile's
+    device: SAME-L has 852 M parameters; results come back on the CPU), else MelCodec."""
     if (cfg.get("model") or {}).get("base_dir"):
         from .models import SA3Codec
+        from .train import resolve_device
 
-        return SA3Codec(cfg["model"]["base_dir"])
+        return SA3Codec(cfg["model"]["base_dir"], device=resolve_device(cfg))
     from .codec import MelCodec
 
     return MelCodec(sample_rate=cfg["corpus"]["sample_rate"], **cfg["codec"])
 
 
 def text_encoder_for(cfg: dict):
-    """The text encoder of a profile: the SA3 text encoder when model.base_dir is set, else MiniLM."""
+    """The text encoder of a profile: the SA3 text encoder when model.base_dir is set (on the profile's
+    device; results come back on the CPU), else MiniLM."""
     if (cfg.get("model") or {}).get("base_dir"):
         from .models import SA3TextEncoder
+        from .train import resolve_device
 
-        return SA3TextEncoder(cfg["model"]["base_dir"], cfg["text"]["max_tokens"])
+        return SA3TextEncoder(cfg["model"]["base_dir"], cfg["text"]["max_tokens"], device=resolve_device(cfg))
     from .text import TextEncoder
 
     return TextEncoder(cfg["text"]["max_tokens"])
@@ -417,9 +457,6 @@ def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = Tr
 
     codec = codec if codec is not None else codec_for(cfg)
     text_encoder = text_encoder if text_encoder is not None else text_encoder_for(cfg)
-    content = manifest[["id", "split", "caption", "path", "seconds"]].astype(str).to_numpy().tolist()
-    meta = {"corpus": corpus_key, "codec": _codec_key(codec), "codec_config": dict(cfg["codec"]),
-            "text": _codec_key(text_encoder), "max_tokens": int(cfg["text"]["max_tokens"]),
-            "seconds": seconds, "manifest": config_hash(content)}
+    meta = cache_meta(cfg, corpus_key, manifest, corpus_dir, codec, text_encoder)
     return encode_corpus(manifest, corpus_dir, codec, text_encoder, runs / "cache", meta,
                          batch_size=int(c.get("encode_batch_size", 32)), progress=progress, seconds=seconds)

@@ -8,6 +8,7 @@ skipped). Noise for (prompt i, sample j) comes from its own generator seeded by 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,10 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     prompts = prompt_set(cfg)
     codec = codec if codec is not None else codec_for(cfg)
     text_encoder = text_encoder if text_encoder is not None else text_encoder_for(cfg)
-    model = model if model is not None else load_run_model(cfg, run_dir, step=step)
+    if model is None:  # loaded on the CPU; sampled on the profile's device (cuda when there is one)
+        from .train import resolve_device
+
+        model = load_run_model(cfg, run_dir, step=step).to(resolve_device(cfg))
     device = next(model.parameters()).device
     model.eval()
     tokens, token_mask = text_encoder.encode(list(prompts["caption"]))
@@ -111,7 +115,7 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
         audio = codec.decode(lat.float().cpu(), generator=torch.Generator().manual_seed(NOISE_SEED + k)).numpy()
         for (p, s), y in zip(chunk, audio):
             path = out / f"p{p:02d}_s{s}.wav"
-            sf.write(path, np.asarray(y, dtype=np.float32), codec_rate(codec))
+            sf.write(path, exact_length(y, float(gen["seconds"]), codec_rate(codec)), codec_rate(codec))
             rows.append({**meta, "run": name, "step": step if step is not None else -1, "prompt_id": p,
                          "prompt_name": prompts.loc[p, "name"], "source": prompts.loc[p, "source"],
                          "caption": prompts.loc[p, "caption"], "sample": s, "path": str(path.relative_to(cfg["runs_dir"]))})
@@ -119,6 +123,16 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     manifest.to_csv(out / "manifest.csv.tmp", index=False)
     (out / "manifest.csv.tmp").replace(out / "manifest.csv")
     return manifest
+
+
+def exact_length(y, seconds: float, sample_rate: int) -> np.ndarray:
+    """`y` cut (or zero-padded) to exactly int(seconds · sample_rate) samples, as the diffusers SA3
+    pipeline trims its output (`waveform_length = int(duration * sampling_rate)`). A codec decodes
+    whole latent frames: SA3's 4096-sample hop turns 4.0 s into ceil(176400 / 4096) = 44 frames =
+    180224 samples = 4.087 s, which this trims back to 4.0 s."""
+    n = int(seconds * sample_rate)
+    y = np.asarray(y, dtype=np.float32)[..., :n]
+    return np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, n - y.shape[-1])]) if y.shape[-1] < n else y
 
 
 def codec_channels(codec) -> int:
@@ -131,38 +145,57 @@ def codec_rate(codec) -> int:
     return int(codec.sample_rate)
 
 
+def run_steps(run_dir: Path) -> tuple[list[int], int]:
+    """(checkpoint steps to generate at, final step) of a finished run, from its own record: the
+    final step is done.json's `steps`; the checkpoints are the complete ckpt_* folders present below
+    it (the ones done.json lists, when it lists any). A run trained with `--steps 5` under a profile
+    whose checkpoints are [10, 20] is generated at step 5, not at 10 and 20."""
+    from .train import list_checkpoints
+
+    done = json.loads((Path(run_dir) / "done.json").read_text())
+    final = int(done["steps"])
+    present = set(list_checkpoints(run_dir))
+    listed = set(int(s) for s in done.get("checkpoints") or present)
+    return sorted(s for s in present & listed if s < final), final
+
+
 def generate_grid(cfg: dict, progress: bool = True) -> pd.DataFrame:
-    """Every finished run of the profile at every checkpoint step, plus the base model once.
+    """Every finished run of the profile at each of its own checkpoint steps and its final weights
+    (`run_steps`: from the run's record, not the profile), plus the base model once (step 0).
     Returns the concatenated manifest (also written to <runs_dir>/samples/manifest.csv)."""
-    from .train import grid_items
+    from .train import grid_items, resolve_device
 
     codec, text_encoder = codec_for(cfg), text_encoder_for(cfg)
-    parts = [generate_run(cfg, None, name="base", meta={"adapter": "none", "arm": "base", "seed": -1},
-                          step=None, model=_base_model(cfg), codec=codec, text_encoder=text_encoder,
-                          progress=progress)]
-    steps = list(cfg["finetune"].get("checkpoints") or [])
-    final = int(cfg["finetune"]["steps"])
-    steps = sorted({s for s in steps if s < final} | {final})
-    items = grid_items(cfg)
-    for item in tqdm(items, desc="generation grid", disable=not progress):
+    base = generate_run(cfg, None, name="base", meta={"adapter": "none", "arm": "base", "seed": -1}, step=None,
+                        model=base_model(cfg).to(resolve_device(cfg)), codec=codec, text_encoder=text_encoder,
+                        progress=progress)
+    parts = [base.assign(step=0)]
+    for item in tqdm(grid_items(cfg), desc="generation grid", disable=not progress):
         run_dir = Path(item["run_dir"])
         if not (run_dir / "done.json").exists():
             print(f"skipping {run_dir.name}: not trained (no done.json)")
             continue
-        for step in steps:
-            meta = {"adapter": item["adapter"], "arm": item["arm"], "seed": item["seed"]}
-            parts.append(generate_run(cfg, run_dir, name=run_dir.name, meta=meta,
-                                      step=step if step != final else None, codec=codec,
-                                      text_encoder=text_encoder, progress=progress))
+        steps, final = run_steps(run_dir)
+        meta = {"adapter": item["adapter"], "arm": item["arm"], "seed": item["seed"]}
+        for step in [*steps, None]:
+            part = generate_run(cfg, run_dir, name=run_dir.name, meta=meta, step=step, codec=codec,
+                                text_encoder=text_encoder, progress=progress)
+            parts.append(part.assign(step=final) if step is None else part)
     manifest = pd.concat(parts, ignore_index=True)
-    manifest.loc[manifest["step"] == -1, "step"] = final
-    manifest.loc[manifest["arm"] == "base", "step"] = 0
     manifest.to_csv(Path(cfg["runs_dir"]) / "samples" / "manifest.csv", index=False)
     return manifest
 
 
-def _base_model(cfg: dict):
+def base_model(cfg: dict):
+    """The base model of the profile's adapter runs (`train.base_dir_for`: model.base_dir, else
+    <runs_dir>/base), loaded in eval mode on the CPU; checked first with models.check_base_dir so a missing or
+    broken part fails at once, naming the files."""
+    from .basedir import check_base_for
     from .models import load_base
     from .train import base_dir_for
 
+    check_base_for(cfg, dit=True)
     return load_base(base_dir_for(cfg)).eval()
+
+
+_base_model = base_model  # the former private name (notebook 02 imports it)

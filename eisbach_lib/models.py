@@ -32,6 +32,8 @@ import torch
 from diffusers import AutoencoderSAME, StableAudio3DiTModel
 from diffusers.pipelines.stable_audio_3.modeling_stable_audio_3 import StableAudio3DurationEmbedder
 
+from .basedir import BASE_PARTS, WEIGHTS, BaseDirError, check_base_dir, check_base_for  # noqa: F401 (re-exported)
+
 ADAPTER_KINDS = ("dora", "lora")
 # peft matches a string target_modules with re.fullmatch against each module's name inside the
 # transformer: the attention and feed-forward linear layers of every DiT block.
@@ -39,7 +41,6 @@ ADAPTER_TARGETS = (
     r"transformer_blocks\.\d+\."
     r"(self_attn\.(to_qkv|to_out)|cross_attn\.(to_q|to_kv|to_out)|ff\.(proj_in|proj_out))"
 )
-WEIGHTS = "diffusion_pytorch_model.safetensors"
 SA3_SAMPLE_RATE = 44100
 
 
@@ -278,6 +279,15 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
 # real-scale audio and text (Stable Audio 3 directory)
 
 
+def _folder_fingerprint(base_dir: Path, *folders: str) -> str:
+    """cache.fingerprint_files over every file of `folders` in base_dir (configs, weights, tokenizer):
+    what identifies a codec or text encoder in the pre-encoded cache's key."""
+    from .cache import fingerprint_files
+
+    files = [f for d in folders for f in (base_dir / d).rglob("*") if f.is_file()]
+    return fingerprint_files(files, base_dir)
+
+
 class SA3Codec:
     """The Stable Audio 3 autoencoder (`diffusers.AutoencoderSAME` from `base_dir/vae`), duck-typed
     like MelCodec: `encode(audio) -> latents [B, C, T']`, `decode(latents) -> audio [B, S]` (mono,
@@ -294,6 +304,7 @@ class SA3Codec:
         self.latent_channels = int(self.vae.config.latent_dim)
         self.dim = self.latent_channels
         self.hop = int(self.vae.downsampling_ratio)
+        self.cache_key = f"SA3Codec:{_folder_fingerprint(self.base_dir, 'vae')}"
 
     def frames(self, seconds: float) -> int:
         """Latent frames for `seconds` of audio (rounded up, as the SA3 pipeline does)."""
@@ -341,6 +352,7 @@ class SA3TextEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.base_dir / "tokenizer"))
         self.model = T5GemmaEncoderModel.from_pretrained(str(self.base_dir / "text_encoder"), dtype=dtype).to(device).eval()
         self.dim = int(self.model.get_input_embeddings().embedding_dim)
+        self.cache_key = f"SA3TextEncoder:{_folder_fingerprint(self.base_dir, 'text_encoder', 'tokenizer')}"
 
     @torch.no_grad()
     def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -359,6 +371,6 @@ def describe(model: EisbachDiT) -> dict:
             **count_parameters(model)}
 
 
-__all__ = ["dit_config", "EisbachDiT", "drop_condition", "build_base", "save_base", "load_base", "add_adapter",
+__all__ = ["BaseDirError", "BASE_PARTS", "check_base_dir", "check_base_for", "dit_config", "EisbachDiT", "drop_condition", "build_base", "save_base", "load_base", "add_adapter",
            "save_adapter", "load_adapter", "adapter_config", "adapter_state_dict", "count_parameters", "SA3Codec",
            "SA3TextEncoder", "describe", "ADAPTER_TARGETS"]

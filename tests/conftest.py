@@ -12,3 +12,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def sa3_standin(tmp_path_factory):
+    """A tiny random Stable Audio 3 directory in the diffusers layout (eisbach_lib.standin), built once."""
+    from eisbach_lib.standin import build_standin
+
+    return build_standin(tmp_path_factory.mktemp("sa3_standin") / "sa3", seed=0)
+
+
+@pytest.fixture
+def standin_profile(sa3_standin, tmp_path):
+    """make(base_dir=None, overrides={"finetune.steps": 5}) -> path of a smoke-profile copy whose model.base_dir is the
+    stand-in (or `base_dir`), with runs_dir under tmp_path."""
+    from eisbach_lib.standin import standin_profile as write_profile
+
+    def make(base_dir=None, overrides=None):
+        return write_profile(base_dir or sa3_standin, tmp_path / "standin.yaml", tmp_path / "runs", overrides=overrides)
+
+    return make

@@ -158,37 +158,23 @@ def test_dora_saved_and_reloaded_gives_same_outputs(tmp_path: Path):
         load_adapter(tiny(), tmp_path / "nothing")
 
 
-def test_tiny_sa3_directory_roundtrip(tmp_path: Path):
-    """A tiny random Stable Audio 3 directory (transformer, duration embedder, SAME autoencoder, T5Gemma
-    encoder and tokenizer) in the diffusers layout loads through the real-scale code path."""
-    from diffusers import AutoencoderSAME
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, T5GemmaConfig, T5GemmaEncoderModel
+def test_tiny_sa3_directory_roundtrip(sa3_standin: Path):
+    """The tiny random Stable Audio 3 stand-in (transformer, duration embedder, SAME autoencoder, T5Gemma
+    encoder and word-level tokenizer, saved by StableAudio3Pipeline.save_pretrained) loads through the
+    real-scale code path, with the same weights diffusers' own pipeline loads."""
+    from diffusers import StableAudio3Pipeline
 
-    m = tiny(7)
-    save_base(m, tmp_path)
-    torch.manual_seed(0)
-    AutoencoderSAME(audio_channels=2, patch_size=8, encoder_channels=8, encoder_c_mults=(2,), encoder_strides=(2,),
-                    encoder_transformer_depths=(1,), latent_dim=C, dim_heads=8, ff_mult=2).save_pretrained(tmp_path / "vae")
-    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, **{w: i + 4 for i, w in enumerate("a calm cello harp".split())}}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
-                            unk_token="<unk>").save_pretrained(tmp_path / "tokenizer")
-    mc = {"hidden_size": D, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-          "num_key_value_heads": 1, "head_dim": 8, "vocab_size": len(vocab)}
-    T5GemmaEncoderModel(T5GemmaConfig(encoder=mc, decoder=mc, vocab_size=len(vocab), is_encoder_decoder=False)
-                        ).save_pretrained(tmp_path / "text_encoder")
-
-    back = load_base(tmp_path)
-    codec, text = SA3Codec(tmp_path), SA3TextEncoder(tmp_path, max_tokens=6)
-    assert codec.latent_channels == C and codec.sample_rate == 44100 and text.dim == D
-    lat = codec.encode(torch.randn(2, 300))
-    assert lat.shape == (2, C, codec.frames(300 / 44100))
-    assert codec.encode(torch.randn(2, 2, 300)).shape == lat.shape
+    back = load_base(sa3_standin)
+    codec, text = SA3Codec(sa3_standin), SA3TextEncoder(sa3_standin, max_tokens=6)
+    assert codec.latent_channels == C and codec.sample_rate == 44100 and text.dim == D and codec.hop == 4096
+    lat = codec.encode(torch.randn(2, 5000))
+    assert lat.shape == (2, C, codec.frames(5000 / 44100)) == (2, C, 2)
+    assert codec.encode(torch.randn(2, 2, 5000)).shape == lat.shape
     assert codec.decode(lat).shape == (2, lat.shape[-1] * codec.hop)
     tok, mask = text.encode(["a calm cello", "harp"])
     assert tok.shape == (2, 6, D) and mask.dtype == torch.bool and mask.sum(1).tolist() == [3, 1]
+    pipe = StableAudio3Pipeline.from_pretrained(str(sa3_standin))
+    ref = EisbachDiT(pipe.transformer, pipe.duration_embedder)
     t, sec = torch.tensor([0.3, 0.7]), torch.full((2,), 5.0)
     with torch.no_grad():
-        assert torch.equal(back(lat, t, tok, mask, sec), m(lat, t, tok, mask, sec))
+        assert torch.equal(back(lat, t, tok, mask, sec), ref(lat, t, tok, mask, sec))
