@@ -273,13 +273,6 @@ def output_distances(cfg: dict, run_dirs: dict[str, Path], data: PreEncoded, n_c
                          for i, a in enumerate(names) for b in names[i + 1:]])
 
 
-def _base_model(cfg: dict):
-    from .models import load_base
-    from .train import base_dir_for
-
-    return load_base(base_dir_for(cfg)).eval()
-
-
 def _split_data(cfg: dict, split: str = "finetune") -> PreEncoded:
     from .cache import load_cache
     from .datasets import prepare_corpus
@@ -291,12 +284,13 @@ def barrier_anatomy(cfg: dict) -> dict[str, pd.DataFrame]:
     """Everything the scorecard needs from the base model before fine-tuning (C1, C2, C4), written to
     <runs_dir>/anatomy/: entropy_vs_t.csv (C4), weights_by_clip.csv (C2, with each clip's
     temporal_flatness), grad_cosines.csv and update_cosines.csv (C1). Returns the tables by name."""
+    from .generate import base_model
     from .models import add_adapter
 
     st, ft = anatomy_settings(cfg), cfg["finetune"]
     adir = Path(cfg["runs_dir"]) / "anatomy"
     adir.mkdir(parents=True, exist_ok=True)
-    data, model, lam, seed = _split_data(cfg), _base_model(cfg), float(ft["lam"]), int(cfg["seed"])
+    data, model, lam, seed = _split_data(cfg), base_model(cfg), float(ft["lam"]), int(cfg["seed"])
     out = {}
     t_grid = np.round(np.linspace(0.05, 0.95, int(st["t_points"])), 3).tolist()
     out["entropy_vs_t"] = entropy_vs_t(model, data, t_grid, n_clips=min(len(data), int(st["clips"])), lam=lam,
@@ -304,7 +298,7 @@ def barrier_anatomy(cfg: dict) -> dict[str, pd.DataFrame]:
     wbc = weights_by_clip(model, data, n_t=int(st["weight_draws"]), lam=lam, seed=seed, timesteps=ft["timesteps"])
     wbc["flatness"] = clip_flatness(data.manifest, Path(cfg["runs_dir"]) / "corpus").to_numpy()
     out["weights_by_clip"] = wbc
-    adapted = add_adapter(_base_model(cfg), kind=ft["adapters"][0], rank=ft["rank"], alpha=ft["alpha"], seed=seed)
+    adapted = add_adapter(base_model(cfg), kind=ft["adapters"][0], rank=ft["rank"], alpha=ft["alpha"], seed=seed)
     arms = ["eisbach", "eisbach_norm", "eisbach_shuffle", "eisbach_tmatched", "eisbach_grad", "minsnr"]
     out["grad_cosines"] = grad_cosines(adapted, data, arms, n_batches=int(st["grad_batches"]),
                                        batch_size=ft["batch_size"], lam=lam, seed=seed, timesteps=ft["timesteps"])

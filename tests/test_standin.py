@@ -216,8 +216,6 @@ NOTEBOOK_01 = Path(__file__).resolve().parent.parent / "notebooks" / "01_pretrai
 
 
 @pytest.mark.slow
-@pytest.mark.xfail("codec.n_mels" in NOTEBOOK_01.read_text(), run=False,
-                   reason="notebook 01 still reads codec.n_mels and the pretraining log of a real base directory")
 def test_standin_notebook_series(standin_profile):
     """The notebook series under papermill on the stand-in profile (smoke sizes, real-scale code path)."""
     profile = standin_profile()
