@@ -212,7 +212,6 @@ def test_standin_chain_corpus_train_generate_evaluate(standin_profile):
     assert list(card["claim"]) == [f"C{i}" for i in range(1, 11)]
 
 
-NOTEBOOK_01 = Path(__file__).resolve().parent.parent / "notebooks" / "01_pretrain.ipynb"
 
 
 @pytest.mark.slow
