@@ -316,6 +316,7 @@ def _load_weights(model: EisbachDiT, adapter: str | None, folder: Path) -> None:
 # the control arms' inputs
 
 CONSTANT_N_T = 8  # timesteps per clip in the constant arm's estimate (as notebook 02's weights_by_clip)
+BASE_SUBFOLDERS = ("transformer", "duration_embedder")  # the folders models.load_base reads
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
@@ -333,14 +334,15 @@ def _file_sha(path: Path) -> str:
 
 
 def base_fingerprint(base: str | Path) -> str:
-    """A short hash of a base model's weights and configs: every *.safetensors / *.json file under
-    `base` (relative path and content), except checkpoints (ckpt_*) and logs."""
+    """A short hash of what models.load_base reads: every *.safetensors / *.json file in
+    `base`/transformer and `base`/duration_embedder (relative path and content). A Stable Audio 3
+    directory's VAE and text encoder are not part of it, nor are a base run's checkpoints and logs."""
     base = Path(base)
-    files = sorted(p for p in base.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json")
-                   and not any(part.startswith("ckpt_") or part == "log" for part in p.relative_to(base).parts)
-                   and p.name not in ("done.json", "run.json"))
+    files = sorted(p for sub in BASE_SUBFOLDERS if (base / sub).is_dir() for p in (base / sub).rglob("*")
+                   if p.is_file() and p.suffix in (".safetensors", ".json"))
     if not files:
-        raise FileNotFoundError(f"{base}: no model files (*.safetensors, *.json) to fingerprint")
+        raise FileNotFoundError(f"{base}: no model files (*.safetensors, *.json in {', '.join(BASE_SUBFOLDERS)}) "
+                                "to fingerprint")
     blob = "\n".join(f"{p.relative_to(base).as_posix()} {_file_sha(p)}" for p in files)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -11,7 +11,7 @@ import torch
 
 from eisbach_lib.cache import PreEncoded
 from eisbach_lib.models import adapter_state_dict, load_base
-from eisbach_lib.train import (BatchOrder, constant_weight, grid_items, hyperparameters, load_run_model, pretrain,
+from eisbach_lib.train import (BatchOrder, base_fingerprint, constant_weight, grid_items, hyperparameters, load_run_model, pretrain,
                                read_log, run_grid, shard_items, stream_seed, train_run, training_mix)
 
 C, T, L, D = 8, 24, 6, 16
@@ -268,3 +268,19 @@ def test_control_arms_need_their_inputs(world, tmp_path: Path):
                      data.manifest.assign(texture="drone"))
     with pytest.raises(ValueError, match="'drone'"):
         train_run(cfg, odd, tmp_path / "o2", arm="oracle_texture", progress=False)
+
+
+def test_base_fingerprint_follows_the_weights_only(world, tmp_path: Path):
+    import shutil
+
+    base = world[2]
+    a = base_fingerprint(base)
+    copy = tmp_path / "b"
+    for sub in ("transformer", "duration_embedder"):
+        shutil.copytree(base / sub, copy / sub)
+    assert base_fingerprint(copy) == a  # the same weights elsewhere, without the run's checkpoints and logs
+    f = copy / "transformer" / "diffusion_pytorch_model.safetensors"
+    raw = bytearray(f.read_bytes())
+    raw[-1] ^= 1
+    f.write_bytes(bytes(raw))
+    assert base_fingerprint(copy) != a
