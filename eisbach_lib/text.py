@@ -12,9 +12,10 @@ No caption is ever cut silently: a caption of more than `max_tokens` tokens ([CL
 included) raises `CaptionTooLong`, naming the caption, its token count and the limit (set
 text.max_tokens higher; MiniLM takes up to 512). Measured on the cpu-profile chamber corpus (1500
 captions): median 64 tokens, 95th percentile 77, max 86, 49 % above 64; the model card's four
-prompts are 105–123 tokens. So the profiles use max_tokens = 128 (a training step of the cpu
-profile's DiT costs ≈ 15 % (DoRA) to ≈ 28 % (pretraining) more than at 64: the padded positions
-are attended too, as the learned padding embedding).
+prompts are 105–123 tokens. So the profiles use max_tokens = 128. The price, measured on the cpu
+profile's DiT (1 thread, T = 130 frames, min and median of 6–8 interleaved steps on a shared
+machine): a DoRA step (batch 4) costs 15–19 % more than at 64, a pretraining step (batch 16)
+25–40 % more; the padded positions are attended too, as the learned padding embedding.
 """
 
 from __future__ import annotations
