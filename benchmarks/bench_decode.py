@@ -26,7 +26,7 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from eisbach_lib.codec import DB_MEAN, DB_STD, MelCodec
+from eisbach_lib.codec import MelCodec, latents_to_db
 from eisbach_lib.corpus import build_chamber_corpus
 
 
@@ -44,8 +44,8 @@ def load_clips(corpus: Path | None, n: int, seconds: float, sr: int) -> np.ndarr
 def log_mel_error(codec: MelCodec, z: torch.Tensor, audio: torch.Tensor) -> tuple[float, float]:
     """Mean |log-mel difference| in dB: over all bins, and over bins within 60 dB of each clip's peak."""
     z2 = codec.encode(audio)[..., : z.shape[-1]]
-    diff = (z2 - z).abs() * DB_STD
-    db = z * DB_STD + DB_MEAN
+    db = latents_to_db(z)
+    diff = (latents_to_db(z2) - db).abs()
     loud = db > db.amax(dim=(1, 2), keepdim=True) - 60.0
     return float(diff.mean()), float(diff[loud].mean())
 
@@ -124,7 +124,7 @@ def main() -> None:
         + "; librosa: " + ", ".join(f"{t:.3f}" for t in lib_times) + ". On a loaded machine two torch threads "
         "can be slower than one (the OpenMP threads wait for each other at every small op).",
         "",
-        "Error: mean |encode(decode(z)) − z| × DB_STD, i.e. the log-mel difference in dB between the clip and "
+        "Error: mean |dB(encode(decode(z))) − dB(z)|, i.e. the log-mel difference in dB between the clip and "
         "its reconstruction, re-encoded with the same codec.",
     ]
     text = "\n".join(lines) + "\n"

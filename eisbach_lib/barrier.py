@@ -10,9 +10,23 @@ Given the DiT output v [B, C, T] (the tensor the loss uses) and an optional fram
 Flat energy (h → 1) is damped towards w = 1e−6**λ (1e−3 for λ = 0.5); one sharp frame (h → 0)
 keeps w → 1. The weight scales each sample's loss, L_batch = mean_b(w[b]·L[b]), and is detached
 (it changes step sizes, not directions) in every arm except `eisbach_grad`.
+
+Two control arms do not read v at all:
+
+- `oracle_texture` (positive control): w from the clip's texture label, ORACLE_WEIGHTS. It is the
+  shift the paper attributes to the barrier (less weight on temporally flat material, full weight
+  on material with temporal contrast) made perfectly and strongly. If this arm moves no outcome,
+  the design cannot see the effect the barrier is meant to have.
+- `constant` (negative control): w = c for every sample, c = the mean `eisbach` weight of the
+  fine-tuning split under the base model (computed and cached by train.py). AdamW's update is
+  invariant to a constant scale of the loss (up to its ε), so this arm must come out equivalent
+  to `none`: it checks the verdict rule on real data and separates "a smaller average weight"
+  from "a different weight per sample".
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -24,7 +38,22 @@ ARMS: tuple[str, ...] = (
     "eisbach_tmatched",  # running mean of w in the sample's noise-level bin: noise-level reweighting only
     "eisbach_grad",      # w not detached: adds the barrier's own gradient
     "minsnr",            # Min-SNR-γ (γ = 5) for the rectified-flow velocity loss
+    "oracle_texture",    # positive control: w from the texture label (ORACLE_WEIGHTS)
+    "constant",          # negative control: one constant w for every sample (the split's mean eisbach weight)
 )
+# The oracle's weight per texture class of the chamber corpus (corpus.TEXTURES), monotone in how
+# temporally flat the class is. On the 350 finetune clips of the cpu profile, with the codec's
+# latents at the true velocity target (v = ε − x0), the eisbach weight per class is sustained 0.39 <
+# mixed 0.47 < plucked 0.57 < percussive 0.70: sustained is the flat class, plucked and percussive
+# the contrast classes (as anatomy.FLAT_CLASSES / CONTRAST_CLASSES), mixed (sustained lines with
+# attacks) in between. The oracle keeps that order but is about 5x stronger than eisbach's ratio
+# (0.39/0.70 ≈ 0.55 → ORACLE_FACTOR = 0.1): on a balanced corpus the weighted share of sustained
+# clips drops from 25 % to 0.1/(0.1 + 0.32 + 2) ≈ 4 % (eisbach at the target: ≈ 18 %), the intended
+# shift, big enough to be seen. Mixed gets the geometric middle √0.1 ≈ 0.32. Not 0: every clip
+# still trains a little, so the arm changes the mix without removing a quarter of the data.
+ORACLE_FACTOR = 0.1
+ORACLE_WEIGHTS: dict[str, float] = {"sustained": ORACLE_FACTOR, "mixed": ORACLE_FACTOR ** 0.5,
+                                    "plucked": 1.0, "percussive": 1.0}
 EPS = 1e-6
 T_BINS = 20
 MINSNR_GAMMA = 5.0
@@ -82,6 +111,15 @@ def tmatched_weight(w: torch.Tensor, t: torch.Tensor, state: dict[str, torch.Ten
     return (state["sum"][idx] / state["count"][idx]).to(w)
 
 
+def oracle_weight(textures: Sequence[str]) -> torch.Tensor:
+    """w[b] = ORACLE_WEIGHTS[texture[b]] (float32, CPU); an unknown label raises, naming it."""
+    unknown = sorted({str(x) for x in textures} - set(ORACLE_WEIGHTS))
+    if unknown:
+        raise ValueError(f"oracle_texture: no oracle weight for texture {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(ORACLE_WEIGHTS)} (the chamber corpus's classes)")
+    return torch.tensor([ORACLE_WEIGHTS[str(x)] for x in textures], dtype=torch.float32)
+
+
 def barrier_weights(
     v: torch.Tensor,
     arm: str = "eisbach",
@@ -90,18 +128,32 @@ def barrier_weights(
     mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     state: dict[str, torch.Tensor] | None = None,
+    *,
+    textures: Sequence[str] | None = None,
+    constant: float | None = None,
 ) -> torch.Tensor:
     """Per-sample loss weights w [B] for one arm of the ablation (see ARMS and DESIGN.md §4).
 
     `t` [B] is needed by `eisbach_tmatched` and `minsnr`; `state` (from `new_tmatched_state`)
     carries `eisbach_tmatched`'s running bin means across steps; `generator` drives
     `eisbach_shuffle`'s permutation (a CPU generator, separate from the data/noise streams).
+    `textures` (one label per sample) is needed by `oracle_texture`, `constant` (the value, > 0)
+    by `constant`; both arms ignore v except for its batch size and device.
     """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; known: {', '.join(ARMS)}")
     b = v.shape[0]
     if arm == "none":
         return torch.ones(b, device=v.device)
+    if arm == "oracle_texture":
+        if textures is None or len(textures) != b:
+            raise ValueError(f"arm 'oracle_texture' needs one texture label per sample ({b}), "
+                             f"got {None if textures is None else len(textures)}")
+        return oracle_weight(textures).to(v.device)
+    if arm == "constant":
+        if constant is None or not float(constant) > 0:
+            raise ValueError(f"arm 'constant' needs its weight constant > 0, got {constant!r}")
+        return torch.full((b,), float(constant), device=v.device)
     if arm in ("minsnr", "eisbach_tmatched") and t is None:
         raise ValueError(f"arm {arm!r} needs the timesteps t")
     if arm == "minsnr":
@@ -138,5 +190,5 @@ def log_barrier(h: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
     return lam * torch.log1p(-h + EPS) if lam else torch.zeros_like(h)
 
 
-__all__ = ["ARMS", "temporal_entropy", "barrier_weights", "per_sample_loss", "weighted_loss",
-           "minsnr_weight", "new_tmatched_state", "eisbach_weight", "log_barrier"]
+__all__ = ["ARMS", "ORACLE_FACTOR", "ORACLE_WEIGHTS", "temporal_entropy", "barrier_weights", "oracle_weight",
+           "per_sample_loss", "weighted_loss", "minsnr_weight", "new_tmatched_state", "eisbach_weight", "log_barrier"]

@@ -6,17 +6,42 @@ filterbank `librosa.filters.mel(sr, n_fft, n_mels)`, fmin = 0, fmax = sr/2):
 
     X[f, t]  = STFT(y)                                    n_fft, hop_length, Hann window
     M[m, t]  = Σ_f F[m, f] · |X[f, t]|²                   F: librosa.filters.mel
-    d[m, t]  = 10 · log10(max(M[m, t], AMIN))             dB, floor AMIN = 1e-8 (−80 dB)
-    z[m, t]  = (d[m, t] − DB_MEAN) / DB_STD               the latent
+    d[m, t]  = 10 · log10(max(M[m, t], AMIN))             dB, floor AMIN = 1e-8 (DB_FLOOR = −80 dB)
+    z[m, t]  = (d[m, t] − DB_FLOOR) / DB_SCALE            the latent, ≥ 0; silence (the floor) is 0
 
-DB_MEAN and DB_STD are fixed constants (no data-dependent state), measured once on 300 clips of
-the cpu-profile chamber corpus (peak-normalised to 0.9, 22.05 kHz, n_fft 2048, 64 mels: mean
-−19.8 dB, std 21.1 dB; per texture the mean runs from −28 dB, percussive, to −10 dB, sustained),
-so latents of music are roughly zero-mean and unit-variance.
+Latent energy means loudness. The barrier reads frame energy mean_c z² (DESIGN.md §4), so the
+latent must grow with loudness and be smallest at silence: z = 0 at the −80 dB floor and z grows
+linearly with dB above it, so z² (and mean_c z²) is monotone in every band's level. The earlier
+mapping z = (d + 20)/21 put silence at z ≈ −2.9, z² ≈ 8.2, more "energy" than a 0 dB frame
+(`loudness_check`: Spearman(mean_c z², frame RMS dB) −0.88 on sparse bursts, −0.01 on a
+crescendo; now 0.93 and 1.00). Any affine map with silence at zero has this property and moves
+the mean away from zero; the map stays affine so decoding inverts it exactly: the Griffin-Lim
+round trip of 16 rendered 6 s clips is 0.65 dB of log-mel error over all bins and 0.48 dB within
+60 dB of each peak, with the old mapping and the new.
+
+DB_SCALE = 21 dB per latent unit is the standard deviation of d over 300 clips of the cpu-profile
+chamber corpus (peak-normalised to 0.9, 22.05 kHz, n_fft 2048, 64 mels: mean −19.8 dB, std
+21.1 dB; per texture the mean runs from −28 dB, percussive, to −10 dB, sustained). Keeping that
+unit keeps the content's spread at std ≈ 1 (350 finetune clips: mean 2.86, std 1.01, min 0.11;
+before: mean 0.00, std 1.01), so the rectified-flow balance between the data's variation and the
+unit noise at a given t (content SNR (1 − t)²/t²) and the barrier's softmax temperature per dB
+stay as they were; only the mean moves, by 60/21 ≈ 2.9 (a constant offset of the velocity
+target, which the DiT's output bias learns). Scaling to unit second moment instead (≈ 64 dB per
+unit) would shrink the content's std to 0.33 (content SNR 9× lower at every t) and squeeze frame
+energies into a range where softmax_t is nearly uniform. Measured on the same 350 clips, the
+barrier's weight at the true velocity target v = ε − z, per texture (sustained, mixed, plucked,
+percussive): new 0.39, 0.47, 0.57, 0.70; old mapping 0.12, 0.14, 0.14, 0.20; unit second moment
+0.12, 0.12, 0.12, 0.15. Only the chosen mapping lets the barrier tell flat from contrasted clips.
+The offset has a price: the DiT must also learn the t-dependent mean (1 − t)·m of x_t. Pretraining
+the smoke-profile DiT on the same 48 clips, the loss at equal steps is 1.28× (400 steps) to 1.33×
+(1200 steps) that of the zero-mean mapping (which reaches in 600 steps the loss this one reaches
+in 1200); after 400 steps it grows about linearly with the mean: 0.82, 0.87, 0.92, 0.98, 1.06 at
+means 0, 0.94, 1.42, 1.89, 2.85. A higher floor (less offset) would buy little of it back and
+lose dynamic range; the barrier's meaning is worth the steps.
 At 22050 Hz with hop 1024 there are 22050/1024 ≈ 21.5 frames per second, the frame rate of
 Stable Audio's latents; a clip of S samples gives T = 1 + S // hop_length frames.
 
-Decoding inverts each step: d = z·DB_STD + DB_MEAN, M = 10^(d/10); the linear power spectrum
+Decoding inverts each step: d = z·DB_SCALE + DB_FLOOR, M = 10^(d/10); the linear power spectrum
 starts from the least-squares (minimum-norm) solution P₀ = clamp(F⁺ · M, ≥ 0) + AMIN, F⁺ the
 Moore–Penrose pseudo-inverse of the filterbank (no scipy NNLS), refined by `mel_inverse_iters`
 batched multiplicative updates that fit F·P to M in the Itakura–Saito divergence (Févotte,
@@ -47,11 +72,14 @@ import math
 
 import librosa
 import numpy as np
+import pandas as pd
 import torch
+from scipy.stats import spearmanr
 
 AMIN = 1e-8         # power floor before the log: −80 dB
-DB_MEAN = -20.0     # mean of d = 10·log10(max(M, AMIN)) over 300 cpu-profile chamber clips: −19.8 dB
-DB_STD = 21.0       # standard deviation of d over the same clips: 21.1 dB
+DB_FLOOR = -80.0    # 10·log10(AMIN): the level that maps to z = 0 (silence)
+DB_SCALE = 21.0     # dB per latent unit: the std of d over 300 cpu-profile chamber clips (21.1 dB)
+NORMALISATION = "floor"  # names the mapping z = (d − DB_FLOOR)/DB_SCALE in cache keys (was z = (d + 20)/21)
 GL_MOMENTUM = 0.99  # librosa.griffinlim's default momentum
 
 
@@ -85,7 +113,7 @@ class MelCodec:
     @property
     def cache_key(self) -> str:
         """Identifies the latents this codec produces (used in pre-encoded cache keys)."""
-        return f"{self!r} db=({DB_MEAN}, {DB_STD}, {AMIN})"
+        return f"{self!r} z=(dB-{DB_FLOOR})/{DB_SCALE} amin={AMIN} norm={NORMALISATION}"
 
     @property
     def frames_per_second(self) -> float:
@@ -138,12 +166,11 @@ class MelCodec:
         return torch.matmul(self._fb.to(y.device), power)
 
     def encode(self, audio: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Latents z [B, n_mels, T] = (10·log10(max(M, AMIN)) − DB_MEAN) / DB_STD.
+        """Latents z [B, n_mels, T] = (10·log10(max(M, AMIN)) − DB_FLOOR) / DB_SCALE, ≥ 0.
 
         `audio`: float mono, shape [B, S] or [S] (a single clip gives B = 1), tensor or array.
         """
-        db = 10.0 * torch.log10(self.mel_power(audio).clamp_min(AMIN))
-        return (db - DB_MEAN) / DB_STD
+        return db_to_latents(10.0 * torch.log10(self.mel_power(audio).clamp_min(AMIN)))
 
     # -- synthesis ------------------------------------------------------------------------
 
@@ -159,11 +186,11 @@ class MelCodec:
         return power
 
     def latents_to_magnitude(self, latents: torch.Tensor) -> torch.Tensor:
-        """|S| [B, F, T] = √P with P = mel_to_power(10^((z·DB_STD + DB_MEAN)/10))."""
+        """|S| [B, F, T] = √P with P = mel_to_power(10^((z·DB_SCALE + DB_FLOOR)/10))."""
         z = torch.as_tensor(latents).float()
         if z.dim() == 2:
             z = z.unsqueeze(0)
-        mel = torch.pow(10.0, (z * DB_STD + DB_MEAN) / 10.0)
+        mel = torch.pow(10.0, latents_to_db(z) / 10.0)
         return self.mel_to_power(mel).sqrt()
 
     def griffin_lim(self, magnitude: torch.Tensor, n_iter: int, length: int,
@@ -204,6 +231,16 @@ class MelCodec:
             return self.griffin_lim(mag, n, length, generator=generator)
 
 
+def db_to_latents(db: torch.Tensor) -> torch.Tensor:
+    """z = (d − DB_FLOOR) / DB_SCALE: log-mel dB to latents (0 at the −80 dB floor)."""
+    return (db - DB_FLOOR) / DB_SCALE
+
+
+def latents_to_db(z: torch.Tensor) -> torch.Tensor:
+    """d = z·DB_SCALE + DB_FLOOR: latents back to log-mel dB (the inverse of db_to_latents)."""
+    return z * DB_SCALE + DB_FLOOR
+
+
 def _as_batch(audio: torch.Tensor | np.ndarray) -> torch.Tensor:
     """A float32 tensor [B, S] from audio [B, S] or [S] (tensor or array)."""
     y = torch.as_tensor(np.asarray(audio, dtype=np.float32) if isinstance(audio, np.ndarray) else audio)
@@ -224,3 +261,98 @@ def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
     for k in range(r):
         out[:, k:k + t] += parts[:, :, k]
     return out.reshape(b, -1)
+
+
+# --------------------------------------------------------------------------------------------
+# loudness check: does latent frame energy mean loudness? (DESIGN.md §4, issue 13 item 1)
+
+LOUDNESS_SIGNALS = ("bursts", "crescendo", "drone")  # the order the barrier's entropy must follow
+
+
+def loudness_signals(sample_rate: int, seconds: float = 6.0, seed: int = 0) -> dict[str, np.ndarray]:
+    """Three clips of known loudness, float32 mono at `sample_rate`:
+
+    - crescendo: a harmonic tone (110 Hz, partials 1/k, k = 1..6) whose level rises linearly in dB
+      from −60 dB to 0 dB (peak 0.5) over the clip, with 20 ms fades: loudness grows steadily;
+    - bursts: silence with 6 white-noise bursts (peak 0.5, decay e^(−t/40 ms)) at evenly spaced
+      onsets jittered by ±0.1 s (from `seed`): energy in a few frames;
+    - drone: the same harmonic tone at a constant 0.5 peak (20 ms fades): flat loudness.
+    """
+    sr, n = int(sample_rate), int(round(seconds * sample_rate))
+    t = np.arange(n) / sr
+    tone = sum(np.sin(2 * np.pi * 110.0 * k * t) / k for k in range(1, 7))
+    tone = tone / np.abs(tone).max()
+    fade = np.minimum(1.0, np.minimum(t, seconds - t) / 0.02)  # no click at the clip's ends
+    crescendo = 0.5 * tone * fade * 10.0 ** ((-60.0 + 60.0 * t / seconds) / 20.0)
+    drone = 0.5 * tone * fade
+    rng = np.random.default_rng(seed)
+    bursts = np.zeros(n)
+    for onset in (np.arange(6) + 0.5) * seconds / 6 + rng.uniform(-0.1, 0.1, 6):
+        start = int(onset * sr)
+        k = np.arange(n - start) / sr
+        bursts[start:] += 0.5 * rng.standard_normal(n - start) * np.exp(-k / 0.04)
+    return {"bursts": bursts.astype(np.float32), "crescendo": crescendo.astype(np.float32),
+            "drone": drone.astype(np.float32)}
+
+
+def frame_rms_db(audio: np.ndarray, n_frames: int, hop: int, centred: bool = True) -> np.ndarray:
+    """Hann-weighted RMS level in dB of `n_frames` frames of width 2·hop, centred at k·hop
+    (`centred`, as MelCodec's STFT) or at (k + 0.5)·hop; zero padding outside the clip;
+    10·log10(mean square + 1e−12), so digital silence is −120 dB."""
+    y = np.pad(np.asarray(audio, dtype=np.float64), (2 * hop, 2 * hop))
+    w = np.hanning(2 * hop + 1)[:-1]
+    out = np.empty(n_frames)
+    for k in range(n_frames):
+        centre = 2 * hop + (k * hop if centred else int((k + 0.5) * hop))
+        seg = y[centre - hop:centre + hop]
+        out[k] = 10.0 * np.log10(float(np.sum(w * seg**2) / np.sum(w)) + 1e-12)
+    return out
+
+
+def _loudness_latents(codec, sample_rate: int | None, seconds: float) -> tuple[dict, torch.Tensor, dict]:
+    """(signals, latents [3, C, T], {signal: frame RMS dB [T]}) for `loudness_signals` through `codec`."""
+    sr = int(sample_rate or codec.sample_rate)
+    signals = loudness_signals(sr, seconds)
+    z = torch.as_tensor(codec.encode(np.stack([signals[k] for k in LOUDNESS_SIGNALS]))).float().cpu()
+    n_samples, n_frames = len(signals["drone"]), int(z.shape[-1])
+    hop = int(getattr(codec, "hop_length", 0) or getattr(codec, "hop", 0) or round(n_samples / n_frames))
+    centred = n_frames == 1 + n_samples // hop
+    rms = {k: frame_rms_db(signals[k], n_frames, hop, centred) for k in LOUDNESS_SIGNALS}
+    return signals, z, rms
+
+
+def loudness_frames(codec, sample_rate: int | None = None, seconds: float = 6.0) -> pd.DataFrame:
+    """Per latent frame of each `loudness_signals` clip: its RMS level and its latent energy.
+    Columns: signal, frame, rms_db, energy (= mean_c z²). `codec` is anything with
+    `encode(audio [B, S]) -> latents [B, C, T]` and `sample_rate` (MelCodec, SA3Codec)."""
+    _, z, rms = _loudness_latents(codec, sample_rate, seconds)
+    energy = z.pow(2).mean(dim=1).numpy()
+    return pd.DataFrame([{"signal": k, "frame": f, "rms_db": float(rms[k][f]), "energy": float(energy[i, f])}
+                         for i, k in enumerate(LOUDNESS_SIGNALS) for f in range(z.shape[-1])])
+
+
+def loudness_check(codec, sample_rate: int | None = None, seconds: float = 6.0) -> pd.DataFrame:
+    """Does the codec's latent energy mean loudness? One row per signal of `loudness_signals`.
+    Columns:
+
+    - spearman: Spearman rank correlation over the clip's frames of (energy = mean_c z², frame
+      RMS dB); should be ≥ 0.9 where the level varies (bursts, crescendo). On the drone the level
+      is constant (range a few dB, from the fades), so its value only ranks edge frames and
+      noise: reported, not judged. Frames are compared within a clip, as the barrier's softmax
+      over t does: across timbres mean_c z² also counts how many bands rise above the floor, so a
+      quiet noise can outweigh a louder pure tone;
+    - entropy: barrier.temporal_entropy of the clip's latents (as the barrier reads frame energy);
+      should order bursts < crescendo < drone;
+    - rms_db_range, energy_min, energy_max, frames.
+    """
+    from .barrier import temporal_entropy
+
+    _, z, rms = _loudness_latents(codec, sample_rate, seconds)
+    energy = z.pow(2).mean(dim=1).numpy()
+    h = temporal_entropy(z).numpy()
+    rows = []
+    for i, k in enumerate(LOUDNESS_SIGNALS):
+        rows.append({"signal": k, "spearman": float(spearmanr(energy[i], rms[k]).statistic), "entropy": float(h[i]),
+                     "rms_db_range": float(np.ptp(rms[k])), "energy_min": float(energy[i].min()),
+                     "energy_max": float(energy[i].max()), "frames": int(z.shape[-1])})
+    return pd.DataFrame(rows)

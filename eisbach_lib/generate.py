@@ -23,32 +23,72 @@ from .sampling import rf_schedule, sample_euler, sample_pingpong
 
 CARD_PROMPTS = REPO / "data" / "card_prompts.csv"
 NOISE_SEED = 1234  # base seed of the fixed sampling noise, the same for every arm and seed
+HELDOUT_SPLIT = "reference"                    # evaluation captions come from here (never trained on)
+HELDOUT_EXCLUDED_SPLITS = ("base", "finetune")  # the training splits the prompts must be disjoint from
 
 
 def prompt_set(cfg: dict) -> pd.DataFrame:
-    """The profile's fixed prompts: `generate.finetune_prompts` held-out `finetune` captions
-    (spread over texture classes, chosen with the profile seed) plus the model card's four prompts.
-    Written to <runs_dir>/prompts.csv on first use and read from there afterwards."""
-    path = Path(cfg["runs_dir"]) / "prompts.csv"
-    if path.exists():
-        return pd.read_csv(path, keep_default_na=False)
-    manifest = pd.read_csv(Path(cfg["runs_dir"]) / "corpus" / "manifest.csv", keep_default_na=False)
-    ft = manifest[manifest["split"] == "finetune"].sort_values("id")
-    n = min(int(cfg["generate"]["finetune_prompts"]), len(ft))
+    """The profile's fixed evaluation prompts: `generate.heldout_prompts` captions of the `reference`
+    split (never trained on: the base model trains on `base`, the adapters on `finetune`), spread
+    over texture classes and chosen with the profile seed, plus the model card's four prompts
+    (`generate.card_prompts`, default true). Columns: prompt_id, name, caption, source
+    ("reference" | "model_card").
+
+    Checked here, each raising ValueError that names what is wrong: the reference split shares no
+    source piece with base/finetune (when the manifest has `source_piece`); no chosen caption occurs
+    verbatim among the training captions (such captions are never chosen); every prompt fits
+    text.max_tokens of the profile's text encoder (text.CaptionTooLong otherwise: no silent
+    truncation). `generate.finetune_prompts`, the old name of the count, is read as
+    `heldout_prompts` with a warning (the captions now come from `reference`, not `finetune`).
+    Written to <runs_dir>/prompts.csv; the selection is recomputed on every call (deterministic) and
+    the file rewritten, with a warning, when it differs (e.g. a file from before this change)."""
+    import warnings
+
+    from .text import check_token_lengths, profile_tokenizer
+
+    gen = cfg["generate"]
+    if "finetune_prompts" in gen:
+        if "heldout_prompts" in gen and int(gen["heldout_prompts"]) != int(gen["finetune_prompts"]):
+            raise ValueError("generate: both heldout_prompts and its old name finetune_prompts are set, "
+                             "with different values; keep heldout_prompts only")
+        warnings.warn("generate.finetune_prompts is renamed generate.heldout_prompts; its captions now come from the "
+                      "reference split (held out from training), not finetune", FutureWarning, stacklevel=2)
+    n_wanted = int(gen.get("heldout_prompts", gen.get("finetune_prompts", 0)))
+    runs = Path(cfg["runs_dir"])
+    manifest = pd.read_csv(runs / "corpus" / "manifest.csv", keep_default_na=False)
+    train = manifest[manifest["split"].isin(HELDOUT_EXCLUDED_SPLITS)]
+    ref = manifest[manifest["split"] == HELDOUT_SPLIT].sort_values("id")
+    if "source_piece" in manifest.columns:
+        shared = sorted(set(ref["source_piece"]) & set(train["source_piece"]))
+        if shared:
+            raise ValueError(f"{runs / 'corpus' / 'manifest.csv'}: the reference split shares {len(shared)} source "
+                             f"piece(s) with base/finetune (e.g. {shared[0]!r}); its captions are not held out")
+    ref = ref[~ref["caption"].isin(set(train["caption"]))]
+    if n_wanted > len(ref):
+        warnings.warn(f"generate.heldout_prompts = {n_wanted}, but the reference split has {len(ref)} usable captions",
+                      stacklevel=2)
+    n = min(n_wanted, len(ref))
     rng = np.random.default_rng(cfg.get("seed", 0))
-    shuffled = ft.sample(frac=1, random_state=int(rng.integers(1 << 31)))
+    shuffled = ref.sample(frac=1, random_state=int(rng.integers(1 << 31)))
     if "texture" in shuffled:  # round-robin over texture classes so every class is prompted
         shuffled = shuffled.assign(_k=shuffled.groupby("texture").cumcount()).sort_values(["_k", "texture"], kind="stable")
-    picked = shuffled.head(n)
-    rows = [{"name": r.id, "caption": r.caption, "source": "finetune"} for r in picked.itertuples()]
-    if cfg["generate"].get("card_prompts", True):
+    rows = [{"name": r.id, "caption": r.caption, "source": HELDOUT_SPLIT} for r in shuffled.head(n).itertuples()]
+    if gen.get("card_prompts", True):
         card = pd.read_csv(CARD_PROMPTS)
         rows += [{"name": r.name, "caption": r.prompt, "source": "model_card"} for r in card.itertuples()]
-    prompts = pd.DataFrame(rows)
+    prompts = pd.DataFrame(rows, columns=["name", "caption", "source"])
     prompts.insert(0, "prompt_id", range(len(prompts)))
+    tokenizer, limit = profile_tokenizer(cfg)
+    check_token_lengths(list(prompts["caption"]), limit, names=list(prompts["name"]), tokenizer=tokenizer, what="prompt")
+    path = runs / "prompts.csv"
+    if path.exists():
+        old = pd.read_csv(path, keep_default_na=False)
+        if old.astype(str).equals(prompts.astype(str)):
+            return old
+        warnings.warn(f"{path} differs from this profile's prompt set; rewritten", stacklevel=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     prompts.to_csv(path, index=False)
-    return prompts
+    return pd.read_csv(path, keep_default_na=False)
 
 
 def initial_noise(prompt_id: int, sample: int, shape: tuple[int, int]) -> torch.Tensor:

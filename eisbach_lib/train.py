@@ -9,7 +9,8 @@ Recipe per step (DESIGN.md sections 1 and 4):
     mask   = models.drop_condition(token_mask, p)        (stream "dropout"; CFG condition dropout)
     v      = model(x_t, t, tokens, mask, seconds)        x_t = (1 − t)·x0 + t·noise
     L[b]   = per_sample_loss(v, noise − x0, frame_mask)
-    w[b]   = barrier_weights(v, arm, lam, t, frame_mask, generator=stream "shuffle", state=tmatched)
+    w[b]   = barrier_weights(v, arm, lam, t, frame_mask, generator=stream "shuffle", state=tmatched,
+                             textures=the batch's texture labels, constant=constant_weight(...)["weight"])
     loss   = weighted_loss(w, L);  AdamW step (weight decay 0, constant lr after an optional
              linear warm-up of `warmup_steps`, 0 by default; the pretrain default is documented
              in SECTION_DEFAULTS)
@@ -36,6 +37,14 @@ Every checkpoint is written to a temporary folder and renamed (os.replace), its 
 so an interrupted run resumes from its newest complete checkpoint and ends with bit-identical
 weights on the CPU (float32, deterministic kernels, the same thread count).
 
+Control arms (barrier.py): `oracle_texture` reads each clip's label from data.manifest["texture"];
+`constant` uses one weight for every sample, the mean `eisbach` weight of the fine-tuning split under
+the base model (`constant_weight`: anatomy.weights_by_clip's estimate, computed once and cached in
+<runs_dir>/anatomy/constant_weight.json under a key made of the base weights' and the data's content
+hashes and the estimate's settings). Both are recorded in run.json under "arm_config".
+`training_mix` turns the per-sample log into each texture's weighted share of the training signal
+(the "effective training mix" manipulation check).
+
 Multi-GPU: the grid is sharded, one process per GPU (`run_grid(cfg, data, shard="i/n")` with
 CUDA_VISIBLE_DEVICES=i, or `eisbach grid --shard i/n`); each run trains on one device. Data
 parallelism inside one run is not offered: fine-tuning batches are 4 clips, and the pairing and the
@@ -56,7 +65,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .barrier import ARMS, barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy, weighted_loss
+from .barrier import (ARMS, ORACLE_WEIGHTS, barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy,
+                      weighted_loss)
 from .cache import PreEncoded
 from .flow import TIMESTEP_KINDS, noise_data, ot_couple, sample_timesteps, velocity_target
 from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_parameters, drop_condition,
@@ -303,6 +313,103 @@ def _load_weights(model: EisbachDiT, adapter: str | None, folder: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# the control arms' inputs
+
+CONSTANT_N_T = 8  # timesteps per clip in the constant arm's estimate (as notebook 02's weights_by_clip)
+BASE_SUBFOLDERS = ("transformer", "duration_embedder")  # the folders models.load_base reads
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha(path: Path) -> str:
+    """sha256 of a file's bytes, memoised per process by (path, size, mtime)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        _FILE_HASHES[key] = h.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def base_fingerprint(base: str | Path) -> str:
+    """A short hash of what models.load_base reads: every *.safetensors / *.json file in
+    `base`/transformer and `base`/duration_embedder (relative path and content). A Stable Audio 3
+    directory's VAE and text encoder are not part of it, nor are a base run's checkpoints and logs."""
+    base = Path(base)
+    files = sorted(p for sub in BASE_SUBFOLDERS if (base / sub).is_dir() for p in (base / sub).rglob("*")
+                   if p.is_file() and p.suffix in (".safetensors", ".json"))
+    if not files:
+        raise FileNotFoundError(f"{base}: no model files (*.safetensors, *.json in {', '.join(BASE_SUBFOLDERS)}) "
+                                "to fingerprint")
+    blob = "\n".join(f"{p.relative_to(base).as_posix()} {_file_sha(p)}" for p in files)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def data_content_hash(data: PreEncoded) -> str:
+    """A short hash of the clip ids and every tensor's bytes (latents change with the codec, ids do not)."""
+    h = hashlib.sha256(json.dumps(list(map(str, data.manifest["id"]))).encode())
+    for x in (data.latents, data.frame_mask, data.tokens, data.token_mask, data.seconds):
+        x = x.detach().cpu().contiguous()
+        h.update(str((tuple(x.shape), str(x.dtype))).encode())
+        h.update(x.view(torch.uint8).numpy().tobytes() if x.dtype != torch.bool else x.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def constant_weight(cfg: dict, data: PreEncoded, base_dir: str | Path | None = None, lam: float = 0.5,
+                    timesteps: str = "trunc_logit_normal", progress: bool = False) -> dict:
+    """The `constant` arm's weight: c = mean over the clips of `data` (the fine-tuning split) of each
+    clip's mean `eisbach` weight under the base model over CONSTANT_N_T training-distribution
+    timesteps (anatomy.weights_by_clip with seed = the profile seed, on the CPU, float32).
+
+    Computed once per (base weights, data content, λ, timestep distribution, n_t, seed) and cached in
+    <runs_dir>/anatomy/constant_weight.json ({key: entry}); returns the entry: weight, key, by_texture,
+    n_clips, n_t, lam, timesteps, seed, base, base_hash, data_hash."""
+    from .anatomy import weights_by_clip
+
+    base = base_dir_for(cfg, base_dir)
+    seed = int(cfg.get("seed", 0))
+    parts = {"base_hash": base_fingerprint(base), "data_hash": data_content_hash(data), "lam": float(lam),
+             "timesteps": str(timesteps), "n_t": CONSTANT_N_T, "seed": seed}
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(cfg["runs_dir"]) / "anatomy" / "constant_weight.json"
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    if key in cache:
+        return cache[key]
+    model = load_base(base).eval()
+    wbc = weights_by_clip(model, data, n_t=CONSTANT_N_T, lam=float(lam), seed=seed, timesteps=str(timesteps))
+    entry = {"weight": float(wbc["w"].mean()), "key": key, "n_clips": len(wbc), "base": str(base.resolve()), **parts,
+             "by_texture": {str(k): float(v) for k, v in wbc.groupby("texture")["w"].mean().items()}}
+    if not entry["weight"] > 0:
+        raise ValueError(f"constant_weight: the mean eisbach weight of {len(wbc)} clips is {entry['weight']!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cache = json.loads(path.read_text()) if path.exists() else {}  # another process may have added entries
+    cache[key] = entry
+    _atomic_write_text(path, json.dumps(cache, indent=2, sort_keys=True))
+    if progress:
+        print(f"constant arm: w = {entry['weight']:.4f} (mean eisbach weight of {len(wbc)} clips), cached in {path}")
+    return entry
+
+
+def training_mix(samples: pd.DataFrame) -> pd.DataFrame:
+    """The effective training mix (a manipulation check): per run and texture class, the share of
+    sample rows (n / Σn) and the weighted share of the training signal (Σw / Σw over the run's rows),
+    from a per-sample log (`read_log(run, "samples")`, concatenated over runs). Columns: run, arm,
+    seed, texture, n, share, weighted_share, ratio (= weighted_share / share)."""
+    need = {"run", "arm", "seed", "texture", "w"}
+    if not need <= set(samples.columns):
+        raise ValueError(f"training_mix: the log lacks columns {sorted(need - set(samples.columns))}")
+    g = samples.groupby(["run", "arm", "seed", "texture"], sort=True).agg(n=("w", "size"), w_sum=("w", "sum"))
+    g = g.reset_index()
+    totals = g.groupby("run")[["n", "w_sum"]].transform("sum")
+    g["share"] = g["n"] / totals["n"]
+    g["weighted_share"] = g["w_sum"] / totals["w_sum"]
+    g["ratio"] = g["weighted_share"] / g["share"]
+    return g.drop(columns="w_sum")
+
+
+# --------------------------------------------------------------------------------------------
 # checkpoints and logs
 
 
@@ -395,10 +502,27 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
     if hp["batch_size"] % world:
         raise ValueError(f"batch_size {hp['batch_size']} is not divisible by the {world} processes")
     lead = rank == 0  # writes logs, checkpoints and the final weights
+    has_texture = "texture" in data.manifest.columns
+    textures = list(map(str, data.manifest["texture"])) if has_texture else None
+    arm_config: dict = {}
+    if arm == "oracle_texture":
+        if not has_texture:
+            raise ValueError("arm 'oracle_texture' needs texture labels: the data's manifest has no 'texture' column")
+        arm_config = {"oracle_weights": dict(ORACLE_WEIGHTS)}
+        barrier_weights(torch.zeros(len(textures), 1, 1), arm, textures=textures)  # unknown labels raise now
     model, base_used = _build_model(cfg, data, adapter, seed, hp, base_dir)
+    if arm == "constant":
+        if adapter is None:
+            raise ValueError("arm 'constant' needs a base model (its weight is the base's mean eisbach weight); "
+                             "pretrain with arm 'none'")
+        arm_config = constant_weight(cfg, data, base_used, lam=float(hp["lam"]), timesteps=hp["timesteps"],
+                                     progress=progress and rank == 0)
     meta = {"arm": arm, "seed": int(seed), "adapter": adapter, "base_dir": base_used, "data": data_fingerprint(data),
             "model": {k: v for k, v in model.transformer.config.items() if not k.startswith("_")},
             "n_clips": len(data), "hyperparameters": hp, "parameters": count_parameters(model)}
+    if arm_config:
+        meta["arm_config"] = arm_config
+    constant = arm_config.get("weight")
     if lead:
         out_dir.mkdir(parents=True, exist_ok=True)
         _check_run_meta(out_dir, meta)
@@ -436,9 +560,7 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
         forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     forward = torch.compile(forward) if (cuda and hp["compile"]) else forward
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
-    has_texture = "texture" in data.manifest.columns
     ids = list(map(str, data.manifest["id"]))
-    textures = list(map(str, data.manifest["texture"])) if has_texture else None
     run_name = out_dir.name
     sample_rows: list[dict] = []
     step_rows: list[dict] = []
@@ -466,11 +588,13 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
         v = v.float()
         per_sample = per_sample_loss(v, velocity_target(x0d, noised), frame_mask[mine])
         v_all = _gather(v, world)
+        batch_textures = [textures[i] for i in idx.tolist()] if textures is not None else None
         if world > 1 and arm != "eisbach_grad":  # the batch-coupled arms (norm, shuffle, tmatched) see the whole batch
             w = barrier_weights(v_all, arm, lam=lam, t=t.to(device), mask=frame_mask, generator=gens["shuffle"],
-                                state=tmatched)[mine]
+                                state=tmatched, textures=batch_textures, constant=constant)[mine]
         else:  # one process; or eisbach_grad, per sample and differentiated through v
-            w = barrier_weights(v, arm, lam=lam, t=td, mask=frame_mask[mine], generator=gens["shuffle"], state=tmatched)
+            w = barrier_weights(v, arm, lam=lam, t=td, mask=frame_mask[mine], generator=gens["shuffle"], state=tmatched,
+                                textures=None if batch_textures is None else batch_textures[mine], constant=constant)
         loss = weighted_loss(w, per_sample)  # DDP averages the processes' gradients: the whole batch's mean
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -639,4 +763,5 @@ def pretrain(cfg: dict, data: PreEncoded, progress: bool = True) -> Path:
 
 
 __all__ = ["train_run", "pretrain", "run_grid", "grid_items", "shard_items", "load_run_model", "read_log",
-           "hyperparameters", "stream_seed", "BatchOrder", "STREAMS"]
+           "hyperparameters", "stream_seed", "BatchOrder", "STREAMS", "constant_weight", "training_mix",
+           "base_fingerprint", "data_content_hash"]

@@ -5,12 +5,14 @@ import math
 import pytest
 import torch
 
-from eisbach_lib.barrier import (ARMS, barrier_weights, minsnr_weight, new_tmatched_state, per_sample_loss,
-                                 temporal_entropy, weighted_loss)
+from eisbach_lib.barrier import (ARMS, ORACLE_FACTOR, ORACLE_WEIGHTS, barrier_weights, minsnr_weight,
+                                 new_tmatched_state, per_sample_loss, temporal_entropy, weighted_loss)
+from eisbach_lib.corpus import TEXTURES
 
 
 def test_arms_are_the_design_list():
-    assert ARMS == ("none", "eisbach", "eisbach_norm", "eisbach_shuffle", "eisbach_tmatched", "eisbach_grad", "minsnr")
+    assert ARMS == ("none", "eisbach", "eisbach_norm", "eisbach_shuffle", "eisbach_tmatched", "eisbach_grad", "minsnr",
+                    "oracle_texture", "constant")
 
 
 def test_constant_energy_gives_max_entropy_and_finite_weight():
@@ -51,7 +53,8 @@ def test_mask_excludes_frames_and_normalises_by_valid_length():
 def test_zeros_and_huge_values_give_no_nan():
     for v in (torch.zeros(3, 4, 16), torch.full((3, 4, 16), 1e30), torch.randn(3, 4, 16) * 1e20):
         for arm in ARMS:
-            w = barrier_weights(v, arm, t=torch.rand(3), state=new_tmatched_state())
+            w = barrier_weights(v, arm, t=torch.rand(3), state=new_tmatched_state(),
+                                textures=["sustained", "mixed", "plucked"], constant=0.4)
             assert torch.isfinite(w).all(), (arm, w)
 
 
@@ -137,3 +140,59 @@ def test_entropy_gradient_is_finite_with_masked_frames():
     barrier_weights(v, "eisbach_grad", mask=mask).sum().backward()
     assert torch.isfinite(v.grad).all()
     assert v.grad[0, :, 6:].abs().max() == 0 and v.grad[0, :, :6].abs().max() > 0
+
+
+# -- the control arms --------------------------------------------------------------------------
+
+
+def test_oracle_weights_per_class():
+    """Every corpus texture has a weight; flat (sustained) < mixed < contrast (plucked = percussive = 1)."""
+    assert set(ORACLE_WEIGHTS) == set(TEXTURES)
+    textures = ["percussive", "sustained", "mixed", "plucked", "sustained"]
+    v = torch.randn(5, 4, 30)
+    w = barrier_weights(v, "oracle_texture", textures=textures)
+    expected = torch.tensor([1.0, ORACLE_FACTOR, ORACLE_FACTOR ** 0.5, 1.0, ORACLE_FACTOR])
+    assert torch.allclose(w, expected)
+    assert 0 < ORACLE_FACTOR < ORACLE_WEIGHTS["mixed"] < 1
+    # the label decides, not v: the same labels on other outputs give the same weights
+    assert torch.equal(w, barrier_weights(v * 100 + 3, "oracle_texture", textures=textures))
+
+
+def test_oracle_needs_known_labels_one_per_sample():
+    v = torch.randn(2, 4, 10)
+    with pytest.raises(ValueError, match="'drone'"):
+        barrier_weights(v, "oracle_texture", textures=["sustained", "drone"])
+    with pytest.raises(ValueError, match="one texture label per sample"):
+        barrier_weights(v, "oracle_texture", textures=["sustained"])
+    with pytest.raises(ValueError, match="one texture label per sample"):
+        barrier_weights(v, "oracle_texture")
+
+
+def test_constant_is_the_same_for_every_sample():
+    v = torch.randn(6, 4, 20) * torch.linspace(0.1, 5, 20)
+    w = barrier_weights(v, "constant", constant=0.37)
+    assert torch.equal(w, torch.full((6,), 0.37))
+    assert torch.equal(w, barrier_weights(torch.zeros(6, 4, 20), "constant", constant=0.37))
+    for bad in (None, 0.0, -1.0):
+        with pytest.raises(ValueError, match="constant"):
+            barrier_weights(v, "constant", constant=bad)
+
+
+def test_constant_weight_moves_adamw_like_no_weight():
+    """The negative control's premise: AdamW (ε ≪ gradient scale) takes the same steps from a loss
+    scaled by a constant as from the unscaled loss; a per-sample weight does not."""
+    def run(weights):
+        torch.manual_seed(0)
+        lin = torch.nn.Linear(4, 4)
+        opt = torch.optim.AdamW(lin.parameters(), lr=1e-2, weight_decay=0.0, eps=1e-12)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(20):
+            x, y = torch.randn(8, 4, generator=g), torch.randn(8, 4, generator=g)
+            loss = (weights * (lin(x) - y).pow(2).mean(dim=1)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return lin.weight.detach().clone()
+    ones = run(torch.ones(8))
+    assert torch.allclose(run(torch.full((8,), 0.37)), ones, atol=1e-5)
+    assert not torch.allclose(run(torch.linspace(0.1, 1.0, 8)), ones, atol=1e-3)

@@ -1,11 +1,13 @@
-"""MelCodec: shapes and frame rate, librosa equivalence, Griffin-Lim round trip, batching, determinism."""
+"""MelCodec: shapes and frame rate, librosa equivalence, Griffin-Lim round trip, batching, determinism,
+and latent energy that means loudness (issue 13, item 1)."""
 
 import librosa
 import numpy as np
 import pytest
 import torch
 
-from eisbach_lib.codec import DB_MEAN, DB_STD, MelCodec
+from eisbach_lib.codec import (AMIN, DB_FLOOR, DB_SCALE, LOUDNESS_SIGNALS, MelCodec, latents_to_db, loudness_check,
+                                loudness_frames, loudness_signals)
 
 SR = 22050
 
@@ -45,15 +47,15 @@ def test_encode_is_librosa_power_melspectrogram(codec):
     ours = codec.mel_power(y)[0].numpy()
     np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-6 * ref.max())
     z = codec.encode(y)[0].numpy()
-    np.testing.assert_allclose(z, (10 * np.log10(np.maximum(ref, 1e-8)) - DB_MEAN) / DB_STD, atol=1e-3)
+    np.testing.assert_allclose(z, (10 * np.log10(np.maximum(ref, 1e-8)) + 80.0) / 21.0, atol=1e-3)
 
 
 def _loud_db_error(codec: MelCodec, z_ref: torch.Tensor, audio: torch.Tensor) -> float:
     """Mean |log-mel difference| in dB over the bins within 60 dB of the loudest bin."""
     z = codec.encode(audio)[..., : z_ref.shape[-1]]
-    db_ref = z_ref * DB_STD + DB_MEAN
+    db_ref = latents_to_db(z_ref)
     loud = db_ref > db_ref.max() - 60.0
-    return float(((z - z_ref).abs() * DB_STD)[loud].mean())
+    return float((latents_to_db(z) - db_ref).abs()[loud].mean())
 
 
 def test_round_trip_error_is_small_on_a_harmonic_tone(codec):
@@ -84,8 +86,9 @@ def test_decode_is_deterministic_for_a_generator(codec):
     assert not torch.allclose(a, c)
 
 
-def test_latents_of_rendered_music_are_roughly_standardised(codec):
-    """The fixed constants put a rendered chamber clip near zero mean and unit variance."""
+def test_latents_of_rendered_music_have_unit_spread_and_no_negative_values(codec):
+    """The fixed constants give rendered chamber clips a spread of about one latent unit (the
+    noise's), z ≥ 0 (silence is 0), and a mean near (−20 dB − DB_FLOOR)/DB_SCALE ≈ 2.9."""
     from eisbach_lib.corpus import plan_clip, render, to_pretty_midi
 
     piece = {"key": "test", "source": "bach", "work": "test", "length": 32.0, "tonic_pc": 0, "mode": "major",
@@ -96,4 +99,52 @@ def test_latents_of_rendered_music_are_roughly_standardised(codec):
         plan = plan_clip(piece, texture, 4.0, np.random.default_rng(k))
         zs.append(codec.encode(render(to_pretty_midi(plan), SR, 4.0)))
     z = torch.cat(zs)
-    assert abs(float(z.mean())) < 0.75 and 0.5 < float(z.std()) < 1.5, (float(z.mean()), float(z.std()))
+    assert float(z.min()) >= 0.0
+    assert 2.0 < float(z.mean()) < 3.75 and 0.5 < float(z.std()) < 1.5, (float(z.mean()), float(z.std()))
+
+
+# -- latent energy means loudness ------------------------------------------------------------
+
+
+class OldMapping(MelCodec):
+    """The mapping before issue 13, z = (dB + 20)/21 (silence at z ≈ −2.9): the check must fail it."""
+
+    def encode(self, audio):
+        return (10.0 * torch.log10(self.mel_power(audio).clamp_min(AMIN)) + 20.0) / 21.0
+
+
+def test_silence_is_zero_and_energy_grows_with_gain(codec):
+    assert float(codec.encode(np.zeros(SR, dtype=np.float32)).abs().max()) == 0.0
+    assert DB_FLOOR == pytest.approx(10 * np.log10(AMIN))
+    tone = harmonic_tone(1.0)
+    energy = [float(codec.encode(tone * 10 ** (g / 20)).pow(2).mean()) for g in range(-70, 1, 10)]
+    assert all(a < b for a, b in zip(energy, energy[1:])), energy
+
+
+def test_cache_key_names_the_normalisation(codec):
+    assert f"{DB_FLOOR}" in codec.cache_key and f"{DB_SCALE}" in codec.cache_key and "floor" in codec.cache_key
+
+
+def test_latent_energy_ranks_frames_by_loudness(codec):
+    """On clips of known loudness, Spearman(mean_c z², frame RMS dB) ≥ 0.9 where the level varies,
+    and the barrier's temporal entropy orders bursts < crescendo < drone."""
+    check = loudness_check(codec).set_index("signal")
+    assert list(check.index) == list(LOUDNESS_SIGNALS)
+    assert check.loc["bursts", "spearman"] >= 0.9 and check.loc["crescendo", "spearman"] >= 0.9, check
+    h = check["entropy"]
+    assert h["bursts"] < h["crescendo"] < h["drone"], h
+    assert check.loc["drone", "rms_db_range"] < 10 < check.loc["crescendo", "rms_db_range"]  # the signals are as named
+
+
+def test_the_loudness_check_fails_the_old_mapping():
+    check = loudness_check(OldMapping()).set_index("signal")
+    assert check.loc["bursts", "spearman"] < 0 and check.loc["crescendo", "spearman"] < 0.9, check
+
+
+def test_loudness_frames_and_signals_line_up(codec):
+    signals = loudness_signals(SR, 2.0)
+    assert set(signals) == set(LOUDNESS_SIGNALS) and all(len(y) == 2 * SR for y in signals.values())
+    frames = loudness_frames(codec, seconds=2.0)
+    assert len(frames) == 3 * codec.frames(2.0)
+    cres = frames[frames["signal"] == "crescendo"]
+    assert cres["rms_db"].iloc[-5] > cres["rms_db"].iloc[5] + 30  # 60 dB over the clip

@@ -205,7 +205,7 @@ def test_text_encoder_pads_to_max_tokens():
     from eisbach_lib.text import TextEncoder
 
     enc = TextEncoder(max_tokens=16)
-    tokens, mask = enc.encode(["a cello and a harp, 72 BPM", "word " * 40])
+    tokens, mask = enc.encode(["a cello and a harp, 72 BPM", "word " * 14])  # [CLS] + 14 + [SEP] = 16: fits exactly
     assert tokens.shape == (2, 16, TextEncoder.dim) and tokens.dtype == torch.float32
     assert mask.dtype == torch.bool and mask[1].all() and 3 < int(mask[0].sum()) < 16
     assert torch.all(tokens[0][~mask[0]] == 0)

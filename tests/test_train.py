@@ -11,8 +11,8 @@ import torch
 
 from eisbach_lib.cache import PreEncoded
 from eisbach_lib.models import adapter_state_dict, load_base
-from eisbach_lib.train import (BatchOrder, grid_items, hyperparameters, load_run_model, pretrain, read_log, run_grid,
-                               shard_items, stream_seed, train_run)
+from eisbach_lib.train import (BatchOrder, base_fingerprint, constant_weight, grid_items, hyperparameters, load_run_model, pretrain,
+                               read_log, run_grid, shard_items, stream_seed, train_run, training_mix)
 
 C, T, L, D = 8, 24, 6, 16
 
@@ -74,7 +74,7 @@ def test_pretrain_writes_a_loadable_base_and_is_skipped(world):
     assert time.time() - t0 < 1.0
 
 
-@pytest.mark.parametrize("arm", ["eisbach_shuffle", "eisbach_tmatched"])
+@pytest.mark.parametrize("arm", ["eisbach_shuffle", "eisbach_tmatched", "oracle_texture", "constant"])
 def test_resume_equals_uninterrupted_bit_exact(world, tmp_path: Path, arm: str):
     cfg, data, _ = world
     full = train_run(cfg, data, tmp_path / "full", arm=arm, seed=1, progress=False)
@@ -212,3 +212,75 @@ def test_batch_order_covers_each_epoch_once():
     order = BatchOrder(10, torch.Generator().manual_seed(0))
     seen = torch.cat([order.next(4) for _ in range(5)])  # 20 = two epochs
     assert sorted(seen[:10].tolist()) == list(range(10)) and sorted(seen[10:].tolist()) == list(range(10))
+
+
+# -- the control arms ------------------------------------------------------------------------
+
+
+def test_oracle_arm_logs_the_label_weights(world, tmp_path: Path):
+    from eisbach_lib.barrier import ORACLE_WEIGHTS
+
+    cfg, data, _ = world
+    run = train_run(cfg, data, tmp_path / "oracle", arm="oracle_texture", seed=0, progress=False)
+    log = read_log(run)
+    assert log["w"].tolist() == pytest.approx([ORACLE_WEIGHTS[x] for x in log["texture"]])
+    assert json.loads((run / "run.json").read_text())["arm_config"]["oracle_weights"] == ORACLE_WEIGHTS
+    mix = training_mix(log).set_index("texture")
+    assert mix.loc["sustained", "weighted_share"] < mix.loc["sustained", "share"]
+    assert mix.loc["percussive", "weighted_share"] > mix.loc["percussive", "share"]
+    assert mix["weighted_share"].sum() == pytest.approx(1.0) and mix["share"].sum() == pytest.approx(1.0)
+
+
+def test_constant_arm_uses_the_cached_split_mean_for_every_sample(world, tmp_path: Path, monkeypatch):
+    from eisbach_lib import anatomy
+
+    cfg, data, base = world
+    run = train_run(cfg, data, tmp_path / "constant", arm="constant", seed=0, progress=False)
+    cache = Path(cfg["runs_dir"]) / "anatomy" / "constant_weight.json"
+    entry = json.loads((run / "run.json").read_text())["arm_config"]
+    assert cache.exists() and json.loads(cache.read_text())[entry["key"]] == entry
+    # the weight is the finetune split's mean eisbach weight under the base model
+    direct = anatomy.weights_by_clip(load_base(base).eval(), data, n_t=8, lam=0.5, seed=0)
+    assert entry["weight"] == pytest.approx(float(direct["w"].mean()), rel=1e-6) and entry["n_clips"] == len(data)
+    log = read_log(run)
+    assert (log["w"] == entry["weight"]).all()  # identical for every sample and step
+    mix = training_mix(log)
+    assert mix["weighted_share"].tolist() == pytest.approx(mix["share"].tolist())
+    # read from the cache afterwards (no recomputation), and deterministic
+    monkeypatch.setattr(anatomy, "weights_by_clip", lambda *a, **k: pytest.fail("recomputed despite the cache"))
+    assert constant_weight(cfg, data, base, lam=0.5) == entry
+    # other data content (same ids and shapes) gets its own entry
+    other = PreEncoded(data.latents + 1.0, data.frame_mask, data.tokens, data.token_mask, data.seconds, data.manifest)
+    monkeypatch.undo()
+    assert constant_weight(cfg, other, base, lam=0.5)["key"] != entry["key"]
+    assert len(json.loads(cache.read_text())) >= 2
+
+
+def test_control_arms_need_their_inputs(world, tmp_path: Path):
+    cfg, data, _ = world
+    with pytest.raises(ValueError, match="needs a base model"):
+        train_run(cfg, synth(6, "base"), tmp_path / "c", arm="constant", adapter=None, progress=False)
+    plain = PreEncoded(data.latents, data.frame_mask, data.tokens, data.token_mask, data.seconds,
+                       data.manifest.drop(columns="texture"))
+    with pytest.raises(ValueError, match="texture"):
+        train_run(cfg, plain, tmp_path / "o", arm="oracle_texture", progress=False)
+    odd = PreEncoded(data.latents, data.frame_mask, data.tokens, data.token_mask, data.seconds,
+                     data.manifest.assign(texture="drone"))
+    with pytest.raises(ValueError, match="'drone'"):
+        train_run(cfg, odd, tmp_path / "o2", arm="oracle_texture", progress=False)
+
+
+def test_base_fingerprint_follows_the_weights_only(world, tmp_path: Path):
+    import shutil
+
+    base = world[2]
+    a = base_fingerprint(base)
+    copy = tmp_path / "b"
+    for sub in ("transformer", "duration_embedder"):
+        shutil.copytree(base / sub, copy / sub)
+    assert base_fingerprint(copy) == a  # the same weights elsewhere, without the run's checkpoints and logs
+    f = copy / "transformer" / "diffusion_pytorch_model.safetensors"
+    raw = bytearray(f.read_bytes())
+    raw[-1] ^= 1
+    f.write_bytes(bytes(raw))
+    assert base_fingerprint(copy) != a
