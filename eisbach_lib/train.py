@@ -736,13 +736,85 @@ def _finetune_split(data: PreEncoded) -> PreEncoded:
     return data if splits == {"finetune"} else data.split("finetune")
 
 
-def run_grid(cfg: dict, data: PreEncoded, shard: str = "0/1", progress: bool = True) -> list[Path]:
+def grid_workers(cfg: dict) -> int:
+    """`finetune.workers` (default 1): how many CPU processes train the grid at once. Each worker
+    uses one torch thread: a DoRA step at batch 4 gains nothing from a second thread (108 vs 120 ms,
+    benchmarks/results/train_cpu.md), so on 2 cores two one-thread workers train about twice the runs
+    per second (benchmarks/results/levers.md). On CUDA the grid stays in one process (shard by GPU)."""
+    n = cfg["finetune"].get("workers", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise ValueError(f"finetune.workers must be a positive integer, got {n!r}")
+    return n
+
+
+def _grid_worker(cfg: dict, data: PreEncoded, items: list[dict]) -> None:
+    """One worker process of `run_grid`: one torch thread, its runs in order, no progress bars."""
+    torch.set_num_threads(1)
+    base = base_dir_for(cfg)
+    for item in items:
+        train_run(cfg, data, item["run_dir"], arm=item["arm"], seed=item["seed"], adapter=item["adapter"],
+                  base_dir=base, progress=False)
+
+
+def _run_grid_workers(cfg: dict, data: PreEncoded, items: list[dict], workers: int, progress: bool) -> None:
+    """Train `items` in `workers` spawned processes (worker i takes shard_items(items, "i/workers"), one torch thread, the
+    environment's OMP/MKL thread counts set to 1 while they start) and wait for all; the parent
+    shows the finished runs (done.json) as they appear. A failed worker raises RuntimeError naming
+    its shard and exit code, after the others have finished (their runs are kept)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # a fresh interpreter: no forked OpenMP state
+    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: "1" for k in keys})
+    try:
+        procs = [ctx.Process(target=_grid_worker, args=(cfg, data, shard_items(items, f"{i}/{workers}")),
+                             name=f"grid {i}/{workers}")
+                 for i in range(workers)]
+        for p in procs:
+            p.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    bar = tqdm(total=len(items), desc=f"grid ({workers} workers)", disable=not progress)
+    while any(p.is_alive() for p in procs):
+        time.sleep(2.0)
+        bar.update(sum((Path(it["run_dir"]) / "done.json").exists() for it in items) - bar.n)
+    bar.update(sum((Path(it["run_dir"]) / "done.json").exists() for it in items) - bar.n)
+    bar.close()
+    failed = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"run_grid: worker {', '.join(failed)} failed; its traceback is above. Finished runs are "
+                           f"kept; run the grid again to resume")
+
+
+def run_grid(cfg: dict, data: PreEncoded, shard: str = "0/1", progress: bool = True,
+             workers: int | None = None) -> list[Path]:
     """Train this shard's runs of the grid on the `finetune` split (selected here when `data` holds
-    several splits), skipping finished runs and resuming interrupted ones. Returns the run folders."""
+    several splits), skipping finished runs and resuming interrupted ones. Returns the run folders.
+
+    `workers` (default `finetune.workers`, see `grid_workers`) > 1 on the CPU: the shard's
+    unfinished runs are split over that many spawned one-thread processes (`_run_grid_workers`).
+    Every run depends only on (cfg, data, arm, seed), so the runs are the same as in one process
+    with one thread (tests/test_train.py checks the adapters bit for bit). The `constant` arm's
+    weight is computed here first, so the workers read it from its cache instead of racing."""
     items = shard_items(grid_items(cfg), shard)
     data = _finetune_split(data)
     base = base_dir_for(cfg)
     load_base(base)  # fail at once, naming the files, when there is no base
+    workers = grid_workers(cfg) if workers is None else int(workers)
+    todo = [it for it in items if not (Path(it["run_dir"]) / "done.json").exists()]
+    if workers > 1 and len(todo) > 1 and resolve_device(cfg).type == "cpu":
+        if any(it["arm"] == "constant" for it in todo):
+            hp = hyperparameters(cfg, todo[0]["adapter"])
+            constant_weight(cfg, data, str(base.resolve()), lam=float(hp["lam"]), timesteps=hp["timesteps"],
+                            progress=progress)
+        # the workers share out the unfinished runs; an interrupted one resumes from its checkpoint
+        _run_grid_workers(cfg, data, todo, min(workers, len(todo)), progress)
+        return [Path(it["run_dir"]) for it in items]
     out = []
     for item in tqdm(items, desc=f"grid {shard}", disable=not progress):
         out.append(train_run(cfg, data, item["run_dir"], arm=item["arm"], seed=item["seed"], adapter=item["adapter"],
@@ -762,6 +834,6 @@ def pretrain(cfg: dict, data: PreEncoded, progress: bool = True) -> Path:
                      adapter=None, progress=progress)
 
 
-__all__ = ["train_run", "pretrain", "run_grid", "grid_items", "shard_items", "load_run_model", "read_log",
+__all__ = ["train_run", "pretrain", "run_grid", "grid_items", "grid_workers", "shard_items", "load_run_model", "read_log",
            "hyperparameters", "stream_seed", "BatchOrder", "STREAMS", "constant_weight", "training_mix",
            "base_fingerprint", "data_content_hash"]

@@ -284,3 +284,54 @@ def test_base_fingerprint_follows_the_weights_only(world, tmp_path: Path):
     raw[-1] ^= 1
     f.write_bytes(bytes(raw))
     assert base_fingerprint(copy) != a
+
+
+def _grid_cfg(world, runs_dir: Path) -> dict:
+    """The world's profile in its own runs_dir (a copy of the base), a 4-run grid of 4 steps."""
+    import shutil
+
+    cfg = copy.deepcopy(world[0])
+    cfg["runs_dir"] = str(runs_dir)
+    shutil.copytree(world[2], runs_dir / "base")
+    cfg["finetune"].update(steps=4, checkpoints=[2], arms=["none", "eisbach_shuffle"], seeds=[0, 1])
+    return cfg
+
+
+def test_two_grid_workers_train_the_same_adapters_as_one(world, tmp_path: Path, one_torch_thread):
+    one, two = _grid_cfg(world, tmp_path / "one"), _grid_cfg(world, tmp_path / "two")
+    runs1 = run_grid(one, world[1], progress=False, workers=1)
+    two["finetune"]["workers"] = 2
+    runs2 = run_grid(two, world[1], progress=False)  # the profile key: 2 spawned one-thread processes
+    assert [r.name for r in runs1] == [r.name for r in runs2] == [i["run_dir"].name for i in grid_items(one)]
+    for r1, r2 in zip(runs1, runs2):
+        w1, w2 = final_weights(r1), final_weights(r2)
+        assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1), r1.name
+        pd.testing.assert_frame_equal(read_log(r1, "samples").drop(columns="run"), read_log(r2, "samples").drop(columns="run"))
+    w_none, w_shuffle = final_weights(runs1[0]), final_weights(runs1[1])
+    assert any(not torch.equal(w_none[k], w_shuffle[k]) for k in w_none)  # the arms differ: equality is informative
+    mtimes = {p: p.stat().st_mtime_ns for r in runs2 for p in r.rglob("*")}
+    run_grid(two, world[1], progress=False)  # all finished: skipped, nothing rewritten
+    assert {p: p.stat().st_mtime_ns for r in runs2 for p in r.rglob("*")} == mtimes
+
+
+def test_a_failing_grid_worker_raises_naming_it_and_keeps_the_others(world, tmp_path: Path, one_torch_thread):
+    cfg = _grid_cfg(world, tmp_path)
+    cfg["finetune"]["workers"] = 2
+    items = grid_items(cfg)
+    bad = items[1]["run_dir"]
+    bad.mkdir(parents=True)
+    (bad / "run.json").write_text(json.dumps({"arm": "eisbach", "seed": 99}))  # another run's folder: train_run refuses
+    with pytest.raises(RuntimeError, match=r"worker grid 1/2 \(exit code 1\)"):
+        run_grid(cfg, world[1], progress=False)
+    assert (items[0]["run_dir"] / "done.json").exists() and (items[2]["run_dir"] / "done.json").exists()
+
+
+def test_grid_workers_must_be_a_positive_integer(world):
+    from eisbach_lib.train import grid_workers
+
+    cfg = copy.deepcopy(world[0])
+    assert grid_workers(cfg) == 1
+    for bad in (0, -1, 1.5, True, "2"):
+        cfg["finetune"]["workers"] = bad
+        with pytest.raises(ValueError, match="finetune.workers"):
+            grid_workers(cfg)
