@@ -199,28 +199,139 @@ def run_steps(run_dir: Path) -> tuple[list[int], int]:
     return sorted(s for s in present & listed if s < final), final
 
 
-def generate_grid(cfg: dict, progress: bool = True) -> pd.DataFrame:
-    """Every finished run of the profile at each of its own checkpoint steps and its final weights
-    (`run_steps`: from the run's record, not the profile), plus the base model once (step 0).
-    Returns the concatenated manifest (also written to <runs_dir>/samples/manifest.csv)."""
-    from .train import grid_items, resolve_device
+def checkpoint_arms(cfg: dict) -> list[str] | None:
+    """`generate.checkpoint_arms`: the arms whose intermediate checkpoints are generated (the claim C10
+    compares eisbach and none along training; the other arms are only read at their final step).
+    Absent or null: every arm. Unknown arm names raise ValueError."""
+    arms = cfg["generate"].get("checkpoint_arms")
+    if arms is None:
+        return None
+    if isinstance(arms, str) or not all(isinstance(a, str) for a in arms):
+        raise ValueError(f"generate.checkpoint_arms must be a list of arm names or null, got {arms!r}")
+    unknown = sorted(set(arms) - set(cfg["finetune"]["arms"]))
+    if unknown:
+        raise ValueError(f"generate.checkpoint_arms names {unknown}, which are not in finetune.arms "
+                         f"{cfg['finetune']['arms']}")
+    return list(arms)
 
-    codec, text_encoder = codec_for(cfg), text_encoder_for(cfg)
-    base = generate_run(cfg, None, name="base", meta={"adapter": "none", "arm": "base", "seed": -1}, step=None,
-                        model=base_model(cfg).to(resolve_device(cfg)), codec=codec, text_encoder=text_encoder,
-                        progress=progress)
-    parts = [base.assign(step=0)]
-    for item in tqdm(grid_items(cfg), desc="generation grid", disable=not progress):
+
+def generation_jobs(cfg: dict) -> list[dict]:
+    """What `generate_grid` generates, in order: the base model once (step 0), then every finished
+    run of the profile's grid at its own checkpoint steps (`run_steps`; only for the arms in
+    `checkpoint_arms`) and at its final weights. Each job: name, run_dir (None for the base), meta,
+    step (None: final weights), final (the step recorded in the manifest)."""
+    from .train import grid_items
+
+    jobs = [{"name": "base", "run_dir": None, "meta": {"adapter": "none", "arm": "base", "seed": -1}, "step": None,
+             "final": 0}]
+    with_ckpts = checkpoint_arms(cfg)
+    for item in grid_items(cfg):
         run_dir = Path(item["run_dir"])
         if not (run_dir / "done.json").exists():
             print(f"skipping {run_dir.name}: not trained (no done.json)")
             continue
         steps, final = run_steps(run_dir)
+        if with_ckpts is not None and item["arm"] not in with_ckpts:
+            steps = []
         meta = {"adapter": item["adapter"], "arm": item["arm"], "seed": item["seed"]}
-        for step in [*steps, None]:
-            part = generate_run(cfg, run_dir, name=run_dir.name, meta=meta, step=step, codec=codec,
-                                text_encoder=text_encoder, progress=progress)
-            parts.append(part.assign(step=final) if step is None else part)
+        jobs += [{"name": run_dir.name, "run_dir": run_dir, "meta": meta, "step": step, "final": final}
+                 for step in [*steps, None]]
+    return jobs
+
+
+def _job_folder(cfg: dict, job: dict) -> Path:
+    step = job["step"]
+    return Path(cfg["runs_dir"]) / "samples" / job["name"] / f"step_{step if step is not None else 'final'}"
+
+
+def _generate_job(cfg: dict, job: dict, codec, text_encoder, progress: bool) -> pd.DataFrame:
+    """One job of `generation_jobs` through `generate_run`; the manifest's step is the job's own
+    checkpoint, or `final` for the final weights."""
+    model = None
+    if job["run_dir"] is None and not (_job_folder(cfg, job) / "manifest.csv").exists():
+        from .train import resolve_device
+
+        model = base_model(cfg).to(resolve_device(cfg))
+    part = generate_run(cfg, job["run_dir"], name=job["name"], meta=job["meta"], step=job["step"], model=model,
+                        codec=codec, text_encoder=text_encoder, progress=progress)
+    return part.assign(step=job["final"]) if job["step"] is None else part
+
+
+def generate_workers(cfg: dict) -> int:
+    """`generate.workers` (default 1): CPU processes generating at once, one torch thread each
+    (Griffin-Lim decoding is faster on one thread than on two, benchmarks/results/decode.md)."""
+    n = cfg["generate"].get("workers", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise ValueError(f"generate.workers must be a positive integer, got {n!r}")
+    return n
+
+
+def _generate_worker(cfg: dict, jobs: list[dict]) -> None:
+    """One worker process of `generate_grid`: one torch thread, its jobs in order."""
+    torch.set_num_threads(1)
+    codec, text_encoder = codec_for(cfg), text_encoder_for(cfg)
+    for job in jobs:
+        _generate_job(cfg, job, codec, text_encoder, progress=False)
+
+
+def _spawn_generate(cfg: dict, jobs: list[dict], workers: int, progress: bool) -> None:
+    """Run `jobs` in `workers` spawned one-thread processes (worker i: jobs k with k % workers == i)
+    and wait; the parent counts finished folders. A failed worker raises RuntimeError naming it."""
+    import multiprocessing as mp
+    import os
+    import time
+
+    ctx = mp.get_context("spawn")
+    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: "1" for k in keys})
+    try:
+        procs = [ctx.Process(target=_generate_worker, args=(cfg, jobs[i::workers]), name=f"generate {i}/{workers}")
+                 for i in range(workers)]
+        for p in procs:
+            p.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    bar = tqdm(total=len(jobs), desc=f"generation grid ({workers} workers)", disable=not progress)
+
+    def n_done() -> int:
+        return sum((_job_folder(cfg, j) / "manifest.csv").exists() for j in jobs)
+
+    while any(p.is_alive() for p in procs):
+        time.sleep(2.0)
+        bar.update(n_done() - bar.n)
+    bar.update(n_done() - bar.n)
+    bar.close()
+    failed = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"generate_grid: worker {', '.join(failed)} failed; its traceback is above. Finished "
+                           f"folders are kept; run it again to resume")
+
+
+def generate_grid(cfg: dict, progress: bool = True, workers: int | None = None) -> pd.DataFrame:
+    """Every job of `generation_jobs` (the base at step 0; each finished run at its own checkpoints,
+    for the arms of `generate.checkpoint_arms`, and at its final weights). Returns the concatenated
+    manifest (also written to <runs_dir>/samples/manifest.csv).
+
+    `workers` (default `generate.workers`) > 1 on the CPU: the unfinished jobs are shared out over
+    that many spawned one-thread processes first. A clip depends only on its model, prompt and
+    sample (fixed noise, per-batch generators), so the clips are the ones one process with one
+    thread writes (tests/test_generate.py)."""
+    from .train import resolve_device
+
+    jobs = generation_jobs(cfg)
+    prompt_set(cfg)  # write prompts.csv once, before any worker reads it
+    workers = generate_workers(cfg) if workers is None else int(workers)
+    todo = [j for j in jobs if not (_job_folder(cfg, j) / "manifest.csv").exists()]
+    if workers > 1 and len(todo) > 1 and resolve_device(cfg).type == "cpu":
+        _spawn_generate(cfg, todo, min(workers, len(todo)), progress)
+    codec, text_encoder = codec_for(cfg), text_encoder_for(cfg)
+    parts = [_generate_job(cfg, job, codec, text_encoder, progress)
+             for job in tqdm(jobs, desc="generation grid", disable=not progress)]
     manifest = pd.concat(parts, ignore_index=True)
     manifest.to_csv(Path(cfg["runs_dir"]) / "samples" / "manifest.csv", index=False)
     return manifest
