@@ -62,3 +62,47 @@ def test_generate_workers_must_be_a_positive_integer():
     for bad in (0, 2.0, True, "2"):
         with pytest.raises(ValueError, match="generate.workers"):
             generate_workers({"generate": {"workers": bad}})
+
+
+def tiny_generation_profile(runs: Path) -> dict:
+    """A fake corpus manifest, a tiny random base and two 'finished runs' that are bases themselves
+    (run.json with adapter null: load_run_model loads the folder as a base), 1-second clips."""
+    import pandas as pd
+
+    from eisbach_lib.models import build_base, save_base
+
+    rows = [{"id": f"{split}_{k}", "split": split, "texture": "plucked", "source_piece": f"{split}/p{k}",
+             "caption": f"A {split} tune number {k} for strings."} for split in ("base", "finetune", "reference")
+            for k in range(3)]
+    (runs / "corpus").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(runs / "corpus" / "manifest.csv", index=False)
+    model = {"base_dir": None, "embed_dim": 32, "depth": 1, "num_heads": 2, "ff_mult": 2.0, "num_memory_tokens": 0,
+             "patch_size": 1}
+    cfg = {"runs_dir": str(runs), "seed": 0, "device": "cpu", "model": model, "text": {"max_tokens": 128},
+           "codec": {"n_mels": 64, "n_fft": 2048, "hop_length": 1024, "griffin_lim_iters": 4},
+           "corpus": {"sample_rate": 22050},
+           "finetune": {"arms": ["none", "eisbach"], "seeds": [0], "adapters": ["dora"], "steps": 2},
+           "generate": {"heldout_prompts": 2, "card_prompts": False, "samples_per_prompt": 2, "seconds": 1.0,
+                        "sampler": "pingpong", "steps": 2, "cfg": 3.0, "batch_size": 3}}
+    save_base(build_base(model, 64, 384, seed=0), runs / "base")
+    for k, item in enumerate(grid_items(cfg)):
+        save_base(build_base(model, 64, 384, seed=k + 1), item["run_dir"])
+        (item["run_dir"] / "run.json").write_text(json.dumps({"adapter": None, "arm": item["arm"], "seed": 0}))
+        (item["run_dir"] / "done.json").write_text(json.dumps({"steps": 2, "checkpoints": [2]}))
+    return cfg
+
+
+def test_two_generation_workers_write_the_clips_of_one(tmp_path: Path, one_torch_thread):
+    import pandas as pd
+
+    from eisbach_lib.generate import generate_grid
+
+    cfg1, cfg2 = tiny_generation_profile(tmp_path / "one"), tiny_generation_profile(tmp_path / "two")
+    m1 = generate_grid(cfg1, progress=False, workers=1)
+    cfg2["generate"]["workers"] = 2
+    m2 = generate_grid(cfg2, progress=False)  # 3 jobs (base + 2 runs) over 2 spawned processes
+    assert len(m1) == 3 * 2 * 2
+    pd.testing.assert_frame_equal(m1, m2)
+    blobs = {p: (tmp_path / "one" / p).read_bytes() for p in m1["path"]}
+    assert all(blobs[p] == (tmp_path / "two" / p).read_bytes() for p in m1["path"])
+    assert len(set(blobs.values())) == len(blobs)  # every clip differs: byte equality is informative
