@@ -5,6 +5,7 @@
     python benchmarks/bench_levers.py parallel     # 1 process x 1 thread, 1 x 2 threads, 2 x 1 thread: train and generate
     python benchmarks/bench_levers.py gl           # Griffin-Lim iterations against metric stability
     python benchmarks/bench_levers.py adapters     # adapter movement along fine-tuning (output distance, loss)
+    python benchmarks/bench_levers.py generate     # notebook 05's generate_grid end to end on the bench grid (2 workers)
 
 Everything runs on the cpu profile's model shape (configs/cpu.yaml: embed 128, depth 4, patch 2)
 and codec, on a small corpus rendered by `prepare` into /tmp/eisbach_levers (set EISBACH_LEVERS_DIR
@@ -254,6 +255,31 @@ def adapters() -> None:
               loss_by_50={int(k): float(v) for k, v in log.groupby((log["step"] - 1) // 50)["loss_unweighted"].mean().items()})
 
 
+def generate(workers: int = 2) -> None:
+    """notebook 05's call end to end on the bench grid (after `adapters`): `generate_grid` with
+    cpu.yaml's generate section and Griffin-Lim iterations (set in memory; the bench cache is kept),
+    from an empty samples folder. Wall time per clip, to check the per-clip projection of levers.md
+    (model loading, WAV writing and the workers' start-up included)."""
+    import shutil
+
+    import yaml
+
+    from eisbach_lib.generate import generate_grid, generation_jobs
+
+    cfg = _load()
+    cpu = yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())
+    cfg["generate"] = {**cpu["generate"], "workers": workers}
+    cfg["codec"]["griffin_lim_iters"] = cpu["codec"]["griffin_lim_iters"]
+    shutil.rmtree(Path(cfg["runs_dir"]) / "samples", ignore_errors=True)
+    jobs = len(generation_jobs(cfg))
+    t0 = time.perf_counter()
+    m = generate_grid(cfg, progress=False)
+    wall = time.perf_counter() - t0
+    _emit(section="generate", workers=workers, jobs=jobs, clips=len(m), seconds=wall, s_per_clip=wall / len(m),
+          griffin_lim_iters=cfg["codec"]["griffin_lim_iters"], batch=cfg["generate"]["batch_size"],
+          load=os.getloadavg()[0])
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "gen"
     _emit(section="machine", uptime=os.popen("uptime").read().strip(), cpus=os.cpu_count())
@@ -262,4 +288,4 @@ if __name__ == "__main__":
     elif what == "parallel" and len(sys.argv) > 2:  # e.g. `parallel train 3`: one kind, 3 repeats
         parallel(reps=int(sys.argv[3]) if len(sys.argv) > 3 else 2, kinds=(sys.argv[2],))
     else:
-        {"prepare": prepare, "gen": gen, "parallel": parallel, "gl": gl, "adapters": adapters}[what]()
+        {"prepare": prepare, "gen": gen, "parallel": parallel, "gl": gl, "adapters": adapters, "generate": generate}[what]()

@@ -301,9 +301,14 @@ def _spawn_generate(cfg: dict, jobs: list[dict], workers: int, progress: bool) -
     def n_done() -> int:
         return sum((_job_folder(cfg, j) / "manifest.csv").exists() for j in jobs)
 
-    while any(p.is_alive() for p in procs):
-        time.sleep(2.0)
-        bar.update(n_done() - bar.n)
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(2.0)
+            bar.update(n_done() - bar.n)
+    except BaseException:  # e.g. an interrupted notebook: stop the workers too (finished folders are kept)
+        for p in procs:
+            p.terminate()
+        raise
     bar.update(n_done() - bar.n)
     bar.close()
     failed = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]

@@ -780,9 +780,14 @@ def _run_grid_workers(cfg: dict, data: PreEncoded, items: list[dict], workers: i
             else:
                 os.environ[k] = v
     bar = tqdm(total=len(items), desc=f"grid ({workers} workers)", disable=not progress)
-    while any(p.is_alive() for p in procs):
-        time.sleep(2.0)
-        bar.update(sum((Path(it["run_dir"]) / "done.json").exists() for it in items) - bar.n)
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(2.0)
+            bar.update(sum((Path(it["run_dir"]) / "done.json").exists() for it in items) - bar.n)
+    except BaseException:  # e.g. an interrupted notebook: stop the workers too (their runs resume later)
+        for p in procs:
+            p.terminate()
+        raise
     bar.update(sum((Path(it["run_dir"]) / "done.json").exists() for it in items) - bar.n)
     bar.close()
     failed = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
