@@ -45,6 +45,10 @@ hashes and the estimate's settings). Both are recorded in run.json under "arm_co
 `training_mix` turns the per-sample log into each texture's weighted share of the training signal
 (the "effective training mix" manipulation check).
 
+CPU: `finetune.workers: n` trains the grid's unfinished runs in n spawned one-thread processes
+(`run_grid`; on 2 cores, 2 workers give 1.9x the runs per second of one process, 1.5x that of one
+process with 2 threads: benchmarks/results/levers.md), with the same weights as one process.
+
 Multi-GPU: the grid is sharded, one process per GPU (`run_grid(cfg, data, shard="i/n")` with
 CUDA_VISIBLE_DEVICES=i, or `eisbach grid --shard i/n`); each run trains on one device. Data
 parallelism inside one run is not offered: fine-tuning batches are 4 clips, and the pairing and the
