@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
-from tqdm.auto import tqdm
+from .progress import Progress
 
 from .config import REPO
 from .datasets import codec_for, text_encoder_for
@@ -101,7 +101,7 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     jobs = [(p, s) for p in range(len(prompts)) for s in range(int(gen["samples_per_prompt"]))]
     out.mkdir(parents=True, exist_ok=True)
     rows, bs = [], int(gen["batch_size"])
-    for k in tqdm(range(0, len(jobs), bs), desc=f"generate {name}", disable=not progress, leave=False):
+    for k in Progress(range(0, len(jobs), bs), desc=f"generate {name}", disable=not progress, leave=False):
         chunk = jobs[k:k + bs]
         p_idx = torch.tensor([p for p, _ in chunk])
         noise = torch.stack([initial_noise(p, s, (codec_channels(codec), n_frames)) for p, s in chunk]).to(device)
@@ -144,7 +144,7 @@ def generate_grid(cfg: dict, progress: bool = True) -> pd.DataFrame:
     final = int(cfg["finetune"]["steps"])
     steps = sorted({s for s in steps if s < final} | {final})
     items = grid_items(cfg)
-    for item in tqdm(items, desc="generation grid", disable=not progress):
+    for item in Progress(items, desc="generation grid", disable=not progress):
         run_dir = Path(item["run_dir"])
         if not (run_dir / "done.json").exists():
             print(f"skipping {run_dir.name}: not trained (no done.json)")
