@@ -79,7 +79,7 @@ test: install browser-deps
 # JupyterLab on 127.0.0.1 with the project's kernel, registered as "Eisbach ($(ENV_NAME))"
 lab: install
 	$(PY) -m ipykernel install --sys-prefix --name eisbach --display-name "Eisbach ($(ENV_NAME))"
-	$(PY) -m jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=$(CURDIR) notebooks/00_corpus.ipynb
+	$(PY) -m jupyterlab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=$(CURDIR) $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/00_corpus.ipynb
 
 corpus pretrain generate evaluate: install
 	$(PY) -m eisbach_lib.cli $@ --profile $(PROFILE)
