@@ -15,6 +15,8 @@ import datetime as _dt
 import html
 import json
 import re
+import site
+import sys
 from pathlib import Path
 
 from bs4 import BeautifulSoup
@@ -57,12 +59,22 @@ def external_refs(page: str) -> list[str]:
     return found
 
 
+def _template_dirs() -> list[str]:
+    """nbconvert's template folders under every prefix Python may have installed it in. In a venv
+    made with --system-site-packages (as `make` does to keep an existing torch) nbconvert is the
+    base interpreter's, but Jupyter searches only the venv's share/jupyter for its templates."""
+    prefixes = dict.fromkeys([sys.prefix, sys.base_prefix, sys.exec_prefix, site.getuserbase()])
+    dirs = [Path(p) / "share" / "jupyter" / "nbconvert" / "templates" for p in prefixes]
+    return [str(d) for d in dirs if d.is_dir()]
+
+
 def render_notebook(path: Path) -> tuple[list[str], str]:
     """(the template's CSS blocks, the notebook's cells as HTML) for one executed notebook, with
     every <script> and <link> removed (see the module docstring)."""
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab", embed_images=True)
+    dirs = _template_dirs()  # templates/lab, templates/base, and templates itself for "base/null.j2"
+    exporter = HTMLExporter(template_name="lab", embed_images=True, extra_template_basedirs=dirs, extra_template_paths=dirs)
     page, _ = exporter.from_filename(str(path))
     soup = BeautifulSoup(page, "html.parser")
     for tag in soup.find_all(["script", "link"]):
