@@ -62,7 +62,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
-from tqdm.auto import tqdm
+from .progress import Progress
 
 CORPUS_VERSION = 2          # bump when the rendering changes, so old corpora are rebuilt
 PEAK = 0.9                  # peak level of every clip after normalisation
@@ -644,7 +644,7 @@ def _pool(workers: int) -> ProcessPoolExecutor | None:
 
 def _map(pool: ProcessPoolExecutor | None, fn, items: list, desc: str, progress: bool, chunksize: int = 1) -> list:
     it = map(fn, items) if pool is None else pool.map(fn, items, chunksize=chunksize)
-    return list(tqdm(it, total=len(items), desc=desc, disable=not progress or not items))
+    return list(Progress(it, total=len(items), desc=desc, disable=not progress or not items))
 
 
 def _load_piece_cache(path: Path) -> dict[str, dict | None]:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
-from tqdm.auto import tqdm
+from .progress import Progress
 
 from .config import REPO
 from .datasets import codec_for, text_encoder_for
@@ -145,7 +145,7 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     jobs = [(p, s) for p in range(len(prompts)) for s in range(int(gen["samples_per_prompt"]))]
     out.mkdir(parents=True, exist_ok=True)
     rows, bs = [], int(gen["batch_size"])
-    for k in tqdm(range(0, len(jobs), bs), desc=f"generate {name}", disable=not progress, leave=False):
+    for k in Progress(range(0, len(jobs), bs), desc=f"generate {name}", disable=not progress, leave=False):
         chunk = jobs[k:k + bs]
         p_idx = torch.tensor([p for p, _ in chunk])
         noise = torch.stack([initial_noise(p, s, (codec_channels(codec), n_frames)) for p, s in chunk]).to(device)
@@ -210,7 +210,7 @@ def generate_grid(cfg: dict, progress: bool = True) -> pd.DataFrame:
                         model=base_model(cfg).to(resolve_device(cfg)), codec=codec, text_encoder=text_encoder,
                         progress=progress)
     parts = [base.assign(step=0)]
-    for item in tqdm(grid_items(cfg), desc="generation grid", disable=not progress):
+    for item in Progress(grid_items(cfg), desc="generation grid", disable=not progress):
         run_dir = Path(item["run_dir"])
         if not (run_dir / "done.json").exists():
             print(f"skipping {run_dir.name}: not trained (no done.json)")

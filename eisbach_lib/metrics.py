@@ -37,6 +37,8 @@ from scipy.ndimage import uniform_filter1d
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
+from .progress import Progress
+
 ANALYSIS_SR = 22050
 N_FFT = 2048
 HOP = 512
@@ -468,7 +470,8 @@ def metrics_table(paths_or_arrays: Iterable, sr: int | None, n_jobs: int = 2) ->
         rows = _rows(items, sr)
     else:
         chunks = [c for c in np.array_split(np.arange(len(items)), 4 * n_jobs) if len(c)]
-        parts = Parallel(n_jobs=n_jobs)(delayed(_rows)([items[i] for i in c], sr) for c in chunks)
+        parts = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_rows)([items[i] for i in c], sr) for c in chunks)
+        parts = list(Progress(parts, total=len(chunks), unit="chunk", desc=f"metrics of {len(items)} clips"))
         rows = [r for part in parts for r in part]
     cols = list(METRIC_COLUMNS) + [f"emb_{i}" for i in range(EMBEDDING_DIM)]
     return pd.DataFrame(rows, columns=cols)
