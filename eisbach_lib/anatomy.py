@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .barrier import barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy
 from .cache import PreEncoded
 from .flow import noise_data, velocity_target
+from .progress import Progress
 
 FLAT_CLASSES = ("sustained",)
 CONTRAST_CLASSES = ("plucked", "percussive")
@@ -74,7 +74,7 @@ def weights_by_clip(model, data: PreEncoded, n_t: int = 8, lam: float = 0.5, see
 
     g = torch.Generator().manual_seed(seed)
     h_sum, w_sum = torch.zeros(len(data)), torch.zeros(len(data))
-    for _ in tqdm(range(n_t), desc="weights by clip", leave=False):
+    for _ in Progress(range(n_t), desc="weights by clip", leave=False):
         for k in range(0, len(data), batch_size):
             idx = torch.arange(k, min(k + batch_size, len(data)))
             t = sample_timesteps(len(idx), timesteps, generator=g)

@@ -530,12 +530,13 @@ def write_scorecard(card: pd.DataFrame, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     card.to_csv(out_dir / "scorecard.csv", index=False)
     fmt = lambda x: "" if pd.isna(x) else f"{x:.4g}"  # noqa: E731
+    cell = lambda x: str(x).replace("|", "\\|")  # noqa: E731  (a '|' inside a cell would end it)
     lines = ["| claim | role | statement | evidence | estimate [95% CI] | p | MDE | effect size | sesoi | n | verdict | note |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in card.itertuples():
         ci = f"{fmt(r.estimate)} [{fmt(r.ci_lo)}, {fmt(r.ci_hi)}]" if pd.notna(r.ci_lo) else fmt(r.estimate)
         p = fmt(r.p) + (f" (Holm {fmt(r.p_holm)})" if pd.notna(r.p_holm) else "")
         verdict = f"**{r.verdict}**" if r.verdict else ""
-        lines.append(f"| {r.claim} | {r.role} | {r.statement} | {r.evidence} | {ci} | {p} | {fmt(r.mde)} | "
-                     f"{fmt(r.effect_size)} | {fmt(r.sesoi)} | {r.n} | {verdict} | {r.note} |")
+        lines.append(f"| {r.claim} | {r.role} | {cell(r.statement)} | {cell(r.evidence)} | {ci} | {p} | {fmt(r.mde)} | "
+                     f"{fmt(r.effect_size)} | {fmt(r.sesoi)} | {r.n} | {verdict} | {cell(r.note)} |")
     (out_dir / "scorecard.md").write_text("\n".join(lines) + "\n")
