@@ -216,16 +216,54 @@ def test_embedding_shape_finite_and_standardizer():
     assert np.allclose(M.EmbeddingStandardizer().fit(X).transform(X), Z)
 
 
-def test_vendi_is_one_for_copies_and_n_for_orthogonal():
+def test_vendi_is_one_for_copies_and_n_for_far_apart_points():
     e = M.clip_embedding(melody(MOTIF, 0.25, decay=0.3), SR)
     assert M.vendi_score(np.tile(e, (8, 1))) == pytest.approx(1.0, abs=1e-6)
+    assert M.vendi_score(np.tile(e, (8, 1)), bandwidth=0.01) == pytest.approx(1.0, abs=1e-6)
     for n in (2, 5, 16):
-        assert M.vendi_score(3.0 * np.eye(n)) == pytest.approx(float(n), rel=1e-6)
-        q, _ = np.linalg.qr(np.random.default_rng(n).standard_normal((n, n)))  # random orthonormal rows
-        scales = np.random.default_rng(n + 1).uniform(0.5, 5.0, size=(n, 1))  # norms do not matter
-        assert M.vendi_score(scales * q.T) == pytest.approx(float(n), rel=1e-6)
-    # two distinct directions, each repeated 4 times → 2 effective items
-    assert M.vendi_score(np.repeat(np.eye(2), 4, axis=0)) == pytest.approx(2.0, rel=1e-6)
+        assert M.vendi_score(100.0 * np.eye(n), bandwidth=1.0) == pytest.approx(float(n), rel=1e-9)
+    # two distinct far-apart points, each repeated 4 times → 2 effective items
+    assert M.vendi_score(np.repeat(50.0 * np.eye(2), 4, axis=0), bandwidth=1.0) == pytest.approx(2.0, rel=1e-9)
+    # two points at distance d: K = [[1, k], [k, 1]], k = exp(−d²/2σ²), eigenvalues (1 ± k)/2
+    k = np.exp(-1.0 / 2.0)
+    lam = np.array([(1 + k) / 2, (1 - k) / 2])
+    assert M.vendi_score(np.array([[0.0, 0.0], [1.0, 0.0]]), bandwidth=1.0) == pytest.approx(
+        float(np.exp(-(lam * np.log(lam)).sum())), rel=1e-9)
+
+
+def test_vendi_is_translation_invariant_bounded_and_monotone_in_spread():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((8, 73))
+    u = rng.standard_normal(73)
+    u /= np.linalg.norm(u)
+    base = M.vendi_score(X)
+    shifted = [M.vendi_score(X + s * u) for s in (5.0, 50.0, 500.0)]
+    print("vendi of 8 random 73-d points:", base, "shifted by 5, 50, 500:", shifted)
+    assert shifted == pytest.approx([base] * 3, rel=1e-9)
+    rot, _ = np.linalg.qr(rng.standard_normal((73, 73)))
+    assert M.vendi_score(X @ rot) == pytest.approx(base, rel=1e-9)
+    scales = [0.01, 0.1, 0.3, 1.0, 3.0, 10.0]
+    values = [M.vendi_score(c * X) for c in scales]
+    print("vendi at scales", scales, ":", np.round(values, 4))
+    assert all(a < b for a, b in zip(values, values[1:]))
+    assert 1.0 <= values[0] < 1.01 and 7.99 < values[-1] <= 8.0
+    for n in (1, 3, 10, 40):
+        for c in (0.01, 1.0, 100.0):
+            v = M.vendi_score(c * rng.standard_normal((n, 5)), bandwidth=1.0)
+            assert 1.0 - 1e-9 <= v <= n + 1e-9
+    with pytest.raises(ValueError):
+        M.vendi_score(X, bandwidth=0.0)
+
+
+def test_vendi_bandwidth_is_the_median_reference_distance():
+    rng = np.random.default_rng(1)
+    Z = rng.standard_normal((400, 73))
+    sigma = M.fit_vendi_bandwidth(Z)
+    assert sigma == pytest.approx(np.sqrt(2 * 73), rel=0.03)  # E||x − y||² = 2D for N(0, I)
+    assert M.default_bandwidth(73) == pytest.approx(np.sqrt(146))
+    assert M.fit_vendi_bandwidth(Z + 7.0) == pytest.approx(sigma)
+    with pytest.raises(ValueError):
+        M.fit_vendi_bandwidth(np.ones((5, 3)))
 
 
 def test_vendi_grows_with_spread_of_real_clip_embeddings():
@@ -256,6 +294,35 @@ def test_frechet_zero_for_itself_and_monotone_in_mean_shift():
     Z = rng.standard_normal((4000, 6))
     assert M.frechet_distance(Y, Z) < 0.05
     assert M.frechet_distance(Y, 2.0 * Z) == pytest.approx(6.0, rel=0.1)
+
+
+def test_kid_known_answers():
+    """Unbiased: mean over random splits of one distribution ≈ 0 (while FD is biased upwards by
+    tens at 48 vs 48 in 73 dimensions); a mean shift gives KID > 0, growing with the shift; two
+    point masses give the closed form (|a|²/D + 1)³ + (|b|²/D + 1)³ − 2(aᵀb/D + 1)³."""
+    rng = np.random.default_rng(0)
+    pool = rng.standard_normal((4000, 73))
+    same = []
+    for _ in range(200):
+        idx = rng.permutation(len(pool))[:96]
+        same.append(M.kid(pool[idx[:48]], pool[idx[48:]]))
+    same = np.array(same)
+    se = same.std(ddof=1) / np.sqrt(len(same))
+    fd_same = M.frechet_distance(pool[:48], pool[48:96])
+    shifted = [np.mean([M.kid(rng.standard_normal((48, 73)), rng.standard_normal((48, 73)) + s) for _ in range(20)])
+               for s in (0.25, 0.5, 1.0)]
+    print(f"KID same distribution: mean {same.mean():.4f} ± {se:.4f} (sd {same.std():.4f}); FD same: {fd_same:.1f}; "
+          f"KID shifted by 0.25, 0.5, 1 per dim: {np.round(shifted, 3)}")
+    assert abs(same.mean()) < 3 * se + 1e-3
+    assert fd_same > 20 * abs(same.mean()) + 1.0
+    assert 0 < shifted[0] < shifted[1] < shifted[2]
+    assert shifted[0] > 3 * same.std()
+    a, b = rng.standard_normal(6), rng.standard_normal(6)
+    closed = (a @ a / 6 + 1) ** 3 + (b @ b / 6 + 1) ** 3 - 2 * (a @ b / 6 + 1) ** 3
+    assert M.kid(np.tile(a, (4, 1)), np.tile(b, (7, 1))) == pytest.approx(closed, rel=1e-9)
+    assert M.kid(np.tile(a, (4, 1)), np.tile(a, (3, 1))) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError):
+        M.kid(pool[:1], pool[:5])
 
 
 def test_frechet_handles_fewer_clips_than_dimensions():
