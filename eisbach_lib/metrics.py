@@ -41,6 +41,8 @@ from scipy.ndimage import uniform_filter1d
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
+METRICS_VERSION = 2     # bump when a metric's definition changes: caches keyed on it are recomputed
+                        # (2: Gaussian-kernel Vendi with a reference bandwidth, KID, round-tripped reference)
 ANALYSIS_SR = 22050
 N_FFT = 2048
 HOP = 512

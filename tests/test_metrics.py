@@ -363,3 +363,191 @@ def test_metrics_table_parallel_equals_serial_and_reads_files(tmp_path):
     pd.testing.assert_frame_equal(serial, parallel)
     pd.testing.assert_frame_equal(from_file, serial.iloc[:1])
     pd.testing.assert_frame_equal(native, serial.iloc[:1])
+
+
+# ----------------------------------------------------------------------------- structural validation
+
+
+def _structured_tune(transpose: int, bar_s: float = 0.8, n_bars: int = 10):
+    """A B C A B C ... : three different 4-note bars in a fixed cycle (period 3 bars), so the tune
+    recurs at a lag of 3 bars; its bar-shuffles keep every bar but not the cycle."""
+    bars = [[60, 64, 67, 72], [62, 65, 69, 74], [59, 62, 67, 71]]
+    notes = [p + transpose for k in range(n_bars) for p in bars[k % 3]]
+    y = melody(notes, bar_s / 4, decay=0.3)
+    return {"key": f"synthetic+{transpose}", "texture": "plucked", "tempo_bpm": 300, "audio": y,
+            "bar_times": np.arange(n_bars) * bar_s}
+
+
+def test_bar_shuffle_permutes_whole_bars():
+    from eisbach_lib import validation as V
+
+    sr = 1000
+    y = np.arange(5 * sr, dtype=np.float32)  # a ramp: every sample says where it came from
+    bars = [0.0, 1.0, 2.0, 3.0, 4.0]
+    out = V.bar_shuffle(y, bars, sr, np.random.default_rng(0), fade_s=0.0)
+    assert len(out) == len(y) and not np.array_equal(out, y)
+    starts = out[:: sr]
+    assert sorted(starts) == [0, 1000, 2000, 3000, 4000]
+    for k, s in enumerate(starts):  # each second is one whole original bar
+        assert np.array_equal(out[k * sr:(k + 1) * sr], y[int(s):int(s) + sr])
+    faded = V.bar_shuffle(y, bars, sr, np.random.default_rng(0))
+    assert len(faded) == len(y) and np.allclose(faded[:990], out[:990])
+    assert V.segments(len(y), [0.0, 2.5], sr) == [(0, 2500), (2500, 5000)]
+    with pytest.raises(ValueError):
+        V.bar_shuffle(y, [0.0], sr, np.random.default_rng(0))
+
+
+def test_validation_machinery_ranks_a_structured_tune_above_its_shuffles():
+    from eisbach_lib import validation as V
+
+    tunes = [_structured_tune(t) for t in (0, 3, -2)]
+    values = V.structure_values(tunes, [8.0], SR, n_shuffles=5, metrics={"motif_recurrence": M.motif_recurrence})
+    assert len(values) == 3 * 6 and set(values["shuffle"]) == {-1, 0, 1, 2, 3, 4}
+    table = V.win_rates(values, {"motif_recurrence": +1})
+    print(values.groupby("shuffle")["motif_recurrence"].mean().round(3).to_dict(), table.to_dict("records"))
+    row = table.iloc[0]
+    assert row["n_tunes"] == 3 and row["n_pairs"] == 15
+    assert row["win_rate"] >= 0.8 and row["valid"] and row["mean_tune"] > row["mean_shuffle"] + 0.2
+    # the rule itself: a metric blind to the order (the clip's length) ties every pair: win rate ½
+    blind = V.structure_values(tunes, [8.0], SR, n_shuffles=5, metrics={"length": lambda y, sr: float(len(y))})
+    flat = V.win_rates(blind, {"length": +1}).iloc[0]
+    assert flat["win_rate"] == pytest.approx(0.5) and not flat["valid"]
+
+
+def test_bar_aligned_tune_from_the_corpus_has_bar_lines_at_its_measures():
+    pytest.importorskip("music21")
+    _soundfont()
+    from eisbach_lib import corpus as C
+    from eisbach_lib import validation as V
+
+    cand = {"key": "ryansMammoth/HasteToTheWeddingJig", "source": "ryansMammoth",
+            "path": "ryansMammoth/HasteToTheWeddingJig.abc", "number": None, "work": "x"}
+    piece = V.parse_tune(cand)
+    assert piece is not None and len(piece["bars"]) > 8
+    bar_q = np.diff(piece["bars"])
+    plan, bars = V.plan_tune(piece, "plucked", 6.0, np.random.default_rng(0))
+    spb = 60.0 / plan.tempo_bpm
+    assert bars[0] == 0.0 and np.all(np.diff(bars) > 0) and bars[-1] < 6.0
+    assert np.allclose(np.diff(bars) / spb, np.median(bar_q))  # 6/8 jig: 3 quarters per bar
+    first = min(n[0] for notes in plan.notes.values() for n in notes)
+    assert first == pytest.approx(0.0)  # the excerpt starts on the bar line
+    y = V.render_tune(plan, SR, 6.0)
+    assert len(y) == 6 * SR and np.abs(y).max() == pytest.approx(C.PEAK, rel=1e-4)
+
+
+# ----------------------------------------------------------------------------- evaluate: caches, round trip, ceilings
+
+
+def _tiny_runs(tmp_path, n_ref: int = 6, seconds: float = 2.0) -> dict:
+    """A runs_dir with a corpus manifest of `n_ref` synthetic reference clips (and one base clip)."""
+    import soundfile as sf
+
+    corpus = tmp_path / "corpus"
+    (corpus / "audio").mkdir(parents=True)
+    rows = []
+    for k in range(n_ref + 1):
+        y = melody([60 + k, 64 + k, 67 + k, 72 + k] * 2, seconds / 8, decay=0.05 + 0.05 * k)
+        path = f"audio/c{k}.wav"
+        sf.write(corpus / path, y, SR, subtype="FLOAT")
+        rows.append({"id": f"c{k}", "split": "reference" if k else "base", "source_piece": f"piece{k // 2}",
+                     "path": path, "seconds": seconds, "caption": "x"})
+    pd.DataFrame(rows).to_csv(corpus / "manifest.csv", index=False)
+    return {"name": "tiny", "runs_dir": str(tmp_path), "corpus": {"sample_rate": SR},
+            "codec": {"n_mels": 64, "n_fft": 2048, "hop_length": 1024, "griffin_lim_iters": 4},
+            "generate": {"seconds": seconds}}
+
+
+def test_reference_round_trip_is_cached_by_version_and_codec(tmp_path, one_torch_thread):
+    from eisbach_lib import evaluate as E
+
+    cfg = _tiny_runs(tmp_path)
+    rt = E.reference_metrics(cfg, n_jobs=1)
+    raw = E.reference_metrics(cfg, n_jobs=1, roundtrip=False)
+    assert len(rt) == len(raw) == 6 and set(rt["audio"]) == {"roundtrip"} and set(raw["audio"]) == {"raw"}
+    assert (rt["metrics_version"] == M.METRICS_VERSION).all() and rt["codec"].iloc[0].startswith("MelCodec(")
+    assert not np.allclose(rt["spectral_contrast"], raw["spectral_contrast"])  # the codec changes the audio
+    out = tmp_path / "metrics" / "reference_roundtrip.parquet"
+    stamp = out.stat().st_mtime_ns
+    again = E.reference_metrics(cfg, n_jobs=1)
+    assert out.stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(again, rt)
+    cfg["codec"]["griffin_lim_iters"] = 2  # another codec: the cached round trip must not be used
+    other = E.reference_metrics(cfg, n_jobs=1)
+    assert other["codec"].iloc[0] != rt["codec"].iloc[0] and out.stat().st_mtime_ns != stamp
+    old = pd.read_parquet(out).drop(columns=["metrics_version"])  # a file from before versions existed
+    old.to_parquet(out, index=False)
+    assert (E.reference_metrics(cfg, n_jobs=1)["metrics_version"] == M.METRICS_VERSION).all()
+
+
+def test_clip_cache_recomputes_rows_of_another_metrics_version(tmp_path):
+    import soundfile as sf
+
+    from eisbach_lib import evaluate as E
+
+    cfg = {"runs_dir": str(tmp_path)}
+    (tmp_path / "samples").mkdir()
+    paths = []
+    for k in range(2):
+        sf.write(tmp_path / "samples" / f"p{k}.wav", melody(MOTIF, 0.25, decay=0.1 * (k + 1)), SR, subtype="FLOAT")
+        paths.append(f"samples/p{k}.wav")
+    samples = pd.DataFrame({"path": paths, "run": "r", "prompt_id": [0, 1]})
+    first = E.clip_metrics(cfg, samples, n_jobs=1)
+    stale = pd.read_parquet(tmp_path / "metrics" / "clips.parquet")
+    stale.loc[0, "motif_recurrence"] = 99.0
+    stale.drop(columns=["metrics_version"]).to_parquet(tmp_path / "metrics" / "clips.parquet", index=False)
+    again = E.clip_metrics(cfg, samples, n_jobs=1)
+    assert again.loc[0, "motif_recurrence"] == pytest.approx(first.loc[0, "motif_recurrence"])
+    assert (again["metrics_version"] == M.METRICS_VERSION).all()
+
+
+def _fake_reference(n: int, shift: float, contrast: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(rng.standard_normal((n, 10)) + shift, columns=[f"emb_{i}" for i in range(10)])
+    df["spectral_contrast"] = contrast + 0.1 * np.arange(n)
+    df["temporal_flatness"] = 0.9
+    df["source_piece"] = [f"piece{k // 2}" for k in range(n)]
+    return df
+
+
+def test_ceiling_rows_known_answers():
+    from eisbach_lib import evaluate as E
+
+    raw = _fake_reference(80, shift=0.0, contrast=20.0, seed=0)
+    rt = raw.copy()
+    emb = [c for c in raw.columns if c.startswith("emb_")]
+    rt[emb] = raw[emb].to_numpy() + 1.0 + 0.3 * np.random.default_rng(1).standard_normal((80, 10))
+    rt["spectral_contrast"] = raw["spectral_contrast"] + 5.6
+    rows = E.ceiling_rows(raw, rt, n_splits=10).set_index("comparison")
+    print(rows[["n_a", "n_b", "fd", "kid", "vendi_a", "vendi_b", "contrast_diff_db"]].round(3))
+    half = rows.loc["reference A vs B (round-tripped)"]
+    codec = rows.loc["raw vs round-tripped reference"]
+    assert half["n_a"] + half["n_b"] == 80 and half["n_a"] == 40  # split by piece: 2 clips per piece
+    assert abs(half["kid"]) < 0.1 * codec["kid"] and codec["kid"] > 0
+    assert codec["fd"] > half["fd"]
+    assert codec["contrast_diff_db"] == pytest.approx(5.6)
+    assert 1.0 <= half["vendi_a"] <= 40 and 1.0 <= codec["vendi_a"] <= 80
+    with pytest.raises(ValueError):
+        E.ceiling_rows(raw, rt.iloc[:10])
+
+
+def test_set_metrics_reports_fd_and_kid_to_the_reference():
+    from eisbach_lib import evaluate as E
+
+    ref = _fake_reference(60, 0.0, 20.0, seed=2)
+    near = _fake_reference(24, 0.0, 20.0, seed=3)
+    far = _fake_reference(24, 2.0, 20.0, seed=4)
+    clips = pd.concat([near.assign(run="near", arm="none"), far.assign(run="far", arm="eisbach")], ignore_index=True)
+    clips = clips.assign(adapter="dora", seed=0, step=10, prompt_id=np.tile(np.repeat(np.arange(6), 4), 2))
+    intra, runs = E.set_metrics(clips, ref)
+    runs = runs.set_index("run")
+    assert list(intra.columns) == ["run", "adapter", "arm", "seed", "step", "prompt_id", "vendi_intra"]
+    assert len(intra) == 12 and intra["vendi_intra"].between(1.0, 4.0).all()
+    assert runs.loc["far", "kid_ref"] > 10 * abs(runs.loc["near", "kid_ref"]) and runs.loc["far", "fd_ref"] > runs.loc["near", "fd_ref"]
+    assert runs.loc["near", "n_clips"] == 24
+    emb = [c for c in ref.columns if c.startswith("emb_")]
+    moved = clips.copy()
+    moved[emb] = clips[emb] + 5.0  # translating generations AND reference changes nothing
+    ref_moved = ref.copy()
+    ref_moved[emb] = ref[emb] + 5.0
+    _, runs2 = E.set_metrics(moved, ref_moved)
+    pd.testing.assert_frame_equal(runs2.set_index("run"), runs)
