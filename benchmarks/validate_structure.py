@@ -21,6 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eisbach_lib import validation as V  # noqa: E402
 
 
+def markdown(df) -> str:
+    """A pipe table (floats to 3 significant digits) without the optional tabulate package."""
+    def cell(v) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tunes", type=int, default=24)
@@ -36,7 +45,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     cols = ["seconds", "metric", "direction", "n_tunes", "n_pairs", "win_rate", "ci_lo", "ci_hi", "tune_win_rate",
             "mean_tune", "mean_shuffle", "valid"]
-    md = table[cols].to_markdown(index=False, floatfmt=".3g")
+    md = markdown(table[cols])
     print(md)
     print(f"wall {wall:.0f} s")
     if args.out:

@@ -21,8 +21,8 @@ How the tunes are made (deterministic from `seed`):
    normalised to corpus.PEAK; a clip of L seconds is its first L seconds.
 4. Bar-shuffles: the L-second clip is cut at its bar lines into segments (the last one may be a
    partial bar) and the segments are permuted (a uniformly random permutation other than the
-   identity), joined with 10 ms linear cross-fades at each cut. A clip with fewer than 2
-   segments cannot be shuffled and is left out (counted in `n_skipped`).
+   identity), joined with 10 ms linear cross-fades at each cut. A tune with fewer than 2
+   segments at the shortest length cannot be shuffled and is replaced by the next piece.
 
 Win rate of a metric at length L: over all (tune, shuffle) pairs, the share where the metric
 ranks the tune higher (in the direction the scorecard reads it, +1: more = more structure), ties
@@ -42,7 +42,7 @@ import pandas as pd
 from . import corpus as C
 from . import metrics as M
 
-VALIDATION_VERSION = 1
+VALIDATION_VERSION = 2
 WIN_RATE_MIN = 0.8
 FADE_S = 0.01
 STRUCTURE_METRICS: dict[str, int] = {"motif_recurrence": +1, "novelty_sections": +1}  # metric → claimed direction
@@ -106,11 +106,14 @@ def render_tune(plan: C.ClipPlan, sample_rate: int, seconds: float) -> np.ndarra
 
 
 def reference_tunes(n_tunes: int, seconds: float, sample_rate: int, seed: int = 0,
-                    manifest: str | Path | None = None) -> list[dict]:
+                    manifest: str | Path | None = None, shortest: float | None = None) -> list[dict]:
     """`n_tunes` rendered tunes of `seconds` with their bar lines (module docstring, 1–3).
 
     Each: {key, texture, tempo_bpm, audio (float32), bar_times (s)}. The pieces of the corpus
     reference split (from `manifest`, a corpus manifest.csv, when given and present) come first.
+    A tune whose first `shortest` seconds (default `seconds`) hold fewer than 2 bar segments (a
+    slow tune in a short clip) cannot be shuffled there and is replaced by the next piece, so every
+    length gets `n_tunes` tunes.
     """
     stream = C.list_candidates(seed)
     if manifest is not None and Path(manifest).exists():
@@ -131,6 +134,9 @@ def reference_tunes(n_tunes: int, seconds: float, sample_rate: int, seed: int = 
         if planned is None or not planned[0].instruments:
             continue
         plan, bars = planned
+        n_short = int(round((shortest or seconds) * sample_rate))
+        if len(segments(n_short, [t for t in bars if t < (shortest or seconds)], sample_rate)) < 2:
+            continue
         tunes.append({"key": piece["key"], "texture": texture, "tempo_bpm": plan.tempo_bpm,
                       "audio": render_tune(plan, sample_rate, seconds), "bar_times": bars})
     if len(tunes) < n_tunes:
@@ -246,7 +252,7 @@ def structure_values(tunes: list[dict], seconds: Sequence[float], sample_rate: i
     return pd.DataFrame(rows)
 
 
-def structure_validation(source: dict | tuple, n_tunes: int = 20, n_shuffles: int = 10,
+def structure_validation(source: dict | tuple, n_tunes: int | None = None, n_shuffles: int | None = None,
                          seconds: Sequence[float] | None = None,
                          metrics: Mapping[str, Callable[[np.ndarray, int], float]] | None = None,
                          directions: Mapping[str, int] | None = None, seed: int = 0,
@@ -255,16 +261,21 @@ def structure_validation(source: dict | tuple, n_tunes: int = 20, n_shuffles: in
 
     `source`: a profile config (clip length = generate.seconds, rate = corpus.sample_rate, the
     corpus manifest under runs_dir/corpus puts its reference pieces first) or a tuple
-    (seconds, sample_rate). `seconds` overrides the lengths (e.g. [6, 8, 10, 12]). `metrics`:
+    (seconds, sample_rate). n_tunes / n_shuffles: default the profile's evaluate.validation_tunes /
+    validation_shuffles, else 20 / 10 (the issue's floor: ≥ 20 tunes). `seconds` overrides the
+    lengths (e.g. [6, 8, 10, 12]). `metrics`:
     name → fn(y, sr) (default the two of STRUCTURE_METRICS, read in `directions`, default +1).
     Returns `win_rates(...)` (one row per length × metric: win_rate, ci_lo, ci_hi, tune_win_rate,
-    mean_tune, mean_shuffle, n_tunes, n_pairs, valid), with n_skipped (tunes too short to cut).
+    mean_tune, mean_shuffle, n_tunes, n_pairs, valid).
 
     With a config and cache="auto", the table is cached in
     <runs_dir>/metrics/structure_validation.csv next to a .json of its parameters (the default
     metrics only); a cache whose parameters differ is recomputed. Costs ≈ n_tunes × (1 + n_shuffles)
     metric evaluations per length (≈ 30 ms each for 6 s) plus parsing and rendering the tunes.
     """
+    ev = (source.get("evaluate") or {}) if isinstance(source, dict) else {}
+    n_tunes = int(ev.get("validation_tunes", 20)) if n_tunes is None else int(n_tunes)
+    n_shuffles = int(ev.get("validation_shuffles", 10)) if n_shuffles is None else int(n_shuffles)
     if isinstance(source, dict):
         lengths = [float(source["generate"]["seconds"])] if seconds is None else [float(s) for s in seconds]
         sr = int(source["corpus"]["sample_rate"])
@@ -283,10 +294,9 @@ def structure_validation(source: dict | tuple, n_tunes: int = 20, n_shuffles: in
     if cache_path is not None and cache_path.exists() and cache_path.with_suffix(".json").exists():
         if json.loads(cache_path.with_suffix(".json").read_text()) == params:
             return pd.read_csv(cache_path)
-    tunes = reference_tunes(n_tunes, max(lengths), sr, seed=seed, manifest=manifest)
+    tunes = reference_tunes(n_tunes, max(lengths), sr, seed=seed, manifest=manifest, shortest=min(lengths))
     values = structure_values(tunes, lengths, sr, n_shuffles=n_shuffles, metrics=metrics, seed=seed)
     table = win_rates(values, directions)
-    table["n_skipped"] = [n_tunes - int(r["n_tunes"]) for _, r in table.iterrows()]
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(cache_path, index=False)
