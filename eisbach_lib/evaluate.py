@@ -9,6 +9,7 @@ Files (all under <runs_dir>/metrics/):
   reference_roundtrip.parquet  the same clips passed through the profile's codec (encode → decode,
                                as the generations are decoded): the reference every fidelity and set
                                metric compares with; audio "roundtrip", codec = the codec's cache key
+                               and the clip length (generate.seconds)
   vendi_bandwidth.json         the Vendi kernel bandwidth, fixed once from the round-tripped
                                reference (median pairwise distance of its standardised embeddings)
   intra.csv                    run, adapter, arm, seed, step, prompt_id, vendi_intra
@@ -121,12 +122,14 @@ def _codec_key(codec) -> str:
     return str(getattr(codec, "cache_key", repr(codec)))
 
 
-def _cached(out: Path, n: int, codec_key: str) -> pd.DataFrame | None:
-    """The cached reference table if it is complete and of this metrics version and codec, else None."""
+def _cached(out: Path, paths: pd.Series, codec_key: str) -> pd.DataFrame | None:
+    """The cached reference table if it holds exactly these clip paths, in order, of this metrics
+    version and codec (key), else None."""
     if not out.exists():
         return None
     df = pd.read_parquet(out)
-    ok = (len(df) == n and "metrics_version" in df.columns and "codec" in df.columns
+    ok = ("path" in df.columns and df["path"].tolist() == paths.tolist()
+          and "metrics_version" in df.columns and "codec" in df.columns
           and (df["metrics_version"] == METRICS_VERSION).all() and (df["codec"] == codec_key).all())
     if not ok:
         print(f"{out}: cached with another metrics version, codec or clip set: recomputing")
@@ -137,12 +140,13 @@ def reference_metrics(cfg: dict, n_jobs: int = 2, roundtrip: bool = True, codec=
     """Per-clip metrics of the corpus `reference` split: round-tripped through the profile's codec
     (default; cached in reference_roundtrip.parquet) or as rendered (roundtrip=False;
     reference.parquet). The round trip is what generations go through, so fidelity compares like
-    with like (the Griffin-Lim round trip alone moves spectral contrast by several dB)."""
+    with like (the Griffin-Lim round trip alone moves spectral contrast by several dB).
+    The round-tripped call also (re)writes vendi_bandwidth.json (`vendi_bandwidth`, a few ms)."""
     corpus, ref = _reference_manifest(cfg)
     mdir = _mdir(cfg)
     if not roundtrip:
         out = mdir / "reference.parquet"
-        df = _cached(out, len(ref), "")
+        df = _cached(out, ref["path"], "")
         if df is None:
             m = metrics_table([str(corpus / p) for p in ref["path"]], sr=None, n_jobs=n_jobs)
             df = pd.concat([ref, m], axis=1).assign(metrics_version=METRICS_VERSION, audio="raw", codec="")
@@ -152,16 +156,18 @@ def reference_metrics(cfg: dict, n_jobs: int = 2, roundtrip: bool = True, codec=
         from .datasets import codec_for
 
         codec = codec_for(cfg)
-    key, out = _codec_key(codec), mdir / "reference_roundtrip.parquet"
-    df = _cached(out, len(ref), key)
+    seconds = float(cfg["generate"]["seconds"])
+    key, out = f"{_codec_key(codec)} seconds={seconds}", mdir / "reference_roundtrip.parquet"
+    df = _cached(out, ref["path"], key)
     if df is None:
         t0 = time.perf_counter()
-        audio = roundtrip_audio(codec, [str(corpus / p) for p in ref["path"]], float(cfg["generate"]["seconds"]))
+        audio = roundtrip_audio(codec, [str(corpus / p) for p in ref["path"]], seconds)
         t1 = time.perf_counter()
         m = metrics_table(list(audio), sr=int(codec.sample_rate), n_jobs=n_jobs)
         print(f"reference round trip: {len(ref)} clips, codec {t1 - t0:.1f} s, metrics {time.perf_counter() - t1:.1f} s")
         df = pd.concat([ref, m], axis=1).assign(metrics_version=METRICS_VERSION, audio="roundtrip", codec=key)
         _write(df, out)
+    vendi_bandwidth(cfg, df)  # (re)written with the reference it is fitted on: a few ms
     return df
 
 
@@ -261,10 +267,11 @@ def ceiling_rows(raw: pd.DataFrame, roundtrip: pd.DataFrame, bandwidth: float | 
     return pd.DataFrame(rows)
 
 
-def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
-    """Metrics for every generated clip, the set metrics, the ceiling rows, the structural-metric
-    validation, and the scorecard (returned, and written to <figures_dir>/scorecard.csv and .md)."""
-    from .scorecard import build_scorecard, write_scorecard
+def write_metrics(cfg: dict, n_jobs: int = 2) -> dict[str, pd.DataFrame]:
+    """Every metrics file of the module docstring: per-clip metrics of the generations, the raw
+    and round-tripped reference, the Vendi bandwidth, intra.csv, runs.csv, ceiling.csv and
+    structure_validation.csv. Returns the tables by name (clips, reference, raw, intra, runs,
+    ceiling, structure). Safe to re-run: cached files are reused."""
     from .validation import structure_validation
 
     mdir = _mdir(cfg)
@@ -276,8 +283,17 @@ def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
     intra, runs = set_metrics(clips, reference, bandwidth=sigma)
     intra.to_csv(mdir / "intra.csv", index=False)
     runs.to_csv(mdir / "runs.csv", index=False)
-    ceiling_rows(raw, reference, bandwidth=sigma).to_csv(mdir / "ceiling.csv", index=False)
-    structure_validation(cfg)
+    ceiling = ceiling_rows(raw, reference, bandwidth=sigma)
+    ceiling.to_csv(mdir / "ceiling.csv", index=False)
+    return {"clips": clips, "reference": reference, "raw": raw, "intra": intra, "runs": runs, "ceiling": ceiling,
+            "structure": structure_validation(cfg)}
+
+
+def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
+    """`write_metrics`, then the scorecard (returned, and written to <figures_dir>/scorecard.csv and .md)."""
+    from .scorecard import build_scorecard, write_scorecard
+
+    write_metrics(cfg, n_jobs=n_jobs)
     card = build_scorecard(cfg)
     write_scorecard(card, Path(cfg["figures_dir"]))
     return card
