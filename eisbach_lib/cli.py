@@ -82,11 +82,25 @@ def cmd_generate(cfg: dict, args: argparse.Namespace) -> None:
     print(f"{len(m)} clips")
 
 
+def cmd_anatomy(cfg: dict, args: argparse.Namespace) -> None:
+    from .anatomy import barrier_anatomy
+
+    for name, df in barrier_anatomy(cfg).items():
+        print(f"{name}: {len(df)} rows -> {Path(cfg['runs_dir']) / 'anatomy' / (name + '.csv')}")
+
+
+def cmd_dynamics(cfg: dict, args: argparse.Namespace) -> None:
+    from .anatomy import training_dynamics
+
+    for name, df in training_dynamics(cfg).items():
+        print(f"{name}: {len(df)} rows -> {Path(cfg['runs_dir']) / 'anatomy' / (name + '.csv')}")
+
+
 def cmd_evaluate(cfg: dict, args: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
     card = evaluate(cfg)
-    print(card[["claim", "estimate", "ci_lo", "ci_hi", "verdict"]].to_string(index=False))
+    print(card[["claim", "role", "estimate", "ci_lo", "ci_hi", "mde", "verdict"]].to_string(index=False))
 
 
 def cmd_listen(cfg: dict, args: argparse.Namespace) -> None:
@@ -276,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--shard", default="0/1", help="i/n: train only every n-th run starting at i")
     g = add("generate", "the fixed prompt x seed grid for one trained adapter (or all)")
     g.add_argument("--run", default=None, help="one run folder; default: every finished run")
+    add("anatomy", "the barrier on the base model before fine-tuning (C1, C2, C4 inputs; notebook 02)")
+    add("dynamics", "training logs and checkpoints of the grid (C3, C4, manipulation checks; notebook 04)")
     add("evaluate", "metrics, statistics and the claims scorecard over all runs of the profile")
     ls = add("listen", "a blind listening study: kit (offline page), import FILE..., summary")
     ls.add_argument("action", choices=["kit", "import", "summary"])

@@ -265,16 +265,18 @@ def claim_c4(cfg: dict, adir: Path) -> dict:
 
 
 def _final(df: pd.DataFrame, cfg: dict, adapter: str) -> pd.DataFrame:
-    """The profile's adapter at the final step (and the base model, step 0)."""
-    return df[((df["adapter"] == adapter) & (df["step"] == int(cfg["finetune"]["steps"]))) | (df["arm"] == "base")]
+    """The profile's adapter at each run's own final step (a run trained with `--steps` ends where its
+    record says), and the base model (step 0)."""
+    last = df.groupby("run")["step"].transform("max") if "run" in df else df["step"]
+    return df[((df["adapter"] == adapter) & (df["step"] == last)) | (df["arm"] == "base")]
 
 
 def _tables(mdir: Path) -> dict[str, pd.DataFrame]:
     out = {}
     for name, fname in (("clips", "clips.parquet"), ("intra", "intra.csv"), ("runs", "runs.csv"),
-                        ("reference", "reference.parquet"), ("validation", "structure_validation.csv"),
-                        ("ceilings", "ceilings.csv")):
-        f = mdir / fname
+                        ("reference", "reference.parquet"), ("reference", "reference_roundtrip.parquet"),
+                        ("validation", "structure_validation.csv"), ("ceilings", "ceiling.csv")):
+        f = mdir / fname  # the round-tripped reference (the generations' domain) wins over the raw one
         if f.exists():
             out[name] = pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f)
     return out
@@ -436,7 +438,7 @@ def claim_c9(t: dict, cfg: dict) -> dict:
     adapters = set(intra["adapter"]) - {"none"} if intra is not None else set()
     if not {"dora", "lora"} <= adapters:
         return _row("C9", ev, "exploratory", note=f"not tested at this profile (adapters trained: {sorted(adapters)})")
-    final = intra[intra["step"] == int(cfg["finetune"]["steps"])]
+    final = intra[intra["step"] == intra.groupby("run")["step"].transform("max")]
     keys = ["seed", "prompt_id"]
     gd = outcome_diffs(final[final["adapter"] == "dora"], "vendi_intra").set_index(keys)["d"]
     gl = outcome_diffs(final[final["adapter"] == "lora"], "vendi_intra").set_index(keys)["d"]
@@ -464,11 +466,19 @@ def claim_c10(t: dict, cfg: dict) -> dict:
 
 
 def ceiling_rows(t: dict) -> list[dict]:
-    """What the fidelity metrics read between two halves of the reference, and raw vs round-tripped."""
+    """What FD and KID read with no model (two halves of the reference, split by source piece) and
+    what the codec round trip alone does (raw vs round-tripped reference; also its spectral-contrast
+    shift in dB), from `evaluate.ceiling_rows` (metrics/ceiling.csv)."""
     rows = []
-    for r in t.get("ceilings", pd.DataFrame()).itertuples(index=False):
-        rows.append(_row("CEIL", f"{r.metric}: {r.comparison}", "ceiling", verdict="", estimate=float(r.value),
-                         statement="ceiling: what the metric reads without any model", note=str(getattr(r, "note", ""))))
+    for r in t.get("ceilings", pd.DataFrame()).to_dict("records"):
+        for metric in ("fd", "kid", "contrast_diff_db"):
+            if metric == "contrast_diff_db" and not r["comparison"].startswith("raw"):
+                continue
+            sd = r.get(f"{metric}_sd", np.nan)
+            rows.append(_row("CEIL", f"{metric}: {r['comparison']}", "ceiling", verdict="", estimate=float(r[metric]),
+                             statement="ceiling: what the metric reads without any model",
+                             note=(f"SD over {int(r['n_splits'])} splits {sd:.3g}; " if pd.notna(sd) and r.get("n_splits") else "")
+                             + f"{int(r['n_a'])} vs {int(r['n_b'])} clips", n=int(r["n_a"])))
     return rows
 
 
