@@ -149,13 +149,13 @@ def _vs_base(clips: pd.DataFrame, value: str, arm: str = BASELINE) -> pd.DataFra
 
 def reference_sesoi(reference: pd.DataFrame, metric: str, set_size: int | None = None,
                     bandwidth: float | None = None, n_sets: int = 200, seed: int = 0) -> float:
-    """SESOI_FRACTION × the metric's spread on the held-out reference split.
+    """SESOI_FRACTION × the metric's spread on the held-out reference split (nan without spread).
 
     Per-clip metrics: the SD over reference clips. `vendi_intra` (a set metric): the SD of the Vendi
     score of `n_sets` random reference sets of `set_size` clips (the grid's samples per prompt), on
     the standardised embeddings with the run's recorded kernel bandwidth."""
     if metric != "vendi_intra":
-        return SESOI_FRACTION * float(np.nanstd(reference[metric].to_numpy(dtype=float), ddof=1))
+        return _positive(SESOI_FRACTION * float(np.nanstd(reference[metric].to_numpy(dtype=float), ddof=1)))
     from .metrics import fit_standardizer, standardize, vendi_score
 
     cols = [c for c in reference.columns if c.startswith("emb_")]
@@ -165,7 +165,13 @@ def reference_sesoi(reference: pd.DataFrame, metric: str, set_size: int | None =
     k = min(int(set_size or 2), len(Z))
     kw = {"bandwidth": bandwidth} if bandwidth is not None else {}
     scores = [vendi_score(Z[rng.choice(len(Z), k, replace=False)], **kw) for _ in range(n_sets)]
-    return SESOI_FRACTION * float(np.std(scores, ddof=1))
+    return _positive(SESOI_FRACTION * float(np.std(scores, ddof=1)))
+
+
+def _positive(x: float) -> float:
+    """x when it is a usable sesoi (finite, > 0), else nan: a metric that does not vary over the
+    reference (e.g. a count that is 0 everywhere) has no scale, so no equivalence test is made."""
+    return x if np.isfinite(x) and x > 0 else float("nan")
 
 
 # --------------------------------------------------------------------------------------------
