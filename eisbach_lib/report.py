@@ -91,9 +91,10 @@ def _fmt_s(s: float | None) -> str:
     return f"{m}:{sec:02d}"
 
 
-def build_report(notebooks: list[Path], out: Path, title: str, timings: dict[str, float] | None = None) -> Path:
+def build_report(notebooks: list[Path], out: Path, title: str, timings: dict[str, float] | None = None,
+                 extra_html: str = "") -> Path:
     """Write the notebooks, in the order given, into one HTML file `out` with a table of contents
-    (and each notebook's run time when `timings` has it). Raises ValueError naming what would be
+    (and each notebook's run time when `timings` has it; `extra_html` goes under it). Raises ValueError naming what would be
     fetched if the page is not self-contained."""
     if not notebooks:
         raise ValueError(f"no executed notebooks to put in {out}")
@@ -118,7 +119,7 @@ def build_report(notebooks: list[Path], out: Path, title: str, timings: dict[str
             f'<header class="eisbach-report-header"><h1>{html.escape(title)}</h1>'
             f"<p>Written {when} from the executed notebooks in <code>{html.escape(str(notebooks[0].parent))}</code>. "
             f"Figures and audio are embedded; the page fetches nothing.</p>"
-            f"<table><tr><th>notebook</th><th>run time</th></tr>{''.join(toc)}</table></header>\n"
+            f"<table><tr><th>notebook</th><th>run time</th></tr>{''.join(toc)}</table>{extra_html}</header>\n"
             + "\n".join(sections) + "\n</body></html>\n")
     remote = external_refs(page)
     if remote:
@@ -139,7 +140,28 @@ def write_report(cfg: dict) -> Path:
         raise FileNotFoundError(f"{runs / 'notebooks'}: no executed notebooks (run `eisbach reproduce --profile {cfg['name']}` first)")
     tfile = runs / "timings.json"
     timings = json.loads(tfile.read_text()) if tfile.exists() else {}
-    return build_report(books, runs / "report.html", f"Eisbach reproduction: executed series, profile {cfg['name']}", timings)
+    return build_report(books, runs / "report.html", f"Eisbach reproduction: executed series, profile {cfg['name']}", timings,
+                        listening_html(cfg))
+
+
+def listening_html(cfg: dict) -> str:
+    """The listening study's place in the report: a link to the offline page for raters (relative, so
+    it works wherever runs/<profile>/ is copied) and, once votes are imported, the verdict table."""
+    from .study import listening_dir, study_summary
+
+    ldir = listening_dir(cfg)
+    if not (ldir / "study.html").exists():
+        return ""
+    rel = (ldir / "study.html").relative_to(Path(cfg["runs_dir"]))
+    out = (f'<h2>Listening study</h2><p>The page to send to raters: <a href="{html.escape(str(rel))}">'
+           f"{html.escape(str(rel))}</a> (one offline file; import the CSVs it saves with "
+           f"<code>eisbach listen import --profile {html.escape(cfg['name'])} FILE...</code>).</p>")
+    if (ldir / "votes.csv").exists():
+        table, _, _ = study_summary(cfg)
+        out += table.to_html(index=False, float_format=lambda x: f"{x:.3g}", border=0)
+    else:
+        out += "<p>No votes imported yet.</p>"
+    return out
 
 
 __all__ = ["write_report", "build_report", "render_notebook", "external_refs"]
