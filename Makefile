@@ -2,34 +2,99 @@
 PROFILE ?= cpu
 PYTHON  ?= python3
 SHARD   ?= 0/1
+VENV    ?= .venv
 
-.PHONY: install reproduce test corpus pretrain grid generate evaluate bench clean-smoke strip
+# The Python environment. An active virtualenv (VIRTUAL_ENV) or conda env (CONDA_PREFIX, e.g. from
+# environment.yml) is used as it is, through $(PYTHON). Otherwise the project venv $(VENV) is made
+# from $(PYTHON) and used; Debian's system python3 (PEP 668, externally managed) needs exactly this.
+# torch: when $(PYTHON) already imports torch (a CUDA build, say), the venv is made with
+# --system-site-packages so that torch is seen and kept, never replaced; otherwise the venv gets
+# torch==2.13.0, the CPU wheel. NO_VENV=1 installs into $(PYTHON) itself (a container's python).
+ifneq ($(strip $(VIRTUAL_ENV)$(CONDA_PREFIX)$(NO_VENV)),)
+  PY       := $(PYTHON)
+  ENV_DIR  := $(or $(VIRTUAL_ENV),$(CONDA_PREFIX),.)
+  ENV_NAME := $(notdir $(or $(VIRTUAL_ENV),$(CONDA_PREFIX),$(PYTHON)))
+  MAKE_ENV :=
+else
+  PY       := $(VENV)/bin/python
+  ENV_DIR  := $(VENV)
+  ENV_NAME := $(VENV)
+  MAKE_ENV := $(VENV)/bin/python
+endif
+# `make install` does its work again only when pyproject.toml changed (or the stamp is removed)
+STAMP := $(ENV_DIR)/.eisbach-installed
 
-# torch: keep an existing build (e.g. CUDA) untouched; otherwise take the CPU wheel 2.13.0.
-install:
-	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q torch==2.13.0
-	@$(PYTHON) -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('fluidsynth') is None)" || \
-	  { command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq libfluidsynth3 >/dev/null) || \
-	    echo "FluidSynth is missing: install libfluidsynth3 (Debian) or conda-forge fluidsynth"; }
-	$(PYTHON) -m pip install -q -e ".[dev]"
+# Debian packages: FluidSynth (renders the corpus), the venv module (Debian splits it off), and
+# Chromium + its driver (the browser tests). Installed with apt-get when run as root; otherwise the
+# exact command is printed.
+APT_BROWSER := chromium chromium-driver
+
+.PHONY: install apt browser-deps reproduce report test lab corpus pretrain grid generate evaluate bench clean-smoke strip
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml | $(MAKE_ENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	@$(PY) -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('fluidsynth') is None)" || \
+	  $(MAKE) --no-print-directory apt PKGS=libfluidsynth3 WHY="FluidSynth renders the chamber corpus"
+	$(PY) -m pip install -q -e ".[dev]"
+	@$(PY) -c "import torch; print(f'environment ready: $(ENV_NAME), python', __import__('sys').version.split()[0], ', torch', torch.__version__)"
+	@touch $@
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 10))" || { echo "$(PYTHON) is older than 3.10: pass PYTHON=python3.11 (or newer)"; exit 1; }
+	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || \
+	  $(MAKE) --no-print-directory apt PKGS="$$($(PYTHON) -c 'import sys; print(f"python3.{sys.version_info[1]}-venv")')" WHY="$(PYTHON) -m venv needs it"
+	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
+	  echo "$(PYTHON) has torch $$($(PYTHON) -c 'import torch; print(torch.__version__)'): making $(VENV) with --system-site-packages to keep it"; \
+	  $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+	  echo "making $(VENV) from $(PYTHON) (no torch there: the venv gets torch 2.13.0, CPU)"; \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
+
+# make apt PKGS="a b" WHY="...": install the Debian packages (root) or say how, and fail
+apt:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "apt-get install $(PKGS) ($(WHY))"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PKGS) >/dev/null; \
+	else \
+	  echo "missing: $(PKGS) ($(WHY)). Install it with:  sudo apt-get install -y $(PKGS)"; \
+	  echo "(conda: conda install -c conda-forge fluidsynth for FluidSynth)"; exit 1; \
+	fi
+
+browser-deps:
+	@command -v chromium >/dev/null || $(MAKE) --no-print-directory apt PKGS="$(APT_BROWSER)" WHY="the browser tests" || \
+	  echo "without chromium the browser tests are skipped (they fail under CI=true)"
 
 reproduce: install
-	eisbach reproduce --profile $(PROFILE)
+	$(PY) -m eisbach_lib.cli reproduce --profile $(PROFILE)
 
-test: install
-	$(PYTHON) -m pytest -q
+report: install
+	$(PY) -m eisbach_lib.cli report --profile $(PROFILE)
+
+test: install browser-deps
+	$(PY) -m pytest -q
+
+# JupyterLab on 127.0.0.1 with the project's kernel, registered as "Eisbach ($(ENV_NAME))"
+lab: install
+	$(PY) -m ipykernel install --sys-prefix --name eisbach --display-name "Eisbach ($(ENV_NAME))"
+	$(PY) -m jupyterlab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=$(CURDIR) $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/00_corpus.ipynb
 
 corpus pretrain generate evaluate: install
-	eisbach $@ --profile $(PROFILE)
+	$(PY) -m eisbach_lib.cli $@ --profile $(PROFILE)
 
 grid: install
-	eisbach grid --profile $(PROFILE) --shard $(SHARD)
+	$(PY) -m eisbach_lib.cli grid --profile $(PROFILE) --shard $(SHARD)
 
 bench: install
-	$(PYTHON) benchmarks/bench_train.py --rounds 2
-	$(PYTHON) benchmarks/bench_decode.py --out benchmarks/results/decode.md
-	$(PYTHON) benchmarks/bench_metrics.py
-	$(PYTHON) benchmarks/bench_calibration.py
+	$(PY) benchmarks/bench_train.py --rounds 2
+	$(PY) benchmarks/bench_decode.py --out benchmarks/results/decode.md
+	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_calibration.py
 
-strip:
-	nbstripout notebooks/*.ipynb
+clean-smoke:
+	rm -rf runs/smoke
+
+strip: install
+	$(PY) -m nbstripout notebooks/*.ipynb

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .barrier import barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy
 from .cache import PreEncoded
 from .flow import noise_data, velocity_target
+from .progress import Progress
 
 FLAT_CLASSES = ("sustained",)
 CONTRAST_CLASSES = ("plucked", "percussive")
@@ -74,7 +74,7 @@ def weights_by_clip(model, data: PreEncoded, n_t: int = 8, lam: float = 0.5, see
 
     g = torch.Generator().manual_seed(seed)
     h_sum, w_sum = torch.zeros(len(data)), torch.zeros(len(data))
-    for _ in tqdm(range(n_t), desc="weights by clip", leave=False):
+    for _ in Progress(range(n_t), desc="weights by clip", leave=False):
         for k in range(0, len(data), batch_size):
             idx = torch.arange(k, min(k + batch_size, len(data)))
             t = sample_timesteps(len(idx), timesteps, generator=g)
@@ -234,20 +234,6 @@ def update_cosines(model, data: PreEncoded, arms: list[str], n_seqs: int = 6, n_
     return pd.DataFrame(rows)
 
 
-def weight_mix(log: pd.DataFrame) -> pd.DataFrame:
-    """The effective training mix of each run (manipulation check): for every texture class, its share
-    of the summed weight Σw and its share of the samples drawn; `shift` = weight share − sample share.
-
-    Under `none` (w = 1) the shift is 0 by construction; a weighting that damps flat clips gives the
-    flat classes a negative shift. Columns: run, arm, seed, texture, weight_share, sample_share, shift."""
-    keys = ["run", "arm", "seed"]
-    grp = log.groupby([*keys, "texture"]).agg(w=("w", "sum"), n=("w", "size")).reset_index()
-    tot = grp.groupby(keys)[["w", "n"]].transform("sum")
-    grp["weight_share"], grp["sample_share"] = grp["w"] / tot["w"], grp["n"] / tot["n"]
-    grp["shift"] = grp["weight_share"] - grp["sample_share"]
-    return grp.drop(columns=["w", "n"])
-
-
 @torch.no_grad()
 def output_distances(cfg: dict, run_dirs: dict[str, Path], data: PreEncoded, n_clips: int = 16,
                      t_val: float = 0.5, seed: int = 0) -> pd.DataFrame:
@@ -326,7 +312,8 @@ def training_logs(cfg: dict) -> pd.DataFrame:
 def training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
     """Everything the scorecard needs from the trained grid (C3, C4 over training, manipulation
     checks), written to <runs_dir>/anatomy/: gradient_mass.csv (C3: each class's share of Σw·L per
-    run and training phase), weight_mix.csv (the effective training mix), entropy_vs_t_checkpoints.csv
+    run and training phase), weight_mix.csv (the effective training mix, `train.training_mix`, with
+    shift = weighted share − sample share), entropy_vs_t_checkpoints.csv
     (C4 at every checkpoint of the first seed's `eisbach` run) and output_distances.csv (how far the
     final adapters are from the base and from each other). Returns the tables by name."""
     from .train import grid_items, load_run_model
@@ -337,7 +324,10 @@ def training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
     log = training_logs(cfg)
     if log.empty:
         raise FileNotFoundError(f"{cfg['runs_dir']}/adapters: no finished runs (train the grid first)")
-    out = {"gradient_mass": gradient_mass(log), "weight_mix": weight_mix(log)}
+    from .train import training_mix
+
+    mix = training_mix(log)
+    out = {"gradient_mass": gradient_mass(log), "weight_mix": mix.assign(shift=mix["weighted_share"] - mix["share"])}
     data = _split_data(cfg)
     items = [it for it in grid_items(cfg) if (Path(it["run_dir"]) / "done.json").exists()]
     adapter = ft["adapters"][0]
@@ -345,8 +335,10 @@ def training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
     t_grid = np.round(np.linspace(0.05, 0.95, int(st["t_points"])), 3).tolist()
     parts = []
     if first is not None:
-        final = int(ft["steps"])
-        for step in sorted(set(ft.get("checkpoints") or []) | {final}):
+        from .generate import run_steps
+
+        ckpts, final = run_steps(first["run_dir"])  # the run's own record, not the profile
+        for step in [*ckpts, final]:
             m = load_run_model(cfg, first["run_dir"], step=None if step == final else step)
             parts.append(entropy_vs_t(m, data, t_grid, n_clips=min(len(data), int(st["clips"])), lam=float(ft["lam"]),
                                       seed=int(cfg["seed"])).assign(stage=f"step {step}", run=first["run_dir"].name))

@@ -82,11 +82,25 @@ def cmd_generate(cfg: dict, args: argparse.Namespace) -> None:
     print(f"{len(m)} clips")
 
 
+def cmd_anatomy(cfg: dict, args: argparse.Namespace) -> None:
+    from .anatomy import barrier_anatomy
+
+    for name, df in barrier_anatomy(cfg).items():
+        print(f"{name}: {len(df)} rows -> {Path(cfg['runs_dir']) / 'anatomy' / (name + '.csv')}")
+
+
+def cmd_dynamics(cfg: dict, args: argparse.Namespace) -> None:
+    from .anatomy import training_dynamics
+
+    for name, df in training_dynamics(cfg).items():
+        print(f"{name}: {len(df)} rows -> {Path(cfg['runs_dir']) / 'anatomy' / (name + '.csv')}")
+
+
 def cmd_evaluate(cfg: dict, args: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
     card = evaluate(cfg)
-    print(card[["claim", "estimate", "ci_lo", "ci_hi", "verdict"]].to_string(index=False))
+    print(card[["claim", "role", "estimate", "ci_lo", "ci_hi", "mde", "verdict"]].to_string(index=False))
 
 
 def cmd_listen(cfg: dict, args: argparse.Namespace) -> None:
@@ -119,36 +133,139 @@ def cmd_reproduce(cfg: dict, args: argparse.Namespace) -> None:
         from .basedir import check_base_for
 
         check_base_for(cfg, dit=True)
+    from .report import write_report
+
     run_series(args.profile, cfg, first=args.first, last=args.last)
+    print(f"report: {write_report(cfg)}", flush=True)
+
+
+def cmd_report(cfg: dict, args: argparse.Namespace) -> None:
+    from .report import write_report
+
+    print(f"report: {write_report(cfg)}")
+
+
+#: run time per notebook in seconds on a 2-core CPU, first run of a profile: the expectation shown
+#: while a notebook runs until runs/<profile>/timings.json holds this machine's own times from the
+#: previous run. cpu: measured per notebook (README). smoke: README's measured total (210 s on an
+#: idle machine) split in the proportions measured per notebook on a busy one (1075 s in all).
+EXPECTED_S = {
+    "cpu": {"00": 182, "01": 770, "02": 80, "03": 520, "04": 52, "05": 493, "06": 53, "07": 13},
+    "smoke": {"00": 11, "01": 34, "02": 40, "03": 54, "04": 13, "05": 49, "06": 6, "07": 3},
+}
+#: the kernel prints figures inline (ipykernel's own default when MPLBACKEND is unset) even where the
+#: caller exported MPLBACKEND=Agg for itself, keeps debugpy's frozen-modules warning quiet, and
+#: draws no transformers/huggingface_hub tqdm widget ("Loading weights"), a placeholder once saved
+KERNEL_ENV = {"MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+              "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+#: ipykernel >= 7 warns at every start that its local TCP sockets are unencrypted: its own log, not the notebook's
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+
+class _Prefixed:
+    """A file-like sink for a kernel's stream output: writes whole lines to `stream` with a prefix
+    (carriage returns count as line ends), drops a stderr line it already printed in this notebook
+    (repeated warnings), and records when it last wrote (for the heartbeat)."""
+
+    def __init__(self, stream, prefix: str = "  | ", dedupe: bool = False) -> None:
+        self.stream, self.prefix, self.dedupe = stream, prefix, dedupe
+        self.buf, self.seen, self.last = "", set(), time.time()
+
+    def write(self, text: str) -> None:
+        self.buf += text.replace("\r\n", "\n").replace("\r", "\n")
+        *lines, self.buf = self.buf.split("\n")
+        for line in lines:
+            if not line.strip() or (self.dedupe and line in self.seen):
+                continue
+            self.seen.add(line)
+            print(self.prefix + line, file=self.stream, flush=True)
+            self.last = time.time()
+
+    def flush(self) -> None:
+        """Nothing: papermill flushes after every message, mid-line too; close() ends a last partial line."""
+
+    def close(self) -> None:
+        if self.buf:
+            self.write("\n")
+
+
+def _expected(profile: str, name: str, previous: dict) -> tuple[float | None, str]:
+    """(expected seconds, where the number comes from) for one notebook."""
+    if name in previous:
+        return float(previous[name]), "previous run"
+    table = EXPECTED_S.get(Path(profile).stem, {})
+    return (float(table[name[:2]]), "measured table") if name[:2] in table else (None, "")
 
 
 def run_series(profile: str, cfg: dict, first: int = 0, last: int = 7) -> None:
     """Execute notebooks 00..07 in order with papermill; executed copies go to <runs_dir>/notebooks/.
-    A failing cell stops the series with the notebook and the cell named (exit code 1)."""
+    A failing cell stops the series with the notebook and the cell named (exit code 1).
+
+    The terminal shows one line as each notebook starts (expected time) and ends (elapsed), the
+    kernel's own output (the loops' progress lines) indented below it, and a heartbeat line after a
+    minute without output. Each notebook's time is saved in <runs_dir>/timings.json for the next
+    run's expectations."""
+    import logging
+    import threading
+
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    out_dir = Path(cfg["runs_dir"]) / "notebooks"
+    from .progress import format_seconds as fmt
+
+    runs = Path(cfg["runs_dir"])
+    out_dir = runs / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     # the kernels import this checkout's eisbach_lib even where it is not pip-installed
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.update(KERNEL_ENV)
+    logging.getLogger("papermill").setLevel(logging.ERROR)  # "Black is not installed" and the like
     books = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))[first:last + 1]
     if not books:
         raise SystemExit(f"no notebooks found in {NOTEBOOKS}")
+    tfile = runs / "timings.json"
+    previous = json.loads(tfile.read_text()) if tfile.exists() else {}
+    timings = dict(previous)
+    expected = {nb.name: _expected(profile, nb.name, previous)[0] for nb in books}
     t_all = time.time()
-    for nb in books:
-        t0 = time.time()
-        print(f"\n=== {nb.name} ({profile}) ===", flush=True)
+    for i, nb in enumerate(books, 1):
+        exp, source = _expected(profile, nb.name, previous)
+        tag = f"[{i}/{len(books)}] {nb.name} ({Path(profile).stem})"
+        print(f"\n{tag}: started {time.strftime('%H:%M:%S')}"
+              + (f", expected ~{fmt(exp)} ({source})" if exp else ""), flush=True)
+        out, err = _Prefixed(sys.stdout), _Prefixed(sys.stderr, dedupe=True)
+        t0, stop = time.time(), threading.Event()
+
+        def heartbeat() -> None:
+            while not stop.wait(5):
+                if time.time() - max(out.last, err.last, t0) >= 60:
+                    print(f"  ... {nb.name}: {fmt(time.time() - t0)} elapsed"
+                          + (f" of ~{fmt(exp)} expected" if exp else ""), flush=True)
+                    out.last = time.time()
+
+        beat = threading.Thread(target=heartbeat, daemon=True)
+        beat.start()
         try:
             pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters={"profile": profile},
-                                cwd=str(NOTEBOOKS), progress_bar=True, kernel_name="python3")
+                                cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3",
+                                stdout_file=out, stderr_file=err, extra_arguments=KERNEL_ARGS)
         except PapermillExecutionError as e:
             print(f"\nFAILED: {nb.name}, cell {e.exec_count} ({e.ename}: {e.evalue})\n"
                   f"executed copy with the traceback: {out_dir / nb.name}", file=sys.stderr)
             raise SystemExit(1) from None
-        print(f"{nb.name}: {time.time() - t0:.0f} s", flush=True)
-    print(f"\nseries done in {time.time() - t_all:.0f} s; executed notebooks in {out_dir}")
+        finally:
+            stop.set()
+            out.close(); err.close()
+        took = time.time() - t0
+        timings[nb.name] = round(took, 1)
+        tfile.write_text(json.dumps(timings, indent=1))
+        done_exp = sum(expected[b.name] or 0 for b in books[:i])
+        pace = sum(timings[b.name] for b in books[:i]) / done_exp if done_exp else 1.0
+        left = pace * sum(expected[b.name] or 0 for b in books[i:])
+        print(f"{tag}: done in {fmt(took)}" + (f" (expected ~{fmt(exp)})" if exp else "")
+              + f"; series {fmt(time.time() - t_all)} elapsed"
+              + (f", ~{fmt(left)} left at this pace ({pace:.2g}x expected)" if left else ""), flush=True)
+    print(f"\nseries done in {fmt(time.time() - t_all)}; executed notebooks in {out_dir}", flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,14 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--shard", default="0/1", help="i/n: train only every n-th run starting at i")
     g = add("generate", "the fixed prompt x seed grid for one trained adapter (or all)")
     g.add_argument("--run", default=None, help="one run folder; default: every finished run")
+    add("anatomy", "the barrier on the base model before fine-tuning (C1, C2, C4 inputs; notebook 02)")
+    add("dynamics", "training logs and checkpoints of the grid (C3, C4, manipulation checks; notebook 04)")
     add("evaluate", "metrics, statistics and the claims scorecard over all runs of the profile")
     ls = add("listen", "a blind listening study: kit (offline page), import FILE..., summary")
     ls.add_argument("action", choices=["kit", "import", "summary"])
     ls.add_argument("files", nargs="*", help="for import: the CSV files the raters sent back")
     ls.add_argument("--study", default=None, help="a study YAML (overrides the profile's `listening:` section)")
-    r = add("reproduce", "papermill: notebooks 00..07 in order, executed copies in runs/<profile>/")
+    r = add("reproduce", "papermill: notebooks 00..07 in order, executed copies in runs/<profile>/, then the report")
     r.add_argument("--first", type=int, default=0, help="first notebook number")
     r.add_argument("--last", type=int, default=7, help="last notebook number")
+    add("report", "one self-contained HTML page of the executed series: <runs_dir>/report.html")
     return p
 
 

@@ -62,7 +62,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
-from tqdm.auto import tqdm
+from .progress import Progress
 
 CORPUS_VERSION = 2          # bump when the rendering changes, so old corpora are rebuilt
 PEAK = 0.9                  # peak level of every clip after normalisation
@@ -343,12 +343,16 @@ def draw_instruments(texture: str, rng: np.random.Generator) -> list[str]:
     return sorted(names, key=lambda n: (-PALETTE[n].center, n))
 
 
-def _excerpt(piece: dict, beats: float, rng: np.random.Generator) -> list[list[tuple[float, float, int]]]:
+def _excerpt(piece: dict, beats: float, rng: np.random.Generator,
+             start: float | None = None) -> list[list[tuple[float, float, int]]]:
     """Notes of each part starting in a window of `beats` quarter notes, times relative to the
-    window start (a note onset). A piece shorter than the window is looped from its first onset."""
+    window start (a note onset, drawn from `rng`, or `start` when given: the bar-aligned excerpts of
+    `validation`). A piece shorter than the window is looped from its first onset."""
     parts = piece["parts"]
     onsets = sorted({n[0] for p in parts for n in p})
     first, length = onsets[0], piece["length"]
+    if start is not None:
+        return [[(n[0] - start, n[1], int(n[2])) for n in p if start <= n[0] < start + beats] for p in parts]
     if length - first >= beats:
         choices = [o for o in onsets if o <= length - beats]
         start = float(choices[int(rng.integers(len(choices)))])
@@ -362,8 +366,10 @@ def _excerpt(piece: dict, beats: float, rng: np.random.Generator) -> list[list[t
     return out
 
 
-def plan_clip(piece: dict, texture: str, seconds: float, rng: np.random.Generator) -> ClipPlan:
-    """Draw a clip's instruments, articulation, tempo, transposition and excerpt (module docstring, 3–4)."""
+def plan_clip(piece: dict, texture: str, seconds: float, rng: np.random.Generator,
+              start: float | None = None) -> ClipPlan:
+    """Draw a clip's instruments, articulation, tempo, transposition and excerpt (module docstring, 3–4).
+    `start` (quarter notes) fixes the excerpt's start instead of drawing it."""
     instruments = draw_instruments(texture, rng)
     articulation = str(rng.choice(TEXTURE_ARTICULATIONS[texture]))
     factor = float(rng.uniform(*ARTICULATIONS[articulation]))
@@ -372,7 +378,7 @@ def plan_clip(piece: dict, texture: str, seconds: float, rng: np.random.Generato
     beats = seconds * tempo / 60.0
     sec_per_beat = 60.0 / tempo
     for _ in range(8):  # a window where every part rests is redrawn
-        parts = [p for p in _excerpt(piece, beats, rng) if p]
+        parts = [p for p in _excerpt(piece, beats, rng, start) if p]
         if parts:
             break
     else:
@@ -644,7 +650,7 @@ def _pool(workers: int) -> ProcessPoolExecutor | None:
 
 def _map(pool: ProcessPoolExecutor | None, fn, items: list, desc: str, progress: bool, chunksize: int = 1) -> list:
     it = map(fn, items) if pool is None else pool.map(fn, items, chunksize=chunksize)
-    return list(tqdm(it, total=len(items), desc=desc, disable=not progress or not items))
+    return list(Progress(it, total=len(items), desc=desc, disable=not progress or not items))
 
 
 def _load_piece_cache(path: Path) -> dict[str, dict | None]:

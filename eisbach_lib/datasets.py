@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
-from tqdm.auto import tqdm
+from .progress import Progress
 
 from .cache import PreEncoded, save_cache
 from .config import config_hash
@@ -194,7 +194,7 @@ def load_musiccaps(csv_path: str | Path, audio_dir: str | Path, sample_rate: int
     df = _read_csv(csv_path, MUSICCAPS_REQUIRED, "MusicCaps")
     audio_dir = Path(audio_dir)
     rows, skipped, seen = [], [], set()
-    for r in tqdm(df.itertuples(index=False), total=len(df), desc="MusicCaps", disable=not progress):
+    for r in Progress(df.itertuples(index=False), total=len(df), desc="MusicCaps", disable=not progress):
         ytid = str(r.ytid)
         path = _find_audio(audio_dir, ytid)
         if ytid in seen:
@@ -229,7 +229,7 @@ def load_audio_folder(folder: str | Path, sample_rate: int, seconds: float,
     folder = Path(folder)
     df = _read_csv(folder / "metadata.csv", FOLDER_REQUIRED, "audio folder")
     rows, skipped, seen = [], [], set()
-    for r in tqdm(df.itertuples(index=False), total=len(df), desc="audio folder", disable=not progress):
+    for r in Progress(df.itertuples(index=False), total=len(df), desc="audio folder", disable=not progress):
         name = str(r.file_name)
         path = folder / name
         clip_id = Path(name).with_suffix("").as_posix().replace("/", "__")
@@ -270,7 +270,7 @@ def write_dataset(dataset: AudioCaptionDataset, out_dir: str | Path, progress: b
     out = Path(out_dir)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in tqdm(range(len(dataset)), desc="write clips", disable=not progress):
+    for i in Progress(range(len(dataset)), desc="write clips", disable=not progress):
         row = dataset.manifest.iloc[i]
         wav = out / "audio" / f"{row['id']}.wav"
         if not wav.exists() or _newer(Path(row["path"]), wav):  # a changed source file is written again
@@ -327,7 +327,7 @@ def encode_corpus(manifest: pd.DataFrame, audio_root: str | Path, codec, text_en
     root = Path(audio_root)
     starts = range(0, len(manifest), batch_size)
     with torch.no_grad():
-        for start in tqdm(starts, desc="encode corpus", disable=not progress):
+        for start in Progress(starts, desc="encode corpus", disable=not progress):
             chunk = manifest.iloc[start:start + batch_size]
             audio = np.stack([fit_length(read_audio(root / p, sr, duration=target), n_samples) for p in chunk["path"]])
             lat = codec.encode(torch.from_numpy(audio)).detach().float().cpu()

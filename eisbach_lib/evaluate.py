@@ -1,66 +1,205 @@
-"""Metrics over the generation grid: per-clip metrics, set metrics, then the scorecard.
+"""Metrics over the generation grid: per-clip metrics, set metrics, ceilings, then the scorecard.
 
-Files (all under <runs_dir>/metrics/): clips.parquet (one row per generated clip: manifest
-columns + motif_recurrence, novelty_sections, spectral_contrast, temporal_flatness, emb_*),
-reference.parquet (the same for the corpus `reference` split), intra.csv (intra-prompt Vendi per
-run/step/prompt), runs.csv (inter-prompt Vendi and Fréchet distance to the reference per run/step).
-Per-clip metrics are cached by path, so re-running only computes new clips.
+Files (all under <runs_dir>/metrics/):
+  clips.parquet                one row per generated clip: manifest columns + PER_CLIP + emb_* +
+                               metrics_version (cached by path; rows of another metrics_version are
+                               recomputed, never mixed with new ones)
+  reference.parquet            the corpus `reference` split as rendered (raw audio): manifest columns
+                               + PER_CLIP + emb_* + metrics_version + audio ("raw") + codec ("")
+  reference_roundtrip.parquet  the same clips passed through the profile's codec (encode → decode,
+                               as the generations are decoded): the reference every fidelity and set
+                               metric compares with; audio "roundtrip", codec = the codec's cache key
+                               and the clip length (generate.seconds)
+  vendi_bandwidth.json         the Vendi kernel bandwidth, fixed once from the round-tripped
+                               reference (median pairwise distance of its standardised embeddings)
+  intra.csv                    run, adapter, arm, seed, step, prompt_id, vendi_intra
+  runs.csv                     run, adapter, arm, seed, step, n_clips, vendi_inter, fd_ref, kid_ref
+                               (FD and KID to the round-tripped reference)
+  ceiling.csv                  `ceiling_rows`: what FD / KID / Vendi read when nothing differs
+                               (reference half A vs half B) and what the codec alone does (raw vs
+                               round-tripped reference)
+  structure_validation.csv     `validation.structure_validation(cfg)` (win rates of the structural
+                               metrics against bar-shuffles at the profile's clip length)
+
+Embeddings are standardised with the mean and std of the round-tripped reference (the domain the
+generations live in) before any set metric.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
-from .metrics import fit_standardizer, frechet_distance, metrics_table, standardize, vendi_score
+from .metrics import (METRICS_VERSION, fit_standardizer, fit_vendi_bandwidth, frechet_distance, kid,
+                      metrics_table, standardize, vendi_score)
 
 PER_CLIP = ("motif_recurrence", "novelty_sections", "spectral_contrast", "temporal_flatness")
+ROUNDTRIP_SEED = 4321  # base seed of the Griffin-Lim initial phases of the reference round trip
+ROUNDTRIP_BATCH = 16
 
 
 def _emb_cols(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith("emb_")]
 
 
+def _mdir(cfg: dict) -> Path:
+    out = Path(cfg["runs_dir"]) / "metrics"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _write(df: pd.DataFrame, out: Path) -> None:
+    df.to_parquet(out.with_suffix(".tmp"), index=False)
+    out.with_suffix(".tmp").replace(out)
+
+
 def clip_metrics(cfg: dict, samples: pd.DataFrame, n_jobs: int = 2) -> pd.DataFrame:
-    """Per-clip metrics for every row of the samples manifest (cached in clips.parquet by path)."""
-    out = Path(cfg["runs_dir"]) / "metrics" / "clips.parquet"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = pd.read_parquet(out) if out.exists() else pd.DataFrame(columns=["path"])
+    """Per-clip metrics for every row of the samples manifest (cached in clips.parquet by path).
+
+    A cached row counts only if its metrics_version equals metrics.METRICS_VERSION (a file written
+    before versions existed has none): stale rows are dropped and recomputed, with a message."""
+    out = _mdir(cfg) / "clips.parquet"
+    done = pd.read_parquet(out) if out.exists() else pd.DataFrame(columns=["path", "metrics_version"])
+    if "metrics_version" not in done.columns:
+        done["metrics_version"] = -1
+    stale = done["metrics_version"] != METRICS_VERSION
+    if stale.any():
+        print(f"{out}: {int(stale.sum())} cached rows are from metrics version "
+              f"{sorted(set(done.loc[stale, 'metrics_version']))}, not {METRICS_VERSION}: recomputing them")
+        done = done[~stale].reset_index(drop=True)
     todo = samples[~samples["path"].isin(set(done["path"]))]
     if len(todo):
         paths = [str(Path(cfg["runs_dir"]) / p) for p in todo["path"]]
         m = metrics_table(paths, sr=None, n_jobs=n_jobs).drop(columns=["path"], errors="ignore")
         new = pd.concat([todo.reset_index(drop=True), m.reset_index(drop=True)], axis=1)
+        new["metrics_version"] = METRICS_VERSION
         done = pd.concat([done, new], ignore_index=True) if len(done) else new
-        done.to_parquet(out.with_suffix(".tmp"), index=False)
-        out.with_suffix(".tmp").replace(out)
+        _write(done, out)
+    elif stale.any():
+        _write(done, out)
     keep = samples[["path"]].merge(done, on="path", how="left", suffixes=("_x", ""))
     return keep[[c for c in keep.columns if not c.endswith("_x")]]
 
 
-def reference_metrics(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
-    """Per-clip metrics of the corpus `reference` split (cached in reference.parquet)."""
-    out = Path(cfg["runs_dir"]) / "metrics" / "reference.parquet"
-    if out.exists():
-        return pd.read_parquet(out)
+def _reference_manifest(cfg: dict) -> tuple[Path, pd.DataFrame]:
     corpus = Path(cfg["runs_dir"]) / "corpus"
-    man = pd.read_csv(corpus / "manifest.csv", keep_default_na=False)
+    path = corpus / "manifest.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: build the corpus first (eisbach corpus --profile {cfg['name']})")
+    man = pd.read_csv(path, keep_default_na=False)
     ref = man[man["split"] == "reference"].reset_index(drop=True)
-    m = metrics_table([str(corpus / p) for p in ref["path"]], sr=None, n_jobs=n_jobs).drop(columns=["path"], errors="ignore")
-    df = pd.concat([ref, m], axis=1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(out, index=False)
+    if len(ref) < 2:
+        raise ValueError(f"{path}: the reference split has {len(ref)} clips; the set metrics need at least 2")
+    return corpus, ref
+
+
+def roundtrip_audio(codec, paths: list[str], seconds: float, seed: int = ROUNDTRIP_SEED,
+                    batch_size: int = ROUNDTRIP_BATCH) -> np.ndarray:
+    """Audio files passed through `codec`: read at codec.sample_rate, cut/padded to `seconds`,
+    encoded and decoded in batches exactly as generations are decoded (`codec.decode(latents,
+    generator)`, random initial Griffin-Lim phases from torch.Generator().manual_seed(seed + batch
+    start)). Returns float32 [N, S] at codec.sample_rate (S = the decoder's length for `seconds`)."""
+    from .datasets import fit_length, read_audio
+
+    sr = int(codec.sample_rate)
+    n = int(round(float(seconds) * sr))
+    out = []
+    with torch.no_grad():
+        for k in range(0, len(paths), batch_size):
+            audio = np.stack([fit_length(read_audio(p, sr, duration=float(seconds)), n) for p in paths[k:k + batch_size]])
+            lat = codec.encode(torch.from_numpy(audio.astype(np.float32)))
+            y = codec.decode(lat.float(), generator=torch.Generator().manual_seed(seed + k))
+            out.append(y.detach().float().cpu().numpy())
+    return np.concatenate(out, axis=0)
+
+
+def _codec_key(codec) -> str:
+    return str(getattr(codec, "cache_key", repr(codec)))
+
+
+def _cached(out: Path, paths: pd.Series, codec_key: str) -> pd.DataFrame | None:
+    """The cached reference table if it holds exactly these clip paths, in order, of this metrics
+    version and codec (key), else None."""
+    if not out.exists():
+        return None
+    df = pd.read_parquet(out)
+    ok = ("path" in df.columns and df["path"].tolist() == paths.tolist()
+          and "metrics_version" in df.columns and "codec" in df.columns
+          and (df["metrics_version"] == METRICS_VERSION).all() and (df["codec"] == codec_key).all())
+    if not ok:
+        print(f"{out}: cached with another metrics version, codec or clip set: recomputing")
+    return df if ok else None
+
+
+def reference_metrics(cfg: dict, n_jobs: int = 2, roundtrip: bool = True, codec=None) -> pd.DataFrame:
+    """Per-clip metrics of the corpus `reference` split: round-tripped through the profile's codec
+    (default; cached in reference_roundtrip.parquet) or as rendered (roundtrip=False;
+    reference.parquet). The round trip is what generations go through, so fidelity compares like
+    with like (the Griffin-Lim round trip alone moves spectral contrast by several dB).
+    The round-tripped call also (re)writes vendi_bandwidth.json (`vendi_bandwidth`, a few ms)."""
+    corpus, ref = _reference_manifest(cfg)
+    mdir = _mdir(cfg)
+    if not roundtrip:
+        out = mdir / "reference.parquet"
+        df = _cached(out, ref["path"], "")
+        if df is None:
+            m = metrics_table([str(corpus / p) for p in ref["path"]], sr=None, n_jobs=n_jobs)
+            df = pd.concat([ref, m], axis=1).assign(metrics_version=METRICS_VERSION, audio="raw", codec="")
+            _write(df, out)
+        return df
+    if codec is None:
+        from .datasets import codec_for
+
+        codec = codec_for(cfg)
+    seconds = float(cfg["generate"]["seconds"])
+    key, out = f"{_codec_key(codec)} seconds={seconds}", mdir / "reference_roundtrip.parquet"
+    df = _cached(out, ref["path"], key)
+    if df is None:
+        t0 = time.perf_counter()
+        audio = roundtrip_audio(codec, [str(corpus / p) for p in ref["path"]], seconds)
+        t1 = time.perf_counter()
+        m = metrics_table(list(audio), sr=int(codec.sample_rate), n_jobs=n_jobs)
+        print(f"reference round trip: {len(ref)} clips, codec {t1 - t0:.1f} s, metrics {time.perf_counter() - t1:.1f} s")
+        df = pd.concat([ref, m], axis=1).assign(metrics_version=METRICS_VERSION, audio="roundtrip", codec=key)
+        _write(df, out)
+    vendi_bandwidth(cfg, df)  # (re)written with the reference it is fitted on: a few ms
     return df
 
 
-def set_metrics(clips: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Intra-prompt Vendi (per run, step, prompt) and inter-prompt Vendi + FD to the reference
-    (per run, step), on embeddings standardised with the reference split's mean and std."""
+def standardizer(reference: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the reference embeddings (the round-tripped reference in `evaluate`)."""
+    return fit_standardizer(reference[_emb_cols(reference)].to_numpy())
+
+
+def vendi_bandwidth(cfg: dict, reference: pd.DataFrame) -> float:
+    """The Vendi bandwidth of the run: median pairwise distance of the standardised reference
+    embeddings (`metrics.fit_vendi_bandwidth`), written to <runs_dir>/metrics/vendi_bandwidth.json
+    with how it was fixed. Deterministic from the reference, so `set_metrics(clips, reference)`
+    without a bandwidth computes the same value."""
+    mean, std = standardizer(reference)
+    z = standardize(reference[_emb_cols(reference)].to_numpy(), mean, std)
+    sigma = fit_vendi_bandwidth(z)
+    info = {"bandwidth": sigma, "rule": "median pairwise Euclidean distance of the standardised reference embeddings",
+            "reference": str(reference["audio"].iloc[0]) if "audio" in reference.columns else "unknown",
+            "n_reference": int(len(reference)), "dim": int(z.shape[1]), "metrics_version": METRICS_VERSION}
+    (_mdir(cfg) / "vendi_bandwidth.json").write_text(json.dumps(info, indent=2))
+    return sigma
+
+
+def set_metrics(clips: pd.DataFrame, reference: pd.DataFrame,
+                bandwidth: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Intra-prompt Vendi (per run, step, prompt) and, per run and step, inter-prompt Vendi (of the
+    prompt-mean embeddings), FD and KID to the reference, on embeddings standardised with the
+    reference's mean and std. `bandwidth` None: fit it on the reference (as `vendi_bandwidth`)."""
     cols = _emb_cols(reference)
     mean, std = fit_standardizer(reference[cols].to_numpy())
     ref_z = standardize(reference[cols].to_numpy(), mean, std)
+    sigma = fit_vendi_bandwidth(ref_z) if bandwidth is None else float(bandwidth)
     z = standardize(clips[cols].to_numpy(), mean, std)
     keys = ["run", "adapter", "arm", "seed", "step"]
     intra, runs = [], []
@@ -68,25 +207,104 @@ def set_metrics(clips: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.DataFr
         zg = z[g.index.to_numpy()]
         for pid, gp in g.groupby("prompt_id"):
             intra.append({**dict(zip(keys, key)), "prompt_id": pid,
-                          "vendi_intra": vendi_score(z[gp.index.to_numpy()])})
+                          "vendi_intra": vendi_score(z[gp.index.to_numpy()], bandwidth=sigma)})
         prompt_means = np.stack([z[gp.index.to_numpy()].mean(0) for _, gp in g.groupby("prompt_id")])
-        runs.append({**dict(zip(keys, key)), "vendi_inter": vendi_score(prompt_means),
-                     "fd_ref": frechet_distance(zg, ref_z)})
+        runs.append({**dict(zip(keys, key)), "n_clips": len(g), "vendi_inter": vendi_score(prompt_means, bandwidth=sigma),
+                     "fd_ref": frechet_distance(zg, ref_z), "kid_ref": kid(zg, ref_z)})
     return pd.DataFrame(intra), pd.DataFrame(runs)
 
 
-def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
-    """Metrics for every generated clip, the set metrics, and the scorecard (returned, and written
-    to <figures_dir>/scorecard.csv and .md)."""
-    from .scorecard import build_scorecard, write_scorecard
+def _halves(reference: pd.DataFrame, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of two halves of the reference, split by source piece when the column exists
+    (clips of one piece share material: splitting them would make the halves look too alike)."""
+    groups = reference["source_piece"].to_numpy() if "source_piece" in reference.columns else np.arange(len(reference))
+    uniq = rng.permutation(np.unique(groups))
+    a = np.isin(groups, uniq[: len(uniq) // 2])
+    return np.flatnonzero(a), np.flatnonzero(~a)
 
-    mdir = Path(cfg["runs_dir"]) / "metrics"
+
+def ceiling_rows(raw: pd.DataFrame, roundtrip: pd.DataFrame, bandwidth: float | None = None,
+                 n_splits: int = 20, seed: int = 0) -> pd.DataFrame:
+    """The scorecard's ceiling rows: what the fidelity and diversity metrics read when nothing
+    but sampling differs, and what the codec alone does. Embeddings standardised with the
+    round-tripped reference; Vendi bandwidth as `set_metrics`.
+
+    Rows (column `comparison`), each with n_a, n_b, fd, kid, vendi_a, vendi_b, contrast_diff_db,
+    flatness_diff and, for the half splits, the sd of each over `n_splits` random splits:
+      reference A vs B (round-tripped)  halves split by source piece (mean over the splits): the
+                                        floor FD / KID of two samples of one distribution;
+      reference A vs B (raw)            the same on the raw reference;
+      raw vs round-tripped reference    the same clips before and after the codec: FD, KID, and the
+                                        mean paired difference (round trip − raw) of spectral
+                                        contrast (dB) and temporal flatness.
+    `raw` and `roundtrip` must list the same clips in the same order (rows matched by position)."""
+    if len(raw) != len(roundtrip):
+        raise ValueError(f"ceiling_rows: raw has {len(raw)} clips, roundtrip {len(roundtrip)}; they must match")
+    cols = _emb_cols(roundtrip)
+    mean, std = fit_standardizer(roundtrip[cols].to_numpy())
+    z_rt, z_raw = standardize(roundtrip[cols].to_numpy(), mean, std), standardize(raw[cols].to_numpy(), mean, std)
+    sigma = fit_vendi_bandwidth(z_rt) if bandwidth is None else float(bandwidth)
+    rows = []
+    for name, z, df in (("reference A vs B (round-tripped)", z_rt, roundtrip), ("reference A vs B (raw)", z_raw, raw)):
+        rng = np.random.default_rng(seed)
+        vals = []
+        for _ in range(n_splits):
+            a, b = _halves(df, rng)
+            vals.append({"n_a": len(a), "n_b": len(b), "fd": frechet_distance(z[a], z[b]), "kid": kid(z[a], z[b]),
+                         "vendi_a": vendi_score(z[a], bandwidth=sigma), "vendi_b": vendi_score(z[b], bandwidth=sigma),
+                         "contrast_diff_db": float(df["spectral_contrast"].iloc[b].mean() - df["spectral_contrast"].iloc[a].mean()),
+                         "flatness_diff": float(df["temporal_flatness"].iloc[b].mean() - df["temporal_flatness"].iloc[a].mean())})
+        v = pd.DataFrame(vals)
+        rows.append({"comparison": name, **v.mean().to_dict(), **{f"{c}_sd": float(v[c].std()) for c in
+                                                                   ("fd", "kid", "vendi_a", "vendi_b", "contrast_diff_db")},
+                     "n_splits": n_splits})
+    rows.append({"comparison": "raw vs round-tripped reference", "n_a": len(raw), "n_b": len(roundtrip),
+                 "fd": frechet_distance(z_raw, z_rt), "kid": kid(z_raw, z_rt),
+                 "vendi_a": vendi_score(z_raw, bandwidth=sigma), "vendi_b": vendi_score(z_rt, bandwidth=sigma),
+                 "contrast_diff_db": float((roundtrip["spectral_contrast"].to_numpy() - raw["spectral_contrast"].to_numpy()).mean()),
+                 "flatness_diff": float((roundtrip["temporal_flatness"].to_numpy() - raw["temporal_flatness"].to_numpy()).mean()),
+                 "n_splits": 0})
+    return pd.DataFrame(rows)
+
+
+def write_metrics(cfg: dict, n_jobs: int = 2) -> dict[str, pd.DataFrame]:
+    """Every metrics file of the module docstring: per-clip metrics of the generations, the raw
+    and round-tripped reference, the Vendi bandwidth, intra.csv, runs.csv, ceiling.csv and
+    structure_validation.csv. Returns the tables by name (clips, reference, raw, intra, runs,
+    ceiling, structure). Safe to re-run: cached files are reused."""
+    from .validation import structure_validation
+
+    mdir = _mdir(cfg)
     samples = pd.read_csv(Path(cfg["runs_dir"]) / "samples" / "manifest.csv", keep_default_na=False)
     clips = clip_metrics(cfg, samples, n_jobs=n_jobs).reset_index(drop=True)
     reference = reference_metrics(cfg, n_jobs=n_jobs)
-    intra, runs = set_metrics(clips, reference)
+    raw = reference_metrics(cfg, n_jobs=n_jobs, roundtrip=False)
+    sigma = vendi_bandwidth(cfg, reference)
+    intra, runs = set_metrics(clips, reference, bandwidth=sigma)
     intra.to_csv(mdir / "intra.csv", index=False)
     runs.to_csv(mdir / "runs.csv", index=False)
+    ceiling = ceiling_rows(raw, reference, bandwidth=sigma)
+    ceiling.to_csv(mdir / "ceiling.csv", index=False)
+    return {"clips": clips, "reference": reference, "raw": raw, "intra": intra, "runs": runs, "ceiling": ceiling,
+            "structure": structure_validation(cfg)}
+
+
+def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
+    """The anatomy and training-dynamics tables when missing (`anatomy.barrier_anatomy`,
+    `anatomy.training_dynamics`), `write_metrics`, then the scorecard (returned, and written to
+    <figures_dir>/scorecard.csv and .md): the whole scorecard from the command line, no notebook needed."""
+    from .scorecard import build_scorecard, write_scorecard
+
+    from .anatomy import barrier_anatomy, training_dynamics
+
+    adir = Path(cfg["runs_dir"]) / "anatomy"
+    if not (adir / "update_cosines.csv").exists():
+        print("anatomy: measuring the barrier on the base model (C1, C2, C4)", flush=True)
+        barrier_anatomy(cfg)
+    if not (adir / "weight_mix.csv").exists():
+        print("dynamics: reading the training logs and checkpoints (C3, C4, manipulation checks)", flush=True)
+        training_dynamics(cfg)
+    write_metrics(cfg, n_jobs=n_jobs)
     card = build_scorecard(cfg)
     write_scorecard(card, Path(cfg["figures_dir"]))
     return card

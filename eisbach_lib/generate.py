@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
-from tqdm.auto import tqdm
+from .progress import Progress
 
 from .config import REPO
 from .datasets import codec_for, text_encoder_for
@@ -145,7 +145,7 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     jobs = [(p, s) for p in range(len(prompts)) for s in range(int(gen["samples_per_prompt"]))]
     out.mkdir(parents=True, exist_ok=True)
     rows, bs = [], int(gen["batch_size"])
-    for k in tqdm(range(0, len(jobs), bs), desc=f"generate {name}", disable=not progress, leave=False):
+    for k in Progress(range(0, len(jobs), bs), desc=f"generate {name}", disable=not progress, leave=False):
         chunk = jobs[k:k + bs]
         p_idx = torch.tensor([p for p, _ in chunk])
         noise = torch.stack([initial_noise(p, s, (codec_channels(codec), n_frames)) for p, s in chunk]).to(device)
@@ -296,7 +296,7 @@ def _spawn_generate(cfg: dict, jobs: list[dict], workers: int, progress: bool) -
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    bar = tqdm(total=len(jobs), desc=f"generation grid ({workers} workers)", disable=not progress)
+    bar = Progress(total=len(jobs), desc=f"generation grid ({workers} workers)", disable=not progress)
 
     def n_done() -> int:
         return sum((_job_folder(cfg, j) / "manifest.csv").exists() for j in jobs)
@@ -336,7 +336,7 @@ def generate_grid(cfg: dict, progress: bool = True, workers: int | None = None) 
         _spawn_generate(cfg, todo, min(workers, len(todo)), progress)
     codec, text_encoder = codec_for(cfg), text_encoder_for(cfg)
     parts = [_generate_job(cfg, job, codec, text_encoder, progress)
-             for job in tqdm(jobs, desc="generation grid", disable=not progress)]
+             for job in Progress(jobs, desc="generation grid", disable=not progress)]
     manifest = pd.concat(parts, ignore_index=True)
     manifest.to_csv(Path(cfg["runs_dir"]) / "samples" / "manifest.csv", index=False)
     return manifest

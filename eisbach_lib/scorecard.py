@@ -149,13 +149,13 @@ def _vs_base(clips: pd.DataFrame, value: str, arm: str = BASELINE) -> pd.DataFra
 
 def reference_sesoi(reference: pd.DataFrame, metric: str, set_size: int | None = None,
                     bandwidth: float | None = None, n_sets: int = 200, seed: int = 0) -> float:
-    """SESOI_FRACTION × the metric's spread on the held-out reference split.
+    """SESOI_FRACTION × the metric's spread on the held-out reference split (nan without spread).
 
     Per-clip metrics: the SD over reference clips. `vendi_intra` (a set metric): the SD of the Vendi
     score of `n_sets` random reference sets of `set_size` clips (the grid's samples per prompt), on
     the standardised embeddings with the run's recorded kernel bandwidth."""
     if metric != "vendi_intra":
-        return SESOI_FRACTION * float(np.nanstd(reference[metric].to_numpy(dtype=float), ddof=1))
+        return _positive(SESOI_FRACTION * float(np.nanstd(reference[metric].to_numpy(dtype=float), ddof=1)))
     from .metrics import fit_standardizer, standardize, vendi_score
 
     cols = [c for c in reference.columns if c.startswith("emb_")]
@@ -165,7 +165,13 @@ def reference_sesoi(reference: pd.DataFrame, metric: str, set_size: int | None =
     k = min(int(set_size or 2), len(Z))
     kw = {"bandwidth": bandwidth} if bandwidth is not None else {}
     scores = [vendi_score(Z[rng.choice(len(Z), k, replace=False)], **kw) for _ in range(n_sets)]
-    return SESOI_FRACTION * float(np.std(scores, ddof=1))
+    return _positive(SESOI_FRACTION * float(np.std(scores, ddof=1)))
+
+
+def _positive(x: float) -> float:
+    """x when it is a usable sesoi (finite, > 0), else nan: a metric that does not vary over the
+    reference (e.g. a count that is 0 everywhere) has no scale, so no equivalence test is made."""
+    return x if np.isfinite(x) and x > 0 else float("nan")
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,16 +271,18 @@ def claim_c4(cfg: dict, adir: Path) -> dict:
 
 
 def _final(df: pd.DataFrame, cfg: dict, adapter: str) -> pd.DataFrame:
-    """The profile's adapter at the final step (and the base model, step 0)."""
-    return df[((df["adapter"] == adapter) & (df["step"] == int(cfg["finetune"]["steps"]))) | (df["arm"] == "base")]
+    """The profile's adapter at each run's own final step (a run trained with `--steps` ends where its
+    record says), and the base model (step 0)."""
+    last = df.groupby("run")["step"].transform("max") if "run" in df else df["step"]
+    return df[((df["adapter"] == adapter) & (df["step"] == last)) | (df["arm"] == "base")]
 
 
 def _tables(mdir: Path) -> dict[str, pd.DataFrame]:
     out = {}
     for name, fname in (("clips", "clips.parquet"), ("intra", "intra.csv"), ("runs", "runs.csv"),
-                        ("reference", "reference.parquet"), ("validation", "structure_validation.csv"),
-                        ("ceilings", "ceilings.csv")):
-        f = mdir / fname
+                        ("reference", "reference.parquet"), ("reference", "reference_roundtrip.parquet"),
+                        ("validation", "structure_validation.csv"), ("ceilings", "ceiling.csv")):
+        f = mdir / fname  # the round-tripped reference (the generations' domain) wins over the raw one
         if f.exists():
             out[name] = pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f)
     return out
@@ -436,7 +444,7 @@ def claim_c9(t: dict, cfg: dict) -> dict:
     adapters = set(intra["adapter"]) - {"none"} if intra is not None else set()
     if not {"dora", "lora"} <= adapters:
         return _row("C9", ev, "exploratory", note=f"not tested at this profile (adapters trained: {sorted(adapters)})")
-    final = intra[intra["step"] == int(cfg["finetune"]["steps"])]
+    final = intra[intra["step"] == intra.groupby("run")["step"].transform("max")]
     keys = ["seed", "prompt_id"]
     gd = outcome_diffs(final[final["adapter"] == "dora"], "vendi_intra").set_index(keys)["d"]
     gl = outcome_diffs(final[final["adapter"] == "lora"], "vendi_intra").set_index(keys)["d"]
@@ -464,11 +472,19 @@ def claim_c10(t: dict, cfg: dict) -> dict:
 
 
 def ceiling_rows(t: dict) -> list[dict]:
-    """What the fidelity metrics read between two halves of the reference, and raw vs round-tripped."""
+    """What FD and KID read with no model (two halves of the reference, split by source piece) and
+    what the codec round trip alone does (raw vs round-tripped reference; also its spectral-contrast
+    shift in dB), from `evaluate.ceiling_rows` (metrics/ceiling.csv)."""
     rows = []
-    for r in t.get("ceilings", pd.DataFrame()).itertuples(index=False):
-        rows.append(_row("CEIL", f"{r.metric}: {r.comparison}", "ceiling", verdict="", estimate=float(r.value),
-                         statement="ceiling: what the metric reads without any model", note=str(getattr(r, "note", ""))))
+    for r in t.get("ceilings", pd.DataFrame()).to_dict("records"):
+        for metric in ("fd", "kid", "contrast_diff_db"):
+            if metric == "contrast_diff_db" and not r["comparison"].startswith("raw"):
+                continue
+            sd = r.get(f"{metric}_sd", np.nan)
+            rows.append(_row("CEIL", f"{metric}: {r['comparison']}", "ceiling", verdict="", estimate=float(r[metric]),
+                             statement="ceiling: what the metric reads without any model",
+                             note=(f"SD over {int(r['n_splits'])} splits {sd:.3g}; " if pd.notna(sd) and r.get("n_splits") else "")
+                             + f"{int(r['n_a'])} vs {int(r['n_b'])} clips", n=int(r["n_a"])))
     return rows
 
 
@@ -530,12 +546,13 @@ def write_scorecard(card: pd.DataFrame, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     card.to_csv(out_dir / "scorecard.csv", index=False)
     fmt = lambda x: "" if pd.isna(x) else f"{x:.4g}"  # noqa: E731
+    cell = lambda x: str(x).replace("|", "\\|")  # noqa: E731  (a '|' inside a cell would end it)
     lines = ["| claim | role | statement | evidence | estimate [95% CI] | p | MDE | effect size | sesoi | n | verdict | note |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in card.itertuples():
         ci = f"{fmt(r.estimate)} [{fmt(r.ci_lo)}, {fmt(r.ci_hi)}]" if pd.notna(r.ci_lo) else fmt(r.estimate)
         p = fmt(r.p) + (f" (Holm {fmt(r.p_holm)})" if pd.notna(r.p_holm) else "")
         verdict = f"**{r.verdict}**" if r.verdict else ""
-        lines.append(f"| {r.claim} | {r.role} | {r.statement} | {r.evidence} | {ci} | {p} | {fmt(r.mde)} | "
-                     f"{fmt(r.effect_size)} | {fmt(r.sesoi)} | {r.n} | {verdict} | {r.note} |")
+        lines.append(f"| {r.claim} | {r.role} | {cell(r.statement)} | {cell(r.evidence)} | {ci} | {p} | {fmt(r.mde)} | "
+                     f"{fmt(r.effect_size)} | {fmt(r.sesoi)} | {r.n} | {verdict} | {cell(r.note)} |")
     (out_dir / "scorecard.md").write_text("\n".join(lines) + "\n")

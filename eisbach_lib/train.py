@@ -67,7 +67,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from .progress import Progress
 
 from .barrier import (ARMS, ORACLE_WEIGHTS, barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy,
                       weighted_loss)
@@ -571,7 +571,7 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
     lam, bsz = float(hp["lam"]), int(hp["batch_size"])
     mine = slice(rank * bsz // world, (rank + 1) * bsz // world)  # this process's part of each batch
 
-    bar = tqdm(total=hp["steps"], initial=start, desc=f"{run_name}", disable=not (progress and lead), leave=False)
+    bar = Progress(total=hp["steps"], initial=start, desc=f"{run_name}", disable=not (progress and lead), leave=False)
     for step in range(start + 1, hp["steps"] + 1):
         t0 = time.perf_counter()
         lr = hp["lr"] * min(1.0, step / hp["warmup_steps"]) if hp["warmup_steps"] else hp["lr"]
@@ -783,7 +783,7 @@ def _run_grid_workers(cfg: dict, data: PreEncoded, items: list[dict], workers: i
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    bar = tqdm(total=len(items), desc=f"grid ({workers} workers)", disable=not progress)
+    bar = Progress(total=len(items), desc=f"grid ({workers} workers)", disable=not progress)
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(2.0)
@@ -825,7 +825,7 @@ def run_grid(cfg: dict, data: PreEncoded, shard: str = "0/1", progress: bool = T
         _run_grid_workers(cfg, data, todo, min(workers, len(todo)), progress)
         return [Path(it["run_dir"]) for it in items]
     out = []
-    for item in tqdm(items, desc=f"grid {shard}", disable=not progress):
+    for item in Progress(items, desc=f"grid {shard}", disable=not progress):
         out.append(train_run(cfg, data, item["run_dir"], arm=item["arm"], seed=item["seed"], adapter=item["adapter"],
                              base_dir=base, progress=progress))
     return out

@@ -216,16 +216,54 @@ def test_embedding_shape_finite_and_standardizer():
     assert np.allclose(M.EmbeddingStandardizer().fit(X).transform(X), Z)
 
 
-def test_vendi_is_one_for_copies_and_n_for_orthogonal():
+def test_vendi_is_one_for_copies_and_n_for_far_apart_points():
     e = M.clip_embedding(melody(MOTIF, 0.25, decay=0.3), SR)
     assert M.vendi_score(np.tile(e, (8, 1))) == pytest.approx(1.0, abs=1e-6)
+    assert M.vendi_score(np.tile(e, (8, 1)), bandwidth=0.01) == pytest.approx(1.0, abs=1e-6)
     for n in (2, 5, 16):
-        assert M.vendi_score(3.0 * np.eye(n)) == pytest.approx(float(n), rel=1e-6)
-        q, _ = np.linalg.qr(np.random.default_rng(n).standard_normal((n, n)))  # random orthonormal rows
-        scales = np.random.default_rng(n + 1).uniform(0.5, 5.0, size=(n, 1))  # norms do not matter
-        assert M.vendi_score(scales * q.T) == pytest.approx(float(n), rel=1e-6)
-    # two distinct directions, each repeated 4 times → 2 effective items
-    assert M.vendi_score(np.repeat(np.eye(2), 4, axis=0)) == pytest.approx(2.0, rel=1e-6)
+        assert M.vendi_score(100.0 * np.eye(n), bandwidth=1.0) == pytest.approx(float(n), rel=1e-9)
+    # two distinct far-apart points, each repeated 4 times → 2 effective items
+    assert M.vendi_score(np.repeat(50.0 * np.eye(2), 4, axis=0), bandwidth=1.0) == pytest.approx(2.0, rel=1e-9)
+    # two points at distance d: K = [[1, k], [k, 1]], k = exp(−d²/2σ²), eigenvalues (1 ± k)/2
+    k = np.exp(-1.0 / 2.0)
+    lam = np.array([(1 + k) / 2, (1 - k) / 2])
+    assert M.vendi_score(np.array([[0.0, 0.0], [1.0, 0.0]]), bandwidth=1.0) == pytest.approx(
+        float(np.exp(-(lam * np.log(lam)).sum())), rel=1e-9)
+
+
+def test_vendi_is_translation_invariant_bounded_and_monotone_in_spread():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((8, 73))
+    u = rng.standard_normal(73)
+    u /= np.linalg.norm(u)
+    base = M.vendi_score(X)
+    shifted = [M.vendi_score(X + s * u) for s in (5.0, 50.0, 500.0)]
+    print("vendi of 8 random 73-d points:", base, "shifted by 5, 50, 500:", shifted)
+    assert shifted == pytest.approx([base] * 3, rel=1e-9)
+    rot, _ = np.linalg.qr(rng.standard_normal((73, 73)))
+    assert M.vendi_score(X @ rot) == pytest.approx(base, rel=1e-9)
+    scales = [0.01, 0.1, 0.3, 1.0, 3.0, 10.0]
+    values = [M.vendi_score(c * X) for c in scales]
+    print("vendi at scales", scales, ":", np.round(values, 4))
+    assert all(a < b for a, b in zip(values, values[1:]))
+    assert 1.0 <= values[0] < 1.01 and 7.99 < values[-1] <= 8.0
+    for n in (1, 3, 10, 40):
+        for c in (0.01, 1.0, 100.0):
+            v = M.vendi_score(c * rng.standard_normal((n, 5)), bandwidth=1.0)
+            assert 1.0 - 1e-9 <= v <= n + 1e-9
+    with pytest.raises(ValueError):
+        M.vendi_score(X, bandwidth=0.0)
+
+
+def test_vendi_bandwidth_is_the_median_reference_distance():
+    rng = np.random.default_rng(1)
+    Z = rng.standard_normal((400, 73))
+    sigma = M.fit_vendi_bandwidth(Z)
+    assert sigma == pytest.approx(np.sqrt(2 * 73), rel=0.03)  # E||x − y||² = 2D for N(0, I)
+    assert M.default_bandwidth(73) == pytest.approx(np.sqrt(146))
+    assert M.fit_vendi_bandwidth(Z + 7.0) == pytest.approx(sigma)
+    with pytest.raises(ValueError):
+        M.fit_vendi_bandwidth(np.ones((5, 3)))
 
 
 def test_vendi_grows_with_spread_of_real_clip_embeddings():
@@ -256,6 +294,35 @@ def test_frechet_zero_for_itself_and_monotone_in_mean_shift():
     Z = rng.standard_normal((4000, 6))
     assert M.frechet_distance(Y, Z) < 0.05
     assert M.frechet_distance(Y, 2.0 * Z) == pytest.approx(6.0, rel=0.1)
+
+
+def test_kid_known_answers():
+    """Unbiased: mean over random splits of one distribution ≈ 0 (while FD is biased upwards by
+    tens at 48 vs 48 in 73 dimensions); a mean shift gives KID > 0, growing with the shift; two
+    point masses give the closed form (|a|²/D + 1)³ + (|b|²/D + 1)³ − 2(aᵀb/D + 1)³."""
+    rng = np.random.default_rng(0)
+    pool = rng.standard_normal((4000, 73))
+    same = []
+    for _ in range(200):
+        idx = rng.permutation(len(pool))[:96]
+        same.append(M.kid(pool[idx[:48]], pool[idx[48:]]))
+    same = np.array(same)
+    se = same.std(ddof=1) / np.sqrt(len(same))
+    fd_same = M.frechet_distance(pool[:48], pool[48:96])
+    shifted = [np.mean([M.kid(rng.standard_normal((48, 73)), rng.standard_normal((48, 73)) + s) for _ in range(20)])
+               for s in (0.25, 0.5, 1.0)]
+    print(f"KID same distribution: mean {same.mean():.4f} ± {se:.4f} (sd {same.std():.4f}); FD same: {fd_same:.1f}; "
+          f"KID shifted by 0.25, 0.5, 1 per dim: {np.round(shifted, 3)}")
+    assert abs(same.mean()) < 3 * se + 1e-3
+    assert fd_same > 20 * abs(same.mean()) + 1.0
+    assert 0 < shifted[0] < shifted[1] < shifted[2]
+    assert shifted[0] > 3 * same.std()
+    a, b = rng.standard_normal(6), rng.standard_normal(6)
+    closed = (a @ a / 6 + 1) ** 3 + (b @ b / 6 + 1) ** 3 - 2 * (a @ b / 6 + 1) ** 3
+    assert M.kid(np.tile(a, (4, 1)), np.tile(b, (7, 1))) == pytest.approx(closed, rel=1e-9)
+    assert M.kid(np.tile(a, (4, 1)), np.tile(a, (3, 1))) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError):
+        M.kid(pool[:1], pool[:5])
 
 
 def test_frechet_handles_fewer_clips_than_dimensions():
@@ -296,3 +363,191 @@ def test_metrics_table_parallel_equals_serial_and_reads_files(tmp_path):
     pd.testing.assert_frame_equal(serial, parallel)
     pd.testing.assert_frame_equal(from_file, serial.iloc[:1])
     pd.testing.assert_frame_equal(native, serial.iloc[:1])
+
+
+# ----------------------------------------------------------------------------- structural validation
+
+
+def _structured_tune(transpose: int, bar_s: float = 0.8, n_bars: int = 10):
+    """A B C A B C ... : three different 4-note bars in a fixed cycle (period 3 bars), so the tune
+    recurs at a lag of 3 bars; its bar-shuffles keep every bar but not the cycle."""
+    bars = [[60, 64, 67, 72], [62, 65, 69, 74], [59, 62, 67, 71]]
+    notes = [p + transpose for k in range(n_bars) for p in bars[k % 3]]
+    y = melody(notes, bar_s / 4, decay=0.3)
+    return {"key": f"synthetic+{transpose}", "texture": "plucked", "tempo_bpm": 300, "audio": y,
+            "bar_times": np.arange(n_bars) * bar_s}
+
+
+def test_bar_shuffle_permutes_whole_bars():
+    from eisbach_lib import validation as V
+
+    sr = 1000
+    y = np.arange(5 * sr, dtype=np.float32)  # a ramp: every sample says where it came from
+    bars = [0.0, 1.0, 2.0, 3.0, 4.0]
+    out = V.bar_shuffle(y, bars, sr, np.random.default_rng(0), fade_s=0.0)
+    assert len(out) == len(y) and not np.array_equal(out, y)
+    starts = out[:: sr]
+    assert sorted(starts) == [0, 1000, 2000, 3000, 4000]
+    for k, s in enumerate(starts):  # each second is one whole original bar
+        assert np.array_equal(out[k * sr:(k + 1) * sr], y[int(s):int(s) + sr])
+    faded = V.bar_shuffle(y, bars, sr, np.random.default_rng(0))
+    assert len(faded) == len(y) and np.allclose(faded[:990], out[:990])
+    assert V.segments(len(y), [0.0, 2.5], sr) == [(0, 2500), (2500, 5000)]
+    with pytest.raises(ValueError):
+        V.bar_shuffle(y, [0.0], sr, np.random.default_rng(0))
+
+
+def test_validation_machinery_ranks_a_structured_tune_above_its_shuffles():
+    from eisbach_lib import validation as V
+
+    tunes = [_structured_tune(t) for t in (0, 3, -2)]
+    values = V.structure_values(tunes, [8.0], SR, n_shuffles=5, metrics={"motif_recurrence": M.motif_recurrence})
+    assert len(values) == 3 * 6 and set(values["shuffle"]) == {-1, 0, 1, 2, 3, 4}
+    table = V.win_rates(values, {"motif_recurrence": +1})
+    print(values.groupby("shuffle")["motif_recurrence"].mean().round(3).to_dict(), table.to_dict("records"))
+    row = table.iloc[0]
+    assert row["n_tunes"] == 3 and row["n_pairs"] == 15
+    assert row["win_rate"] >= 0.8 and row["valid"] and row["mean_tune"] > row["mean_shuffle"] + 0.2
+    # the rule itself: a metric blind to the order (the clip's length) ties every pair: win rate ½
+    blind = V.structure_values(tunes, [8.0], SR, n_shuffles=5, metrics={"length": lambda y, sr: float(len(y))})
+    flat = V.win_rates(blind, {"length": +1}).iloc[0]
+    assert flat["win_rate"] == pytest.approx(0.5) and not flat["valid"]
+
+
+def test_bar_aligned_tune_from_the_corpus_has_bar_lines_at_its_measures():
+    pytest.importorskip("music21")
+    _soundfont()
+    from eisbach_lib import corpus as C
+    from eisbach_lib import validation as V
+
+    cand = {"key": "ryansMammoth/HasteToTheWeddingJig", "source": "ryansMammoth",
+            "path": "ryansMammoth/HasteToTheWeddingJig.abc", "number": None, "work": "x"}
+    piece = V.parse_tune(cand)
+    assert piece is not None and len(piece["bars"]) > 8
+    bar_q = np.diff(piece["bars"])
+    plan, bars = V.plan_tune(piece, "plucked", 6.0, np.random.default_rng(0))
+    spb = 60.0 / plan.tempo_bpm
+    assert bars[0] == 0.0 and np.all(np.diff(bars) > 0) and bars[-1] < 6.0
+    assert np.allclose(np.diff(bars) / spb, np.median(bar_q))  # 6/8 jig: 3 quarters per bar
+    first = min(n[0] for notes in plan.notes.values() for n in notes)
+    assert first == pytest.approx(0.0)  # the excerpt starts on the bar line
+    y = V.render_tune(plan, SR, 6.0)
+    assert len(y) == 6 * SR and np.abs(y).max() == pytest.approx(C.PEAK, rel=1e-4)
+
+
+# ----------------------------------------------------------------------------- evaluate: caches, round trip, ceilings
+
+
+def _tiny_runs(tmp_path, n_ref: int = 6, seconds: float = 2.0) -> dict:
+    """A runs_dir with a corpus manifest of `n_ref` synthetic reference clips (and one base clip)."""
+    import soundfile as sf
+
+    corpus = tmp_path / "corpus"
+    (corpus / "audio").mkdir(parents=True)
+    rows = []
+    for k in range(n_ref + 1):
+        y = melody([60 + k, 64 + k, 67 + k, 72 + k] * 2, seconds / 8, decay=0.05 + 0.05 * k)
+        path = f"audio/c{k}.wav"
+        sf.write(corpus / path, y, SR, subtype="FLOAT")
+        rows.append({"id": f"c{k}", "split": "reference" if k else "base", "source_piece": f"piece{k // 2}",
+                     "path": path, "seconds": seconds, "caption": "x"})
+    pd.DataFrame(rows).to_csv(corpus / "manifest.csv", index=False)
+    return {"name": "tiny", "runs_dir": str(tmp_path), "corpus": {"sample_rate": SR},
+            "codec": {"n_mels": 64, "n_fft": 2048, "hop_length": 1024, "griffin_lim_iters": 4},
+            "generate": {"seconds": seconds}}
+
+
+def test_reference_round_trip_is_cached_by_version_and_codec(tmp_path, one_torch_thread):
+    from eisbach_lib import evaluate as E
+
+    cfg = _tiny_runs(tmp_path)
+    rt = E.reference_metrics(cfg, n_jobs=1)
+    raw = E.reference_metrics(cfg, n_jobs=1, roundtrip=False)
+    assert len(rt) == len(raw) == 6 and set(rt["audio"]) == {"roundtrip"} and set(raw["audio"]) == {"raw"}
+    assert (rt["metrics_version"] == M.METRICS_VERSION).all() and rt["codec"].iloc[0].startswith("MelCodec(")
+    assert not np.allclose(rt["spectral_contrast"], raw["spectral_contrast"])  # the codec changes the audio
+    out = tmp_path / "metrics" / "reference_roundtrip.parquet"
+    stamp = out.stat().st_mtime_ns
+    again = E.reference_metrics(cfg, n_jobs=1)
+    assert out.stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(again, rt)
+    cfg["codec"]["griffin_lim_iters"] = 2  # another codec: the cached round trip must not be used
+    other = E.reference_metrics(cfg, n_jobs=1)
+    assert other["codec"].iloc[0] != rt["codec"].iloc[0] and out.stat().st_mtime_ns != stamp
+    old = pd.read_parquet(out).drop(columns=["metrics_version"])  # a file from before versions existed
+    old.to_parquet(out, index=False)
+    assert (E.reference_metrics(cfg, n_jobs=1)["metrics_version"] == M.METRICS_VERSION).all()
+
+
+def test_clip_cache_recomputes_rows_of_another_metrics_version(tmp_path):
+    import soundfile as sf
+
+    from eisbach_lib import evaluate as E
+
+    cfg = {"runs_dir": str(tmp_path)}
+    (tmp_path / "samples").mkdir()
+    paths = []
+    for k in range(2):
+        sf.write(tmp_path / "samples" / f"p{k}.wav", melody(MOTIF, 0.25, decay=0.1 * (k + 1)), SR, subtype="FLOAT")
+        paths.append(f"samples/p{k}.wav")
+    samples = pd.DataFrame({"path": paths, "run": "r", "prompt_id": [0, 1]})
+    first = E.clip_metrics(cfg, samples, n_jobs=1)
+    stale = pd.read_parquet(tmp_path / "metrics" / "clips.parquet")
+    stale.loc[0, "motif_recurrence"] = 99.0
+    stale.drop(columns=["metrics_version"]).to_parquet(tmp_path / "metrics" / "clips.parquet", index=False)
+    again = E.clip_metrics(cfg, samples, n_jobs=1)
+    assert again.loc[0, "motif_recurrence"] == pytest.approx(first.loc[0, "motif_recurrence"])
+    assert (again["metrics_version"] == M.METRICS_VERSION).all()
+
+
+def _fake_reference(n: int, shift: float, contrast: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(rng.standard_normal((n, 10)) + shift, columns=[f"emb_{i}" for i in range(10)])
+    df["spectral_contrast"] = contrast + 0.1 * np.arange(n)
+    df["temporal_flatness"] = 0.9
+    df["source_piece"] = [f"piece{k // 2}" for k in range(n)]
+    return df
+
+
+def test_ceiling_rows_known_answers():
+    from eisbach_lib import evaluate as E
+
+    raw = _fake_reference(80, shift=0.0, contrast=20.0, seed=0)
+    rt = raw.copy()
+    emb = [c for c in raw.columns if c.startswith("emb_")]
+    rt[emb] = raw[emb].to_numpy() + 1.0 + 0.3 * np.random.default_rng(1).standard_normal((80, 10))
+    rt["spectral_contrast"] = raw["spectral_contrast"] + 5.6
+    rows = E.ceiling_rows(raw, rt, n_splits=10).set_index("comparison")
+    print(rows[["n_a", "n_b", "fd", "kid", "vendi_a", "vendi_b", "contrast_diff_db"]].round(3))
+    half = rows.loc["reference A vs B (round-tripped)"]
+    codec = rows.loc["raw vs round-tripped reference"]
+    assert half["n_a"] + half["n_b"] == 80 and half["n_a"] == 40  # split by piece: 2 clips per piece
+    assert abs(half["kid"]) < 0.1 * codec["kid"] and codec["kid"] > 0
+    assert codec["fd"] > half["fd"]
+    assert codec["contrast_diff_db"] == pytest.approx(5.6)
+    assert 1.0 <= half["vendi_a"] <= 40 and 1.0 <= codec["vendi_a"] <= 80
+    with pytest.raises(ValueError):
+        E.ceiling_rows(raw, rt.iloc[:10])
+
+
+def test_set_metrics_reports_fd_and_kid_to_the_reference():
+    from eisbach_lib import evaluate as E
+
+    ref = _fake_reference(60, 0.0, 20.0, seed=2)
+    near = _fake_reference(24, 0.0, 20.0, seed=3)
+    far = _fake_reference(24, 2.0, 20.0, seed=4)
+    clips = pd.concat([near.assign(run="near", arm="none"), far.assign(run="far", arm="eisbach")], ignore_index=True)
+    clips = clips.assign(adapter="dora", seed=0, step=10, prompt_id=np.tile(np.repeat(np.arange(6), 4), 2))
+    intra, runs = E.set_metrics(clips, ref)
+    runs = runs.set_index("run")
+    assert list(intra.columns) == ["run", "adapter", "arm", "seed", "step", "prompt_id", "vendi_intra"]
+    assert len(intra) == 12 and intra["vendi_intra"].between(1.0, 4.0).all()
+    assert runs.loc["far", "kid_ref"] > 10 * abs(runs.loc["near", "kid_ref"]) and runs.loc["far", "fd_ref"] > runs.loc["near", "fd_ref"]
+    assert runs.loc["near", "n_clips"] == 24
+    emb = [c for c in ref.columns if c.startswith("emb_")]
+    moved = clips.copy()
+    moved[emb] = clips[emb] + 5.0  # translating generations AND reference changes nothing
+    ref_moved = ref.copy()
+    ref_moved[emb] = ref[emb] + 5.0
+    _, runs2 = E.set_metrics(moved, ref_moved)
+    pd.testing.assert_frame_equal(runs2.set_index("run"), runs)
