@@ -277,41 +277,12 @@ def _generate_worker(cfg: dict, jobs: list[dict]) -> None:
 def _spawn_generate(cfg: dict, jobs: list[dict], workers: int, progress: bool) -> None:
     """Run `jobs` in `workers` spawned one-thread processes (worker i: jobs k with k % workers == i)
     and wait; the parent counts finished folders. A failed worker raises RuntimeError naming it."""
-    import multiprocessing as mp
-    import os
-    import time
+    from .workers import run_workers
 
-    ctx = mp.get_context("spawn")
-    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: "1" for k in keys})
-    try:
-        procs = [ctx.Process(target=_generate_worker, args=(cfg, jobs[i::workers]), name=f"generate {i}/{workers}")
-                 for i in range(workers)]
-        for p in procs:
-            p.start()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    bar = Progress(total=len(jobs), desc=f"generation grid ({workers} workers)", disable=not progress)
-
-    def n_done() -> int:
-        return sum((_job_folder(cfg, j) / "manifest.csv").exists() for j in jobs)
-
-    try:
-        while any(p.is_alive() for p in procs):
-            time.sleep(2.0)
-            bar.update(n_done() - bar.n)
-    except BaseException:  # e.g. an interrupted notebook: stop the workers too (finished folders are kept)
-        for p in procs:
-            p.terminate()
-        raise
-    bar.update(n_done() - bar.n)
-    bar.close()
-    failed = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
+    failed = run_workers(_generate_worker, [(cfg, jobs[i::workers]) for i in range(workers)],
+                         [f"generate {i}/{workers}" for i in range(workers)],
+                         lambda: sum((_job_folder(cfg, j) / "manifest.csv").exists() for j in jobs), len(jobs),
+                         f"generation grid ({workers} workers)", progress)
     if failed:
         raise RuntimeError(f"generate_grid: worker {', '.join(failed)} failed; its traceback is above. Finished "
                            f"folders are kept; run it again to resume")

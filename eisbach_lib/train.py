@@ -765,36 +765,12 @@ def _run_grid_workers(cfg: dict, data: PreEncoded, items: list[dict], workers: i
     environment's OMP/MKL thread counts set to 1 while they start) and wait for all; the parent
     shows the finished runs (done.json) as they appear. A failed worker raises RuntimeError naming
     its shard and exit code, after the others have finished (their runs are kept)."""
-    import multiprocessing as mp
+    from .workers import run_workers
 
-    ctx = mp.get_context("spawn")  # a fresh interpreter: no forked OpenMP state
-    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: "1" for k in keys})
-    try:
-        procs = [ctx.Process(target=_grid_worker, args=(cfg, data, shard_items(items, f"{i}/{workers}")),
-                             name=f"grid {i}/{workers}")
-                 for i in range(workers)]
-        for p in procs:
-            p.start()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    bar = Progress(total=len(items), desc=f"grid ({workers} workers)", disable=not progress)
-    try:
-        while any(p.is_alive() for p in procs):
-            time.sleep(2.0)
-            bar.update(sum((Path(it["run_dir"]) / "done.json").exists() for it in items) - bar.n)
-    except BaseException:  # e.g. an interrupted notebook: stop the workers too (their runs resume later)
-        for p in procs:
-            p.terminate()
-        raise
-    bar.update(sum((Path(it["run_dir"]) / "done.json").exists() for it in items) - bar.n)
-    bar.close()
-    failed = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
+    failed = run_workers(_grid_worker, [(cfg, data, shard_items(items, f"{i}/{workers}")) for i in range(workers)],
+                         [f"grid {i}/{workers}" for i in range(workers)],
+                         lambda: sum((Path(it["run_dir"]) / "done.json").exists() for it in items), len(items),
+                         f"grid ({workers} workers)", progress)
     if failed:
         raise RuntimeError(f"run_grid: worker {', '.join(failed)} failed; its traceback is above. Finished runs are "
                            f"kept; run the grid again to resume")
