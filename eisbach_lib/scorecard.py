@@ -31,7 +31,7 @@ Rules fixed in advance:
 - C5-C7 go through the gates in order: ≥ MIN_SEEDS seeds; the metric passes its known-answer
   validation at the clip length (the tune beats its bar-shuffles in ≥ VALIDATION_MIN_WIN of the
   reference tunes, C6 only); the positive control `oracle_texture` moved the generations' temporal
-  flatness or spectral contrast (a CI excluding 0). Holm across C5-C7 (supported/contradicted need
+  flatness or spectral contrast beyond its MDE (CI excluding 0 and |estimate| ≥ MDE). Holm across C5-C7 (supported/contradicted need
   Holm p < α); equivalence is an intersection-union test and needs no adjustment.
 - C8 is a non-inferiority test outside the Holm family: inter-prompt Vendi, FD and KID to the
   round-tripped reference may be worse than `none` by at most C8_MARGIN (10 %) of none's value,
@@ -345,13 +345,15 @@ def control_rows(t: dict, cfg: dict, mdir: Path) -> list[dict]:
 
 
 def _positive_control_moved(rows: list[dict]) -> str | None:
-    """None when the positive control moved at least one of its metrics (CI excluding 0), else why not."""
+    """None when the positive control moved at least one of its metrics beyond that metric's MDE
+    (|estimate| ≥ MDE and the CI excluding 0: the issue's "moves ... beyond their MDE"), else why not."""
     pc = [r for r in rows if r["claim"] == "PC"]
     if not pc or all(r["n"] == 0 for r in pc):
         return f"no positive control ({POSITIVE_CONTROL}) at this profile"
-    if any(r["verdict"] in ("supported", "contradicted") for r in pc):
+    if any(r["verdict"] in ("supported", "contradicted") and abs(r["estimate"]) >= r["mde"] for r in pc):
         return None
-    return f"the positive control ({POSITIVE_CONTROL}) did not move flatness or contrast"
+    moves = "; ".join(f"{r['evidence'].split(',')[0]} {r['estimate']:+.3g} (MDE {r['mde']:.3g})" for r in pc if r["n"])
+    return f"the positive control ({POSITIVE_CONTROL}) did not move flatness or contrast beyond their MDE ({moves})"
 
 
 def manipulation_rows(t: dict, cfg: dict, adir: Path) -> list[dict]:

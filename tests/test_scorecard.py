@@ -279,3 +279,15 @@ def test_written_scorecard_has_the_new_columns(tmp_path):
     assert "| MDE |" in md and "| sesoi |" in md and "**equivalent**" in md
     back = pd.read_csv(tmp_path / "figures" / "scorecard.csv")
     assert list(back.columns) == scorecard.COLUMNS
+
+
+def test_a_positive_control_that_moves_less_than_its_mde_does_not_open_the_gate(tmp_path):
+    """Significant but below the MDE (the issue: 'moves ... beyond their MDE'): the outcomes stay untested."""
+    rows = [scorecard._row("PC", "spectral_contrast, oracle_texture − none", "control", verdict="contradicted",
+                           estimate=-0.11, mde=0.13, n=96),
+            scorecard._row("PC", "temporal_flatness, oracle_texture − none", "control", verdict="equivalent",
+                           estimate=1e-4, mde=4e-4, n=96)]
+    reason = scorecard._positive_control_moved(rows)
+    assert reason and "did not move" in reason and "MDE 0.13" in reason
+    rows[0]["estimate"] = -0.2
+    assert scorecard._positive_control_moved(rows) is None
