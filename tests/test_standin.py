@@ -177,6 +177,17 @@ def test_generated_audio_has_exactly_the_requested_duration():
     assert exact_length(np.ones(100), 0.01, 44100)[100:].sum() == 0
 
 
+def assert_full_scorecard(cfg: dict) -> None:
+    """Every claim has a row, C1-C4 found their inputs (the library computes them, not notebook
+    cells), and the trained runs were read at their own final step."""
+    card = pd.read_csv(Path(cfg["figures_dir"]) / "scorecard.csv", keep_default_na=False)
+    claims = card[card["role"].isin(["primary", "exploratory"])].set_index("claim")
+    assert list(claims.index) == [f"C{i}" for i in range(1, 11)]
+    for c in ("C1", "C2", "C3", "C4"):
+        assert "missing" not in claims.loc[c, "note"], (c, claims.loc[c, "note"])
+    assert "arm eisbach not generated" not in claims.loc["C7", "note"]
+
+
 # --- the chain -----------------------------------------------------------------------------------
 
 def test_standin_chain_corpus_train_generate_evaluate(standin_profile):
@@ -208,12 +219,7 @@ def test_standin_chain_corpus_train_generate_evaluate(standin_profile):
     assert np.abs(clips[0] - clips[1]).max() > 1e-3                 # two prompts' latents decode to different audio
     code, out, err = run_cli("evaluate", "--profile", str(profile))
     assert code == 0, err
-    card = pd.read_csv(Path(cfg["figures_dir"]) / "scorecard.csv", keep_default_na=False)
-    claims = card[card["role"].isin(["primary", "exploratory"])].set_index("claim")
-    assert list(claims.index) == [f"C{i}" for i in range(1, 11)]
-    for c in ("C1", "C2", "C3", "C4"):  # the mechanism inputs come from the library, not from notebook cells
-        assert "missing" not in claims.loc[c, "note"], (c, claims.loc[c, "note"])
-    assert "arm eisbach not generated" not in claims.loc["C7", "note"]  # runs of --steps 5 are read at step 5
+    assert_full_scorecard(cfg)
 
 
 
@@ -230,10 +236,5 @@ def test_standin_notebook_series(standin_profile):
     print(f"stand-in series: {time.time() - t0:.0f} s")
     runs = Path(cfg["runs_dir"])
     assert [p.name[:2] for p in sorted((runs / "notebooks").glob("0*.ipynb"))] == [f"0{i}" for i in range(8)]
-    card = pd.read_csv(Path(cfg["figures_dir"]) / "scorecard.csv", keep_default_na=False)
-    claims = card[card["role"].isin(["primary", "exploratory"])].set_index("claim")
-    assert list(claims.index) == [f"C{i}" for i in range(1, 11)]
-    for c in ("C1", "C2", "C3", "C4"):  # the mechanism inputs come from the library, not from notebook cells
-        assert "missing" not in claims.loc[c, "note"], (c, claims.loc[c, "note"])
-    assert "arm eisbach not generated" not in claims.loc["C7", "note"]  # runs of --steps 5 are read at step 5
+    assert_full_scorecard(cfg)
     assert not (runs / "base").exists()               # real-scale path: nothing pretrained
