@@ -38,6 +38,10 @@ $(STAMP): pyproject.toml | $(MAKE_ENV)
 	@$(PY) -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('fluidsynth') is None)" || \
 	  $(MAKE) --no-print-directory apt PKGS=libfluidsynth3 WHY="FluidSynth renders the chamber corpus"
 	$(PY) -m pip install -q -e ".[dev]"
+	@# a --system-site-packages venv sees the base Python's widget package but not its JupyterLab
+	@# extension (data files live under the base prefix): without it widgets do not render in `make lab`
+	@$(PY) -c "import sys, pathlib; sys.exit(not pathlib.Path(sys.prefix, 'share/jupyter/labextensions/@jupyter-widgets/jupyterlab-manager').exists())" || \
+	  $(PY) -m pip install -q --force-reinstall --no-deps jupyterlab_widgets
 	@$(PY) -c "import torch; print(f'environment ready: $(ENV_NAME), python', __import__('sys').version.split()[0], ', torch', torch.__version__)"
 	@touch $@
 
