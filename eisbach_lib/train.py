@@ -57,6 +57,7 @@ bit-exact resume are simpler to guarantee with one process per run.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -186,7 +187,18 @@ def distributed(device: torch.device) -> tuple[int, int]:
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_end_process_group)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _end_process_group() -> None:
+    """Close the process group before the interpreter exits: a gloo group left open lets a rank abort
+    at exit ("terminate called without an active exception", SIGABRT) after the run itself succeeded."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _gather(x: torch.Tensor, world: int) -> torch.Tensor:
