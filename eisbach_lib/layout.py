@@ -1,0 +1,118 @@
+"""Where a profile's files live: one place owns every path under `runs_dir` and `figures_dir`.
+
+    <runs_dir>/
+      corpus/            manifest.csv, audio/, skipped.csv           (eisbach corpus)
+      cache/             pre-encoded latents and tokens              (eisbach corpus)
+      base/              the pretrained embedded DiT                 (eisbach pretrain)
+      adapters/<adapter>_<arm>_s<seed>/   run.json, ckpt_*, log_*, done.json   (eisbach train)
+      anatomy/           barrier anatomy and training dynamics CSVs  (eisbach anatomy, dynamics)
+      prompts.csv        the evaluation prompts (held-out reference captions + the card's)
+      samples/<name>/step_<n|final>/  generated WAVs + manifest.csv; samples/manifest.csv (eisbach generate)
+      metrics/           clips.parquet, runs.csv, ... (eisbach evaluate)
+      listening/         the listening-study kit
+      notebooks/         executed notebooks; timings.json; report.html  (eisbach reproduce, report)
+    <figures_dir>/       figures, scorecard.csv and scorecard.md
+
+A run is finished when its folder holds done.json (`is_finished`); `finished_runs` is the registry
+the later stages read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+DONE = "done.json"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one profile (`Layout.of(cfg)`); every module asks here instead of joining paths."""
+
+    runs: Path
+    figures: Path
+
+    @classmethod
+    def of(cls, cfg: dict) -> "Layout":
+        return cls(Path(cfg["runs_dir"]), Path(cfg["figures_dir"]))
+
+    @property
+    def corpus(self) -> Path:
+        return self.runs / "corpus"
+
+    @property
+    def corpus_manifest(self) -> Path:
+        return self.corpus / "manifest.csv"
+
+    @property
+    def cache(self) -> Path:
+        return self.runs / "cache"
+
+    @property
+    def base(self) -> Path:
+        return self.runs / "base"
+
+    @property
+    def adapters(self) -> Path:
+        return self.runs / "adapters"
+
+    def adapter_run(self, adapter: str, arm: str, seed: int) -> Path:
+        return self.adapters / f"{adapter}_{arm}_s{int(seed)}"
+
+    @property
+    def anatomy(self) -> Path:
+        return self.runs / "anatomy"
+
+    @property
+    def prompts(self) -> Path:
+        return self.runs / "prompts.csv"
+
+    @property
+    def samples(self) -> Path:
+        return self.runs / "samples"
+
+    def sample_dir(self, name: str, step: int | None = None) -> Path:
+        return self.samples / name / f"step_{step if step is not None else 'final'}"
+
+    @property
+    def samples_manifest(self) -> Path:
+        return self.samples / "manifest.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.runs / "metrics"
+
+    @property
+    def listening(self) -> Path:
+        return self.runs / "listening"
+
+    @property
+    def notebooks(self) -> Path:
+        return self.runs / "notebooks"
+
+    @property
+    def timings(self) -> Path:
+        return self.runs / "timings.json"
+
+    @property
+    def report(self) -> Path:
+        return self.runs / "report.html"
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """A training run is finished when its folder holds done.json (written last, atomically)."""
+    return (Path(run_dir) / DONE).exists()
+
+
+def read_done(run_dir: str | Path) -> dict:
+    """The summary in a finished run's done.json; FileNotFoundError naming the file otherwise."""
+    path = Path(run_dir) / DONE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not a finished run (train it first)")
+    return json.loads(path.read_text())
+
+
+def finished_runs(run_dirs: list[str | Path]) -> list[Path]:
+    """The finished ones of `run_dirs`, in order (the registry later stages read)."""
+    return [Path(p) for p in run_dirs if is_finished(p)]
