@@ -333,8 +333,8 @@ class SA3Codec:
 class SA3TextEncoder:
     """The Stable Audio 3 text encoder: T5Gemma's encoder (`transformers.T5GemmaEncoderModel` from
     `base_dir/text_encoder`) with its Gemma tokenizer (`base_dir/tokenizer`), as the SA3 pipeline
-    encodes prompts: padding to max_length, truncation, last hidden state. SA3 caps prompts at 256
-    tokens; here at `max_tokens`. `encode(captions) -> (tokens [B, L, dim] float32, mask [B, L] bool)`;
+    encodes prompts: padding to max_length, last hidden state. SA3 caps prompts at 256 tokens; here
+    at `max_tokens`, and a longer caption raises text.CaptionTooLong instead of being cut. `encode(captions) -> (tokens [B, L, dim] float32, mask [B, L] bool)`;
     padded positions are zeroed (the DiT replaces them by its padding embedding anyway)."""
 
     def __init__(self, base_dir: str | Path, max_tokens: int = 256, device: str | torch.device = "cpu",
@@ -356,6 +356,9 @@ class SA3TextEncoder:
 
     @torch.no_grad()
     def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        from .text import check_token_lengths
+
+        check_token_lengths(list(captions), self.max_tokens, tokenizer=self.tokenizer)  # no silent truncation
         enc = self.tokenizer(list(captions), padding="max_length", max_length=self.max_tokens, truncation=True,
                              return_tensors="pt")
         ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)

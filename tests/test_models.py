@@ -7,6 +7,7 @@ import torch
 
 from eisbach_lib.models import (EisbachDiT, SA3Codec, SA3TextEncoder, add_adapter, build_base, count_parameters,
                                 dit_config, drop_condition, load_adapter, load_base, save_adapter, save_base)
+from eisbach_lib.text import CaptionTooLong
 
 TINY = {"embed_dim": 32, "depth": 1, "num_heads": 2, "ff_mult": 2.0, "num_memory_tokens": 0, "patch_size": 1}
 C, D = 8, 16
@@ -173,6 +174,8 @@ def test_tiny_sa3_directory_roundtrip(sa3_standin: Path):
     assert codec.decode(lat).shape == (2, lat.shape[-1] * codec.hop)
     tok, mask = text.encode(["a calm cello", "harp"])
     assert tok.shape == (2, 6, D) and mask.dtype == torch.bool and mask.sum(1).tolist() == [3, 1]
+    with pytest.raises(CaptionTooLong, match="max_tokens = 6"):  # cut silently before
+        text.encode(["a calm cello and a slow harp under it", "harp"])
     pipe = StableAudio3Pipeline.from_pretrained(str(sa3_standin))
     ref = EisbachDiT(pipe.transformer, pipe.duration_embedder)
     t, sec = torch.tensor([0.3, 0.7]), torch.full((2,), 5.0)
