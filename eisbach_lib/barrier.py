@@ -1,4 +1,4 @@
-"""The Eisbach log-barrier and its control arms (DESIGN.md section 4).
+"""The Eisbach log-barrier and its control arms (docs/design.md §2, §3).
 
 Given the DiT output v [B, C, T] (the tensor the loss uses) and an optional frame mask [B, T]:
 
@@ -132,7 +132,7 @@ def barrier_weights(
     textures: Sequence[str] | None = None,
     constant: float | None = None,
 ) -> torch.Tensor:
-    """Per-sample loss weights w [B] for one arm of the ablation (see ARMS and DESIGN.md §4).
+    """Per-sample loss weights w [B] for one arm of the ablation (see ARMS and docs/design.md §3).
 
     `t` [B] is needed by `eisbach_tmatched` and `minsnr`; `state` (from `new_tmatched_state`)
     carries `eisbach_tmatched`'s running bin means across steps; `generator` drives

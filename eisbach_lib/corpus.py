@@ -1,4 +1,4 @@
-"""The chamber corpus: captioned clips rendered from real compositions (DESIGN.md §3).
+"""The chamber corpus: captioned clips rendered from real compositions (docs/design.md §1.1).
 
 Sources: the `music21` corpus — Bach chorales, Palestrina mass movements, Monteverdi madrigals,
 folk tunes (the opus collections essenFolksong / ryansMammoth / oneills1850, one tune per

@@ -1,7 +1,7 @@
 """The DiT, its duration conditioning, the real-scale Stable Audio 3 codec and text encoder, and
 the LoRA/DoRA adapters.
 
-One model class for both scales (DESIGN.md section 2): `EisbachDiT` holds a
+One model class for both scales (docs/design.md §1.3, §1.8): `EisbachDiT` holds a
 `diffusers.StableAudio3DiTModel` (`transformer`) and a `StableAudio3DurationEmbedder`
 (`duration_embedder`), exactly the two DiT-side modules of a Stable Audio 3 directory in the
 diffusers layout. The embedded default builds them small and random (`build_base`); the real scale

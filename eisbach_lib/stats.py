@@ -1,4 +1,4 @@
-"""Statistics for the claims scorecard (DESIGN.md section 6).
+"""Statistics for the claims scorecard (docs/design.md §4).
 
 The one rule every outcome claim goes through (issue 12):
 
@@ -451,7 +451,7 @@ def _es(est: float, sd: float) -> float:
 
 def paired_verdict(diffs: pd.DataFrame, direction: int = +1, sesoi: float | None = None,
                    alpha: float = 0.05, value: str = "d") -> dict:
-    """The one paired-effect rule every outcome claim uses (DESIGN.md §6, issue 12).
+    """The one paired-effect rule every outcome claim uses (docs/design.md §4, issue 12).
 
     diffs: one row per (seed, prompt_id) with `value` = metric(arm) − metric(baseline). Seeds and
     prompts are both random (the claim is about new seeds and new prompts) and crossed.

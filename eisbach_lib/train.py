@@ -1,7 +1,7 @@
 """The one training loop: base pretraining (adapter=None, every parameter trains) and LoRA/DoRA
 fine-tuning (only the adapter trains), over a `PreEncoded` corpus held in memory.
 
-Recipe per step (DESIGN.md sections 1 and 4):
+Recipe per step (docs/design.md §1.4 and §2):
 
     idx    = next batch of the data order               (stream "data": a fresh permutation per epoch)
     t      = flow.sample_timesteps(B, kind)              (stream "timesteps")

@@ -1,4 +1,4 @@
-"""Statistics of the scorecard against simulated data and hand-computed answers (DESIGN.md §6)."""
+"""Statistics of the scorecard against simulated data and hand-computed answers (docs/design.md §4)."""
 
 from __future__ import annotations
 
