@@ -81,8 +81,9 @@ def _pair_keys(df: pd.DataFrame, pair_on: Sequence[str]) -> list[str]:
 
 
 def paired_differences(df: pd.DataFrame, metric: str, arm: str, baseline: str = "none",
-                       pair_on: Sequence[str] = ("seed", "prompt")) -> pd.DataFrame:
+                       pair_on: Sequence[str] = ("seed", "prompt_id")) -> pd.DataFrame:
     """Rows of `arm` and `baseline` matched on pair_on (+ `sample` if present): diff = arm − baseline.
+    The default keys are the generation tables' columns (`seed`, `prompt_id`).
 
     Returns the key columns, `<metric>_arm`, `<metric>_baseline` and `diff`, one row per key
     present in both arms (rows with the same key within an arm are averaged first; keys missing in
@@ -118,7 +119,7 @@ def _cohens_dz(d: np.ndarray) -> float:
 
 
 def paired_test(df: pd.DataFrame, metric: str, arm: str, baseline: str = "none",
-                pair_on: Sequence[str] = ("seed", "prompt"), unit: str = "prompt", cluster: str | None = "seed",
+                pair_on: Sequence[str] = ("seed", "prompt_id"), unit: str = "prompt_id", cluster: str | None = "seed",
                 n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> dict:
     """Paired comparison of `arm` with `baseline` on one metric (legacy: use `paired_verdict`).
 
