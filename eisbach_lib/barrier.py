@@ -185,10 +185,5 @@ def weighted_loss(w: torch.Tensor, per_sample: torch.Tensor) -> torch.Tensor:
     return (w * per_sample).mean()
 
 
-def log_barrier(h: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
-    """log w = λ·log(1 − h + 1e−6): → −∞ as h → 1 (flat), 0 at h = 0 (sharp)."""
-    return lam * torch.log1p(-h + EPS) if lam else torch.zeros_like(h)
-
-
-__all__ = ["ARMS", "ORACLE_FACTOR", "ORACLE_WEIGHTS", "temporal_entropy", "barrier_weights", "oracle_weight",
-           "per_sample_loss", "weighted_loss", "minsnr_weight", "new_tmatched_state", "eisbach_weight", "log_barrier"]
+__all__ = ["ARMS", "ORACLE_FACTOR", "ORACLE_WEIGHTS", "temporal_entropy", "barrier_weights", "per_sample_loss",
+           "weighted_loss", "minsnr_weight", "new_tmatched_state", "eisbach_weight"]

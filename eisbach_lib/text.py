@@ -162,5 +162,4 @@ class TextEncoder:
         return torch.cat(tokens), torch.cat(masks)
 
 
-__all__ = ["TextEncoder", "CaptionTooLong", "token_counts", "check_token_lengths", "profile_tokenizer",
-           "minilm_tokenizer", "minilm_dir"]
+__all__ = ["TextEncoder", "CaptionTooLong", "token_counts", "check_token_lengths", "profile_tokenizer"]
