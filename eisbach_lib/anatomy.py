@@ -162,15 +162,6 @@ def gradient_mass(log: pd.DataFrame, n_bins: int = 5) -> pd.DataFrame:
     return grp.drop(columns=["mass", "loss"])
 
 
-def flat_share_change(mass: pd.DataFrame) -> pd.DataFrame:
-    """Per run: the flat (sustained) classes' share of gradient mass minus their share of the
-    unweighted loss, averaged over phases. Negative = the weighting moves mass away from flat clips."""
-    flat = mass[mass["texture"].isin(FLAT_CLASSES)]
-    per = flat.groupby(["run", "arm", "seed", "phase"])[["share", "share_unweighted"]].sum().reset_index()
-    per["delta"] = per["share"] - per["share_unweighted"]
-    return per.groupby(["run", "arm", "seed"])["delta"].mean().reset_index()
-
-
 def anatomy_settings(cfg: dict) -> dict:
     """ANATOMY_DEFAULTS overridden by the profile's optional `anatomy:` section."""
     return {**ANATOMY_DEFAULTS, **(cfg.get("anatomy") or {})}

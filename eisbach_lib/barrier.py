@@ -1,4 +1,4 @@
-"""The Eisbach log-barrier and its control arms (DESIGN.md section 4).
+"""The Eisbach log-barrier and its control arms (docs/design.md §2, §3).
 
 Given the DiT output v [B, C, T] (the tensor the loss uses) and an optional frame mask [B, T]:
 
@@ -132,7 +132,7 @@ def barrier_weights(
     textures: Sequence[str] | None = None,
     constant: float | None = None,
 ) -> torch.Tensor:
-    """Per-sample loss weights w [B] for one arm of the ablation (see ARMS and DESIGN.md §4).
+    """Per-sample loss weights w [B] for one arm of the ablation (see ARMS and docs/design.md §3).
 
     `t` [B] is needed by `eisbach_tmatched` and `minsnr`; `state` (from `new_tmatched_state`)
     carries `eisbach_tmatched`'s running bin means across steps; `generator` drives
@@ -185,10 +185,5 @@ def weighted_loss(w: torch.Tensor, per_sample: torch.Tensor) -> torch.Tensor:
     return (w * per_sample).mean()
 
 
-def log_barrier(h: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
-    """log w = λ·log(1 − h + 1e−6): → −∞ as h → 1 (flat), 0 at h = 0 (sharp)."""
-    return lam * torch.log1p(-h + EPS) if lam else torch.zeros_like(h)
-
-
-__all__ = ["ARMS", "ORACLE_FACTOR", "ORACLE_WEIGHTS", "temporal_entropy", "barrier_weights", "oracle_weight",
-           "per_sample_loss", "weighted_loss", "minsnr_weight", "new_tmatched_state", "eisbach_weight", "log_barrier"]
+__all__ = ["ARMS", "ORACLE_FACTOR", "ORACLE_WEIGHTS", "temporal_entropy", "barrier_weights", "per_sample_loss",
+           "weighted_loss", "minsnr_weight", "new_tmatched_state", "eisbach_weight"]

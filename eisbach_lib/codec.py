@@ -1,4 +1,4 @@
-"""MelCodec: audio ↔ normalised log-mel "latents" for the embedded (CPU) scale (DESIGN.md §2).
+"""MelCodec: audio ↔ normalised log-mel "latents" for the embedded (CPU) scale (docs/design.md §1.2).
 
 Encoding (power mel spectrogram, the same as `librosa.feature.melspectrogram(power=2.0)` with
 its defaults: periodic Hann window, centred frames with zero ("constant") padding, Slaney mel
@@ -9,7 +9,7 @@ filterbank `librosa.filters.mel(sr, n_fft, n_mels)`, fmin = 0, fmax = sr/2):
     d[m, t]  = 10 · log10(max(M[m, t], AMIN))             dB, floor AMIN = 1e-8 (DB_FLOOR = −80 dB)
     z[m, t]  = (d[m, t] − DB_FLOOR) / DB_SCALE            the latent, ≥ 0; silence (the floor) is 0
 
-Latent energy means loudness. The barrier reads frame energy mean_c z² (DESIGN.md §4), so the
+Latent energy means loudness. The barrier reads frame energy mean_c z² (docs/design.md §2), so the
 latent must grow with loudness and be smallest at silence: z = 0 at the −80 dB floor and z grows
 linearly with dB above it, so z² (and mean_c z²) is monotone in every band's level. The earlier
 mapping z = (d + 20)/21 put silence at z ≈ −2.9, z² ≈ 8.2, more "energy" than a 0 dB frame
@@ -264,7 +264,7 @@ def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# loudness check: does latent frame energy mean loudness? (DESIGN.md §4, issue 13 item 1)
+# loudness check: does latent frame energy mean loudness? (docs/design.md §2, issue 13 item 1)
 
 LOUDNESS_SIGNALS = ("bursts", "crescendo", "drone")  # the order the barrier's entropy must follow
 

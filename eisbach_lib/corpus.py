@@ -1,4 +1,4 @@
-"""The chamber corpus: captioned clips rendered from real compositions (DESIGN.md §3).
+"""The chamber corpus: captioned clips rendered from real compositions (docs/design.md §1.1).
 
 Sources: the `music21` corpus — Bach chorales, Palestrina mass movements, Monteverdi madrigals,
 folk tunes (the opus collections essenFolksong / ryansMammoth / oneills1850, one tune per
@@ -37,7 +37,7 @@ How a corpus is built (`build_chamber_corpus`), all deterministic from `seed`:
    never leaves a partial file).
 
 Speed: the cpu profile (1,500 six-second clips from 378 pieces) takes ≈ 230 s of CPU time, i.e.
-about 2 minutes on 2 free cores (benchmarks/results/corpus.md); most of it is FluidSynth
+about 2 minutes on 2 free cores (notebook 00 of the recorded cpu series: 1:51, README); most of it is FluidSynth
 (≈ 0.1 s a clip) and music21 parsing (≈ 0.2 s a piece).
 
 Captions come in two styles, chosen per clip: `plain` (MusicCaps-like sentences) and `scene`

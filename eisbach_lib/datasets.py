@@ -1,4 +1,4 @@
-"""Audio-caption datasets and the pre-encoded cache (DESIGN.md §2, §5).
+"""Audio-caption datasets and the pre-encoded cache (docs/design.md §1.1, §1.2).
 
 Loaders (`load_musiccaps`, `load_audio_folder`) return an `AudioCaptionDataset` and a table of
 the rows they skipped, each with its reason; one bad file never stops a run.

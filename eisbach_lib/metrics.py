@@ -1,4 +1,4 @@
-"""Per-clip and set metrics for the claims C2 and C5–C8 (DESIGN.md sections 5 and 6).
+"""Per-clip and set metrics for the claims C2 and C5–C8 (docs/design.md §1.6, §4).
 
 Every per-clip metric works on a mono float waveform `y` at rate `sr`. Spectral features are
 computed at one fixed analysis rate and frame grid, ANALYSIS_SR = 22050 Hz, N_FFT = 2048,
@@ -279,7 +279,7 @@ def temporal_flatness(y: np.ndarray, sr: int) -> float:
     e_t = librosa.feature.rms(y=y, frame_length=2048, hop_length=512)[0, t]  (RMS, not squared,
     on y at its own rate, centred frames), p_t = e_t / Σ e, h = −Σ p_t log p_t / log T.
     Silence (Σ e = 0) is perfectly flat: 1.0. Never NaN. This is the audio-side counterpart of the
-    barrier's temporal entropy (DESIGN §4), used for C2.
+    barrier's temporal entropy (docs/design.md §2), used for C2.
     """
     y = np.asarray(y, dtype=np.float32)
     y = np.nan_to_num(librosa.to_mono(y) if y.ndim > 1 else y, nan=0.0, posinf=0.0, neginf=0.0)

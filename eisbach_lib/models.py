@@ -1,7 +1,7 @@
 """The DiT, its duration conditioning, the real-scale Stable Audio 3 codec and text encoder, and
 the LoRA/DoRA adapters.
 
-One model class for both scales (DESIGN.md section 2): `EisbachDiT` holds a
+One model class for both scales (docs/design.md §1.3, §1.8): `EisbachDiT` holds a
 `diffusers.StableAudio3DiTModel` (`transformer`) and a `StableAudio3DurationEmbedder`
 (`duration_embedder`), exactly the two DiT-side modules of a Stable Audio 3 directory in the
 diffusers layout. The embedded default builds them small and random (`build_base`); the real scale
@@ -41,7 +41,6 @@ ADAPTER_TARGETS = (
     r"transformer_blocks\.\d+\."
     r"(self_attn\.(to_qkv|to_out)|cross_attn\.(to_q|to_kv|to_out)|ff\.(proj_in|proj_out))"
 )
-SA3_SAMPLE_RATE = 44100
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,13 +366,6 @@ class SA3TextEncoder:
         return (hidden * mask[..., None]).cpu(), mask.cpu()
 
 
-def describe(model: EisbachDiT) -> dict:
-    """A JSON-friendly summary: the transformer config and parameter counts."""
-    return {"transformer": {k: v for k, v in model.transformer.config.items() if not k.startswith("_")},
-            "duration_embedder": {k: v for k, v in model.duration_embedder.config.items() if not k.startswith("_")},
-            **count_parameters(model)}
-
-
 __all__ = ["BaseDirError", "BASE_PARTS", "check_base_dir", "check_base_for", "dit_config", "EisbachDiT", "drop_condition", "build_base", "save_base", "load_base", "add_adapter",
            "save_adapter", "load_adapter", "adapter_config", "adapter_state_dict", "count_parameters", "SA3Codec",
-           "SA3TextEncoder", "describe", "ADAPTER_TARGETS"]
+           "SA3TextEncoder"]

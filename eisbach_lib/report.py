@@ -164,4 +164,4 @@ def listening_html(cfg: dict) -> str:
     return out
 
 
-__all__ = ["write_report", "build_report", "render_notebook", "external_refs"]
+__all__ = ["write_report", "external_refs"]

@@ -1,7 +1,9 @@
 """Samplers for rectified-flow models: `model_fn(x [B, C, T], t [B]) -> predicted velocity`.
 
 Reproduces the behaviour of stable-audio-3's `sample_discrete_euler` and `sample_flow_pingpong`
-and of diffusers' `logsnr_sigma_schedule` (Stable Audio 3 pipeline).
+and of diffusers' `logsnr_sigma_schedule` (Stable Audio 3 pipeline). Classifier-free guidance is
+not here: `generate.sample_latents` builds the guided `model_fn`, v = v_u + s·(v_c − v_u), with the
+conditional and unconditional halves in one batched forward pass.
 """
 
 from __future__ import annotations
@@ -52,13 +54,3 @@ def sample_pingpong(model_fn: ModelFn, noise: torch.Tensor, ts: torch.Tensor,
         eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
         x = (1 - t_next) * x0_hat + t_next * eps
     return x
-
-
-def with_cfg(model_fn_cond: ModelFn, model_fn_uncond: ModelFn, scale: float) -> ModelFn:
-    """Classifier-free guidance: v = v_u + s·(v_c − v_u) (s = 1 is the conditional model)."""
-
-    def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        v_u = model_fn_uncond(x, t)
-        return v_u + scale * (model_fn_cond(x, t) - v_u)
-
-    return guided

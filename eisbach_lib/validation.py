@@ -1,4 +1,4 @@
-"""Known-answer validation of the structural metrics at a clip length (DESIGN.md §6, issue 13).
+"""Known-answer validation of the structural metrics at a clip length (docs/design.md §4, issue 13).
 
 A structural metric (motif_recurrence, novelty_sections) claims to measure musical structure
 (C6: "stronger thematic development"). Its known-answer check: a real tune must score higher

@@ -1,4 +1,4 @@
-"""The Eisbach barrier and its arms against cases whose answer is known (DESIGN.md §4)."""
+"""The Eisbach barrier and its arms against cases whose answer is known (docs/design.md §2, §3)."""
 
 import math
 

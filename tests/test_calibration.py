@@ -1,4 +1,4 @@
-"""Calibration of the scorecard's decision rules by simulation (issue 12, DESIGN.md §6).
+"""Calibration of the scorecard's decision rules by simulation (issue 12, docs/design.md §4).
 
 Model: d[s, p] = δ + a_s + b_p + e_sp with a_s ~ N(0, σa²) (seed), b_p ~ N(0, σb²) (prompt) and
 e_sp ~ N(0, σe²) (seed × prompt interaction), seeds and prompts crossed, 12 prompts, 3 / 5 / 8 seeds.

@@ -1,5 +1,5 @@
 """The chamber corpus: determinism, true captions, disjoint splits, re-runs, tempo/articulation,
-and texture classes that really differ in temporal flatness (DESIGN.md §3)."""
+and texture classes that really differ in temporal flatness (docs/design.md §1.1)."""
 
 import re
 import shutil

@@ -1,4 +1,4 @@
-"""configs/cpu.yaml holds the design of issue 13 item 5 (DESIGN.md section 7)."""
+"""configs/cpu.yaml holds the design of issue 13 item 5 (docs/design.md §6)."""
 
 import pandas as pd
 

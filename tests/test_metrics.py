@@ -1,4 +1,4 @@
-"""Per-clip and set metrics against cases whose answer is known (DESIGN.md sections 5 and 6).
+"""Per-clip and set metrics against cases whose answer is known (docs/design.md §1.6, §4).
 
 All audio is made here: numpy additive synthesis, or notes rendered with pretty_midi + FluidSynth
 through the General MIDI soundfont that ships inside the pretty_midi wheel (TimGM6mb.sf2).

@@ -1,4 +1,4 @@
-"""Statistics of the scorecard against simulated data and hand-computed answers (DESIGN.md §6)."""
+"""Statistics of the scorecard against simulated data and hand-computed answers (docs/design.md §4)."""
 
 from __future__ import annotations
 
@@ -94,8 +94,8 @@ def _experiment(shift: float, n_prompts: int = 12, n_seeds: int = 3, seed: int =
     for s in range(n_seeds):
         for p in range(n_prompts):
             base = 10.0 + prompt_effect[p] + seed_effect[s]
-            rows.append({"arm": "none", "seed": s, "prompt": f"p{p}", "score": base + rng.normal(0.0, noise)})
-            rows.append({"arm": "eisbach", "seed": s, "prompt": f"p{p}", "score": base + shift + rng.normal(0.0, noise)})
+            rows.append({"arm": "none", "seed": s, "prompt_id": f"p{p}", "score": base + rng.normal(0.0, noise)})
+            rows.append({"arm": "eisbach", "seed": s, "prompt_id": f"p{p}", "score": base + shift + rng.normal(0.0, noise)})
     return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)  # order must not matter
 
 
@@ -104,11 +104,11 @@ def test_paired_differences_match_on_seed_and_prompt():
     pairs = paired_differences(df, "score", "eisbach")
     assert len(pairs) == 36
     row = pairs.iloc[0]
-    none = df[(df.arm == "none") & (df.seed == row.seed) & (df.prompt == row.prompt)].score.item()
-    eis = df[(df.arm == "eisbach") & (df.seed == row.seed) & (df.prompt == row.prompt)].score.item()
+    none = df[(df.arm == "none") & (df.seed == row.seed) & (df.prompt_id == row.prompt_id)].score.item()
+    eis = df[(df.arm == "eisbach") & (df.seed == row.seed) & (df.prompt_id == row.prompt_id)].score.item()
     assert row["diff"] == pytest.approx(eis - none)
     # an unpaired row is dropped, and a `sample` column joins the key
-    extra = pd.DataFrame([{"arm": "eisbach", "seed": 9, "prompt": "p0", "score": 100.0}])
+    extra = pd.DataFrame([{"arm": "eisbach", "seed": 9, "prompt_id": "p0", "score": 100.0}])
     assert len(paired_differences(pd.concat([df, extra]), "score", "eisbach")) == 36
     with_samples = pd.concat([df.assign(sample=0), df.assign(sample=1, score=df.score + 1.0)])
     assert len(paired_differences(with_samples, "score", "eisbach")) == 72
