@@ -22,6 +22,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .files import atomic_dir
+
 TENSOR_FIELDS = ("latents", "frame_mask", "tokens", "token_mask", "seconds")
 SAMPLE_BYTES = 1 << 20  # fingerprint_files reads this much from the head and from the tail of each file
 
@@ -87,22 +89,16 @@ class PreEncoded:
 
 def save_cache(pe: PreEncoded, folder: Path, meta: dict, shard_size: int = 512) -> Path:
     """Write `pe` to `folder` atomically (a temp folder renamed at the end)."""
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    for k, start in enumerate(range(0, len(pe), shard_size)):
-        sl = slice(start, start + shard_size)
-        shard = {f: getattr(pe, f)[sl].clone() for f in TENSOR_FIELDS}
-        shard["tokens"] = shard["tokens"].half()  # halves the cache; restored to float32 on load
-        torch.save(shard, tmp / f"shard_{k:03d}.pt")
-    pe.manifest.to_csv(tmp / "manifest.csv", index=False)
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-    if folder.exists():
-        import shutil
+    def write(tmp: Path) -> None:
+        for k, start in enumerate(range(0, len(pe), shard_size)):
+            sl = slice(start, start + shard_size)
+            shard = {f: getattr(pe, f)[sl].clone() for f in TENSOR_FIELDS}
+            shard["tokens"] = shard["tokens"].half()  # halves the cache; restored to float32 on load
+            torch.save(shard, tmp / f"shard_{k:03d}.pt")
+        pe.manifest.to_csv(tmp / "manifest.csv", index=False)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
 
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    return folder
+    return atomic_dir(folder, write)
 
 
 def load_cache(folder: Path) -> PreEncoded:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .config import REPO, ConfigError, load_profile
+from .files import atomic_text
 
 NOTEBOOKS = REPO / "notebooks"
 
@@ -258,7 +259,7 @@ def run_series(profile: str, cfg: dict, first: int = 0, last: int = 7) -> None:
             out.close(); err.close()
         took = time.time() - t0
         timings[nb.name] = round(took, 1)
-        tfile.write_text(json.dumps(timings, indent=1))
+        atomic_text(tfile, json.dumps(timings, indent=1))
         done_exp = sum(expected[b.name] or 0 for b in books[:i])
         pace = sum(timings[b.name] for b in books[:i]) / done_exp if done_exp else 1.0
         left = pace * sum(expected[b.name] or 0 for b in books[i:])

@@ -52,7 +52,6 @@ import gzip
 import json
 import math
 import multiprocessing
-import os
 import re
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -63,6 +62,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 from .progress import Progress
+from .files import atomic_write
 
 CORPUS_VERSION = 2          # bump when the rendering changes, so old corpora are rebuilt
 PEAK = 0.9                  # peak level of every clip after normalisation
@@ -627,12 +627,9 @@ def make_clip(job: dict) -> dict:
     if not wav.exists():
         pm = to_pretty_midi(plan)
         midi = out / "midi" / f"{job['id']}.mid"
-        pm.write(str(midi.with_suffix(".tmp.mid")))
-        os.replace(midi.with_suffix(".tmp.mid"), midi)
+        atomic_write(midi, lambda tmp: pm.write(str(tmp)))
         y = render(pm, job["sample_rate"], job["seconds"])
-        tmp = wav.with_suffix(".tmp.wav")
-        sf.write(str(tmp), y, job["sample_rate"], subtype="PCM_16")
-        os.replace(tmp, wav)
+        atomic_write(wav, lambda tmp: sf.write(str(tmp), y, job["sample_rate"], subtype="PCM_16"))
     src = next(s for s in SOURCES if s.name == piece["source"])
     return {"id": job["id"], "split": job["split"], "source_piece": piece["key"], "composer": src.composer,
             "instruments": ";".join(plan.instruments), "tempo_bpm": plan.tempo_bpm, "key": plan.key,
@@ -664,10 +661,11 @@ def _load_piece_cache(path: Path) -> dict[str, dict | None]:
 
 
 def _save_piece_cache(path: Path, cache: dict[str, dict | None]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with gzip.open(tmp, "wt") as f:
-        json.dump(cache, f)
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with gzip.open(tmp, "wt") as f:
+            json.dump(cache, f)
+
+    atomic_write(path, write)
 
 
 def choose_pieces(need: dict[str, int], seed: int, pool, cache: dict[str, dict | None],
@@ -768,7 +766,5 @@ def build_chamber_corpus(out_dir: str | Path, clips: dict[str, int], seconds: fl
         if pool is not None:
             pool.shutdown()
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
-    tmp = manifest_path.with_suffix(".tmp")
-    manifest.to_csv(tmp, index=False)
-    os.replace(tmp, manifest_path)
+    atomic_write(manifest_path, lambda tmp: manifest.to_csv(tmp, index=False))
     return manifest

@@ -24,7 +24,6 @@ the top level behind `eisbach corpus` and notebook 00.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 import zlib
 from pathlib import Path
@@ -38,6 +37,7 @@ from .progress import Progress
 
 from .cache import PreEncoded, save_cache
 from .config import config_hash
+from .files import atomic_write
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3")
 MUSICCAPS_REQUIRED = ("ytid", "start_s", "end_s", "caption")
@@ -275,9 +275,8 @@ def write_dataset(dataset: AudioCaptionDataset, out_dir: str | Path, progress: b
         wav = out / "audio" / f"{row['id']}.wav"
         if not wav.exists() or _newer(Path(row["path"]), wav):  # a changed source file is written again
             item = dataset[i]
-            tmp = wav.with_suffix(".tmp.wav")
-            sf.write(str(tmp), np.clip(item["audio"], -1.0, 1.0), dataset.sample_rate, subtype="PCM_16")
-            os.replace(tmp, wav)
+            atomic_write(wav, lambda tmp: sf.write(str(tmp), np.clip(item["audio"], -1.0, 1.0), dataset.sample_rate,
+                                                   subtype="PCM_16"))
         rows.append({"id": row["id"], "split": row["split"], "caption": row["caption"],
                      "path": f"audio/{row['id']}.wav", "seconds": float(row["seconds"]), "source": row["path"]})
     manifest = pd.DataFrame(rows, columns=["id", "split", "caption", "path", "seconds", "source"])

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .files import atomic_write
 from .metrics import (METRICS_VERSION, fit_standardizer, fit_vendi_bandwidth, frechet_distance, kid,
                       metrics_table, standardize, vendi_score)
 
@@ -54,8 +55,7 @@ def _mdir(cfg: dict) -> Path:
 
 
 def _write(df: pd.DataFrame, out: Path) -> None:
-    df.to_parquet(out.with_suffix(".tmp"), index=False)
-    out.with_suffix(".tmp").replace(out)
+    atomic_write(out, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def clip_metrics(cfg: dict, samples: pd.DataFrame, n_jobs: int = 2) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from .progress import Progress
 
 from .config import REPO
 from .datasets import codec_for, text_encoder_for
+from .files import atomic_write
 from .sampling import rf_schedule, sample_euler, sample_pingpong
 
 CARD_PROMPTS = REPO / "data" / "card_prompts.csv"
@@ -160,8 +161,7 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
                          "prompt_name": prompts.loc[p, "name"], "source": prompts.loc[p, "source"],
                          "caption": prompts.loc[p, "caption"], "sample": s, "path": str(path.relative_to(cfg["runs_dir"]))})
     manifest = pd.DataFrame(rows)
-    manifest.to_csv(out / "manifest.csv.tmp", index=False)
-    (out / "manifest.csv.tmp").replace(out / "manifest.csv")
+    atomic_write(out / "manifest.csv", lambda tmp: manifest.to_csv(tmp, index=False))
     return manifest
 
 

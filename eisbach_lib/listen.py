@@ -32,7 +32,6 @@ Conventions chosen here
 
 from __future__ import annotations
 
-import csv
 import html
 import math
 from datetime import datetime, timezone
@@ -45,6 +44,8 @@ import pandas as pd
 import soundfile as sf
 from scipy.signal import resample_poly
 from scipy.stats import binomtest
+
+from .files import append_csv_row
 
 SILENCE_RMS = 1e-5  # below this RMS (−100 dBFS) a clip counts as silent and is never amplified
 PEAK_LIMIT = 0.99   # loudness_match never lets |y| exceed this
@@ -258,14 +259,7 @@ def ab_pairs(samples: pd.DataFrame, arm_a: str = "eisbach", arm_b: str = "none",
 def append_choice(csv_path: str | Path, row: dict) -> None:
     """Append one choice row to the CSV (header written only when the file is missing or empty);
     flushed at once. Never truncates the file."""
-    csv_path = Path(csv_path)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    new = not csv_path.exists() or csv_path.stat().st_size == 0
-    with open(csv_path, "a", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(AB_COLUMNS))
-        if new:
-            w.writeheader()
-        w.writerow({k: row.get(k, "") for k in AB_COLUMNS})
+    append_csv_row(csv_path, row, AB_COLUMNS)
 
 
 def read_choices(csv_path: str | Path) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from bs4 import BeautifulSoup
+from .files import atomic_text
 
 #: attributes through which a browser fetches a resource (an <a href> is navigation, not a fetch)
 FETCH_ATTRS = ("src", "srcset", "poster", "data", "background")
@@ -124,11 +125,7 @@ def build_report(notebooks: list[Path], out: Path, title: str, timings: dict[str
     remote = external_refs(page)
     if remote:
         raise ValueError(f"{out}: the report would fetch {len(remote)} remote resource(s), e.g. {remote[:3]}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return atomic_text(out, page, encoding="utf-8")
 
 
 def write_report(cfg: dict) -> Path:

@@ -52,6 +52,7 @@ import yaml
 from scipy import stats as sps
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
+from .files import append_csv_row, atomic_write
 from .listen import audio_player, final_steps, load_clip, loudness_match
 
 # ----------------------------------------------------------------------------- the study as data
@@ -470,22 +471,13 @@ def import_votes(study_path: str | Path, files: Sequence[str | Path], votes_path
             added.append(r)
     if added:
         merged = pd.concat([old, pd.DataFrame(added, columns=list(VOTE_COLUMNS))], ignore_index=True)
-        tmp = votes_path.with_suffix(".csv.tmp")
-        merged[list(VOTE_COLUMNS)].to_csv(tmp, index=False)
-        tmp.replace(votes_path)
+        atomic_write(votes_path, lambda tmp: merged[list(VOTE_COLUMNS)].to_csv(tmp, index=False))
     return len(added)
 
 
 def append_vote(votes_path: str | Path, row: dict) -> None:
     """Append one vote (VOTE_COLUMNS) to votes.csv, writing the header when the file is new."""
-    votes_path = Path(votes_path)
-    votes_path.parent.mkdir(parents=True, exist_ok=True)
-    new = not votes_path.exists() or votes_path.stat().st_size == 0
-    with open(votes_path, "a", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(VOTE_COLUMNS))
-        if new:
-            w.writeheader()
-        w.writerow({k: row.get(k, "") for k in VOTE_COLUMNS})
+    append_csv_row(votes_path, row, VOTE_COLUMNS)
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -77,6 +77,7 @@ from .progress import Progress
 from .barrier import (ARMS, ORACLE_WEIGHTS, barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy,
                       weighted_loss)
 from .cache import PreEncoded
+from .files import atomic_text, atomic_write
 from .flow import TIMESTEP_KINDS, noise_data, ot_couple, sample_timesteps, velocity_target
 from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_parameters, drop_condition,
                      load_adapter, load_base, save_adapter, save_base)
@@ -231,15 +232,11 @@ def data_fingerprint(data: PreEncoded) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_text(path, text)
 
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def ckpt_name(step: int) -> str:
