@@ -19,6 +19,7 @@ import torch
 from .barrier import barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy
 from .cache import PreEncoded
 from .flow import noise_data, velocity_target
+from .layout import Layout, is_finished
 from .progress import Progress
 
 FLAT_CLASSES = ("sustained",)
@@ -265,15 +266,15 @@ def barrier_anatomy(cfg: dict) -> dict[str, pd.DataFrame]:
     from .models import add_adapter
 
     st, ft = anatomy_settings(cfg), cfg["finetune"]
-    adir = Path(cfg["runs_dir"]) / "anatomy"
-    adir.mkdir(parents=True, exist_ok=True)
+    layout = Layout.of(cfg)
+    layout.anatomy.mkdir(parents=True, exist_ok=True)
     data, model, lam, seed = _split_data(cfg), base_model(cfg), float(ft["lam"]), int(cfg["seed"])
     out = {}
     t_grid = np.round(np.linspace(0.05, 0.95, int(st["t_points"])), 3).tolist()
     out["entropy_vs_t"] = entropy_vs_t(model, data, t_grid, n_clips=min(len(data), int(st["clips"])), lam=lam,
                                        seed=seed).assign(stage="base")
     wbc = weights_by_clip(model, data, n_t=int(st["weight_draws"]), lam=lam, seed=seed, timesteps=ft["timesteps"])
-    wbc["flatness"] = clip_flatness(data.manifest, Path(cfg["runs_dir"]) / "corpus").to_numpy()
+    wbc["flatness"] = clip_flatness(data.manifest, layout.corpus).to_numpy()
     out["weights_by_clip"] = wbc
     adapted = add_adapter(base_model(cfg), kind=ft["adapters"][0], rank=ft["rank"], alpha=ft["alpha"], seed=seed)
     arms = ["eisbach", "eisbach_norm", "eisbach_shuffle", "eisbach_tmatched", "eisbach_grad", "minsnr"]
@@ -285,7 +286,7 @@ def barrier_anatomy(cfg: dict) -> dict[str, pd.DataFrame]:
                                            weight_decay=float(ft.get("weight_decay", 0.0)), lam=lam, seed=seed,
                                            timesteps=ft["timesteps"])
     for name, df in out.items():
-        df.to_csv(adir / f"{name}.csv", index=False)
+        df.to_csv(layout.anatomy_table(name), index=False)
     return out
 
 
@@ -293,7 +294,7 @@ def training_logs(cfg: dict) -> pd.DataFrame:
     """The per-sample training logs of every finished run of the grid, with run, arm, seed, adapter."""
     from .train import grid_items, read_log
 
-    items = [it for it in grid_items(cfg) if (Path(it["run_dir"]) / "done.json").exists()]
+    items = [it for it in grid_items(cfg) if is_finished(it["run_dir"])]
     if not items:
         return pd.DataFrame()
     return pd.concat([read_log(it["run_dir"]).assign(run=Path(it["run_dir"]).name, arm=it["arm"], seed=it["seed"],
@@ -310,17 +311,17 @@ def training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
     from .train import grid_items, load_run_model
 
     st, ft = anatomy_settings(cfg), cfg["finetune"]
-    adir = Path(cfg["runs_dir"]) / "anatomy"
-    adir.mkdir(parents=True, exist_ok=True)
+    layout = Layout.of(cfg)
+    layout.anatomy.mkdir(parents=True, exist_ok=True)
     log = training_logs(cfg)
     if log.empty:
-        raise FileNotFoundError(f"{cfg['runs_dir']}/adapters: no finished runs (train the grid first)")
+        raise FileNotFoundError(f"{layout.adapters}: no finished runs (train the grid first)")
     from .train import training_mix
 
     mix = training_mix(log)
     out = {"gradient_mass": gradient_mass(log), "weight_mix": mix.assign(shift=mix["weighted_share"] - mix["share"])}
     data = _split_data(cfg)
-    items = [it for it in grid_items(cfg) if (Path(it["run_dir"]) / "done.json").exists()]
+    items = [it for it in grid_items(cfg) if is_finished(it["run_dir"])]
     adapter = ft["adapters"][0]
     first = next((it for it in items if it["arm"] == "eisbach" and it["adapter"] == adapter), None)
     t_grid = np.round(np.linspace(0.05, 0.95, int(st["t_points"])), 3).tolist()
@@ -338,5 +339,5 @@ def training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
     out["output_distances"] = output_distances(cfg, finals, _split_data(cfg, "reference"),
                                                n_clips=int(st["distance_clips"]), seed=int(cfg["seed"]))
     for name, df in out.items():
-        df.to_csv(adir / f"{name}.csv", index=False)
+        df.to_csv(layout.anatomy_table(name), index=False)
     return out

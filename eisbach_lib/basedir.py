@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .layout import Layout
+
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
@@ -159,6 +161,6 @@ def check_base_for(cfg: dict, dit: bool = True, base_dir: str | Path | None = No
         check_base_dir(base_dir, ("dit",), what="--base",
                        fix="pass --base a complete Stable Audio 3 directory or a folder written by `eisbach pretrain`")
     elif dit and not real:
-        check_base_dir(Path(cfg["runs_dir"]) / "base", ("dit",), what="the embedded base DiT",
+        check_base_dir(Layout.of(cfg).base, ("dit",), what="the embedded base DiT",
                        fix=f"train it first: `eisbach pretrain --profile {profile}` (or set model.base_dir "
                            f"to a Stable Audio 3 directory)")

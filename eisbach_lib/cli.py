@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import REPO, ConfigError, load_profile
 from .files import atomic_text
+from .layout import Layout, read_done
 
 NOTEBOOKS = REPO / "notebooks"
 
@@ -53,7 +54,7 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> None:
     from .train import train_run
 
     data = _load_data(cfg).split("finetune")
-    out = Path(args.out) if args.out else Path(cfg["runs_dir"]) / "adapters" / f"{args.adapter}_{args.arm}_s{args.seed}"
+    out = Path(args.out) if args.out else Layout.of(cfg).adapter_run(args.adapter, args.arm, args.seed)
     print(f"run: {train_run(cfg, data, out, arm=args.arm, seed=args.seed, adapter=args.adapter, steps=args.steps, base_dir=args.base)}")
 
 
@@ -74,9 +75,7 @@ def cmd_generate(cfg: dict, args: argparse.Namespace) -> None:
 
     if args.run:
         run = Path(args.run)
-        if not (run / "done.json").exists():
-            raise FileNotFoundError(f"{run / 'done.json'}: not a finished run (train it first)")
-        done = json.loads((run / "done.json").read_text())
+        done = read_done(run)
         m = generate_run(cfg, run, name=run.name, meta={k: done[k] for k in ("adapter", "arm", "seed")})
     else:
         m = generate_grid(cfg)
@@ -87,14 +86,14 @@ def cmd_anatomy(cfg: dict, args: argparse.Namespace) -> None:
     from .anatomy import barrier_anatomy
 
     for name, df in barrier_anatomy(cfg).items():
-        print(f"{name}: {len(df)} rows -> {Path(cfg['runs_dir']) / 'anatomy' / (name + '.csv')}")
+        print(f"{name}: {len(df)} rows -> {Layout.of(cfg).anatomy_table(name)}")
 
 
 def cmd_dynamics(cfg: dict, args: argparse.Namespace) -> None:
     from .anatomy import training_dynamics
 
     for name, df in training_dynamics(cfg).items():
-        print(f"{name}: {len(df)} rows -> {Path(cfg['runs_dir']) / 'anatomy' / (name + '.csv')}")
+        print(f"{name}: {len(df)} rows -> {Layout.of(cfg).anatomy_table(name)}")
 
 
 def cmd_evaluate(cfg: dict, args: argparse.Namespace) -> None:
@@ -214,8 +213,8 @@ def run_series(profile: str, cfg: dict, first: int = 0, last: int = 7) -> None:
 
     from .progress import format_seconds as fmt
 
-    runs = Path(cfg["runs_dir"])
-    out_dir = runs / "notebooks"
+    layout = Layout.of(cfg)
+    out_dir = layout.notebooks
     out_dir.mkdir(parents=True, exist_ok=True)
     # the kernels import this checkout's eisbach_lib even where it is not pip-installed
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
@@ -224,7 +223,7 @@ def run_series(profile: str, cfg: dict, first: int = 0, last: int = 7) -> None:
     books = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))[first:last + 1]
     if not books:
         raise SystemExit(f"no notebooks found in {NOTEBOOKS}")
-    tfile = runs / "timings.json"
+    tfile = layout.timings
     previous = json.loads(tfile.read_text()) if tfile.exists() else {}
     timings = dict(previous)
     expected = {nb.name: _expected(profile, nb.name, previous)[0] for nb in books}

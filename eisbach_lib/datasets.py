@@ -38,6 +38,7 @@ from .progress import Progress
 from .cache import PreEncoded, save_cache
 from .config import config_hash
 from .files import atomic_write
+from .layout import Layout
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3")
 MUSICCAPS_REQUIRED = ("ytid", "start_s", "end_s", "caption")
@@ -428,8 +429,8 @@ def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = Tr
     corpus.encode_batch_size (32).
     """
     c = cfg["corpus"]
-    runs = Path(cfg["runs_dir"])
-    corpus_dir = runs / "corpus"
+    layout = Layout.of(cfg)
+    corpus_dir = layout.corpus
     sr, seconds, source = int(c["sample_rate"]), float(c["seconds"]), c["source"]
     if source == "chamber":
         from .corpus import build_chamber_corpus, corpus_params
@@ -457,5 +458,5 @@ def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = Tr
     codec = codec if codec is not None else codec_for(cfg)
     text_encoder = text_encoder if text_encoder is not None else text_encoder_for(cfg)
     meta = cache_meta(cfg, corpus_key, manifest, corpus_dir, codec, text_encoder)
-    return encode_corpus(manifest, corpus_dir, codec, text_encoder, runs / "cache", meta,
+    return encode_corpus(manifest, corpus_dir, codec, text_encoder, layout.cache, meta,
                          batch_size=int(c.get("encode_batch_size", 32)), progress=progress, seconds=seconds)

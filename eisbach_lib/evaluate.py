@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from .files import atomic_write
+from .layout import Layout
 from .metrics import (METRICS_VERSION, fit_standardizer, fit_vendi_bandwidth, frechet_distance, kid,
                       metrics_table, standardize, vendi_score)
 
@@ -49,7 +50,7 @@ def _emb_cols(df: pd.DataFrame) -> list[str]:
 
 
 def _mdir(cfg: dict) -> Path:
-    out = Path(cfg["runs_dir"]) / "metrics"
+    out = Layout.of(cfg).metrics
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -74,7 +75,7 @@ def clip_metrics(cfg: dict, samples: pd.DataFrame, n_jobs: int = 2) -> pd.DataFr
         done = done[~stale].reset_index(drop=True)
     todo = samples[~samples["path"].isin(set(done["path"]))]
     if len(todo):
-        paths = [str(Path(cfg["runs_dir"]) / p) for p in todo["path"]]
+        paths = [str(Layout.of(cfg).runs / p) for p in todo["path"]]
         m = metrics_table(paths, sr=None, n_jobs=n_jobs).drop(columns=["path"], errors="ignore")
         new = pd.concat([todo.reset_index(drop=True), m.reset_index(drop=True)], axis=1)
         new["metrics_version"] = METRICS_VERSION
@@ -87,8 +88,8 @@ def clip_metrics(cfg: dict, samples: pd.DataFrame, n_jobs: int = 2) -> pd.DataFr
 
 
 def _reference_manifest(cfg: dict) -> tuple[Path, pd.DataFrame]:
-    corpus = Path(cfg["runs_dir"]) / "corpus"
-    path = corpus / "manifest.csv"
+    layout = Layout.of(cfg)
+    corpus, path = layout.corpus, layout.corpus_manifest
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: build the corpus first (eisbach corpus --profile {cfg['name']})")
     man = pd.read_csv(path, keep_default_na=False)
@@ -275,7 +276,7 @@ def write_metrics(cfg: dict, n_jobs: int = 2) -> dict[str, pd.DataFrame]:
     from .validation import structure_validation
 
     mdir = _mdir(cfg)
-    samples = pd.read_csv(Path(cfg["runs_dir"]) / "samples" / "manifest.csv", keep_default_na=False)
+    samples = pd.read_csv(Layout.of(cfg).samples_manifest, keep_default_na=False)
     clips = clip_metrics(cfg, samples, n_jobs=n_jobs).reset_index(drop=True)
     reference = reference_metrics(cfg, n_jobs=n_jobs)
     raw = reference_metrics(cfg, n_jobs=n_jobs, roundtrip=False)
@@ -297,14 +298,14 @@ def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
 
     from .anatomy import barrier_anatomy, training_dynamics
 
-    adir = Path(cfg["runs_dir"]) / "anatomy"
-    if not (adir / "update_cosines.csv").exists():
+    layout = Layout.of(cfg)
+    if not layout.anatomy_table("update_cosines").exists():
         print("anatomy: measuring the barrier on the base model (C1, C2, C4)", flush=True)
         barrier_anatomy(cfg)
-    if not (adir / "weight_mix.csv").exists():
+    if not layout.anatomy_table("weight_mix").exists():
         print("dynamics: reading the training logs and checkpoints (C3, C4, manipulation checks)", flush=True)
         training_dynamics(cfg)
     write_metrics(cfg, n_jobs=n_jobs)
     card = build_scorecard(cfg)
-    write_scorecard(card, Path(cfg["figures_dir"]))
+    write_scorecard(card, layout.figures)
     return card

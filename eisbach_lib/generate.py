@@ -8,7 +8,6 @@ skipped). Noise for (prompt i, sample j) comes from its own generator seeded by 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from .progress import Progress
 from .config import REPO
 from .datasets import codec_for, text_encoder_for
 from .files import atomic_write
+from .layout import Layout, is_finished, read_done
 from .sampling import rf_schedule, sample_euler, sample_pingpong
 
 CARD_PROMPTS = REPO / "data" / "card_prompts.csv"
@@ -55,14 +55,14 @@ def prompt_set(cfg: dict) -> pd.DataFrame:
         warnings.warn("generate.finetune_prompts is renamed generate.heldout_prompts; its captions now come from the "
                       "reference split (held out from training), not finetune", FutureWarning, stacklevel=2)
     n_wanted = int(gen.get("heldout_prompts", gen.get("finetune_prompts", 0)))
-    runs = Path(cfg["runs_dir"])
-    manifest = pd.read_csv(runs / "corpus" / "manifest.csv", keep_default_na=False)
+    layout = Layout.of(cfg)
+    manifest = pd.read_csv(layout.corpus_manifest, keep_default_na=False)
     train = manifest[manifest["split"].isin(HELDOUT_EXCLUDED_SPLITS)]
     ref = manifest[manifest["split"] == HELDOUT_SPLIT].sort_values("id")
     if "source_piece" in manifest.columns:
         shared = sorted(set(ref["source_piece"]) & set(train["source_piece"]))
         if shared:
-            raise ValueError(f"{runs / 'corpus' / 'manifest.csv'}: the reference split shares {len(shared)} source "
+            raise ValueError(f"{layout.corpus_manifest}: the reference split shares {len(shared)} source "
                              f"piece(s) with base/finetune (e.g. {shared[0]!r}); its captions are not held out")
     ref = ref[~ref["caption"].isin(set(train["caption"]))]
     if n_wanted > len(ref):
@@ -81,7 +81,7 @@ def prompt_set(cfg: dict) -> pd.DataFrame:
     prompts.insert(0, "prompt_id", range(len(prompts)))
     tokenizer, limit = profile_tokenizer(cfg)
     check_token_lengths(list(prompts["caption"]), limit, names=list(prompts["name"]), tokenizer=tokenizer, what="prompt")
-    path = runs / "prompts.csv"
+    path = layout.prompts
     if path.exists():
         old = pd.read_csv(path, keep_default_na=False)
         if old.astype(str).equals(prompts.astype(str)):
@@ -129,7 +129,8 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     from .train import load_run_model
 
     gen = cfg["generate"]
-    out = Path(cfg["runs_dir"]) / "samples" / name / f"step_{step if step is not None else 'final'}"
+    layout = Layout.of(cfg)
+    out = layout.sample_dir(name, step)
     if (out / "manifest.csv").exists():
         return pd.read_csv(out / "manifest.csv", keep_default_na=False)
     prompts = prompt_set(cfg)
@@ -159,7 +160,7 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
             sf.write(path, exact_length(y, float(gen["seconds"]), codec_rate(codec)), codec_rate(codec))
             rows.append({**meta, "run": name, "step": step if step is not None else -1, "prompt_id": p,
                          "prompt_name": prompts.loc[p, "name"], "source": prompts.loc[p, "source"],
-                         "caption": prompts.loc[p, "caption"], "sample": s, "path": str(path.relative_to(cfg["runs_dir"]))})
+                         "caption": prompts.loc[p, "caption"], "sample": s, "path": str(path.relative_to(layout.runs))})
     manifest = pd.DataFrame(rows)
     atomic_write(out / "manifest.csv", lambda tmp: manifest.to_csv(tmp, index=False))
     return manifest
@@ -192,7 +193,7 @@ def run_steps(run_dir: Path) -> tuple[list[int], int]:
     whose checkpoints are [10, 20] is generated at step 5, not at 10 and 20."""
     from .train import list_checkpoints
 
-    done = json.loads((Path(run_dir) / "done.json").read_text())
+    done = read_done(run_dir)
     final = int(done["steps"])
     present = set(list_checkpoints(run_dir))
     listed = set(int(s) for s in done.get("checkpoints") or present)
@@ -227,7 +228,7 @@ def generation_jobs(cfg: dict) -> list[dict]:
     with_ckpts = checkpoint_arms(cfg)
     for item in grid_items(cfg):
         run_dir = Path(item["run_dir"])
-        if not (run_dir / "done.json").exists():
+        if not is_finished(run_dir):
             print(f"skipping {run_dir.name}: not trained (no done.json)")
             continue
         steps, final = run_steps(run_dir)
@@ -240,8 +241,7 @@ def generation_jobs(cfg: dict) -> list[dict]:
 
 
 def _job_folder(cfg: dict, job: dict) -> Path:
-    step = job["step"]
-    return Path(cfg["runs_dir"]) / "samples" / job["name"] / f"step_{step if step is not None else 'final'}"
+    return Layout.of(cfg).sample_dir(job["name"], job["step"])
 
 
 def _generate_job(cfg: dict, job: dict, codec, text_encoder, progress: bool) -> pd.DataFrame:
@@ -309,7 +309,7 @@ def generate_grid(cfg: dict, progress: bool = True, workers: int | None = None) 
     parts = [_generate_job(cfg, job, codec, text_encoder, progress)
              for job in Progress(jobs, desc="generation grid", disable=not progress)]
     manifest = pd.concat(parts, ignore_index=True)
-    manifest.to_csv(Path(cfg["runs_dir"]) / "samples" / "manifest.csv", index=False)
+    manifest.to_csv(Layout.of(cfg).samples_manifest, index=False)
     return manifest
 
 

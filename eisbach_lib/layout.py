@@ -5,7 +5,8 @@
       cache/             pre-encoded latents and tokens              (eisbach corpus)
       base/              the pretrained embedded DiT                 (eisbach pretrain)
       adapters/<adapter>_<arm>_s<seed>/   run.json, ckpt_*, log_*, done.json   (eisbach train)
-      anatomy/           barrier anatomy and training dynamics CSVs  (eisbach anatomy, dynamics)
+      anatomy/           barrier anatomy and training dynamics CSVs  (eisbach anatomy, dynamics);
+                         constant_weight.json (the constant arm's cached weight)
       prompts.csv        the evaluation prompts (held-out reference captions + the card's)
       samples/<name>/step_<n|final>/  generated WAVs + manifest.csv; samples/manifest.csv (eisbach generate)
       metrics/           clips.parquet, runs.csv, ... (eisbach evaluate)
@@ -35,7 +36,9 @@ class Layout:
 
     @classmethod
     def of(cls, cfg: dict) -> "Layout":
-        return cls(Path(cfg["runs_dir"]), Path(cfg["figures_dir"]))
+        """The layout of a loaded profile; without `figures_dir`, figures go to <runs_dir>/figures."""
+        runs = Path(cfg["runs_dir"])
+        return cls(runs, Path(cfg["figures_dir"]) if cfg.get("figures_dir") else runs / "figures")
 
     @property
     def corpus(self) -> Path:
@@ -63,6 +66,15 @@ class Layout:
     @property
     def anatomy(self) -> Path:
         return self.runs / "anatomy"
+
+    def anatomy_table(self, name: str) -> Path:
+        """<runs_dir>/anatomy/<name>.csv (or <name> itself when it has a suffix)."""
+        return self.anatomy / (name if Path(name).suffix else f"{name}.csv")
+
+    @property
+    def constant_weight(self) -> Path:
+        """The cache of the `constant` arm's weight ({key: entry})."""
+        return self.anatomy / "constant_weight.json"
 
     @property
     def prompts(self) -> Path:

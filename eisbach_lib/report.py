@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bs4 import BeautifulSoup
 from .files import atomic_text
+from .layout import Layout
 
 #: attributes through which a browser fetches a resource (an <a href> is navigation, not a fetch)
 FETCH_ATTRS = ("src", "srcset", "poster", "data", "background")
@@ -131,13 +132,13 @@ def build_report(notebooks: list[Path], out: Path, title: str, timings: dict[str
 def write_report(cfg: dict) -> Path:
     """`<runs_dir>/report.html` from the executed notebooks in `<runs_dir>/notebooks/` (run times
     from `<runs_dir>/timings.json` when the series wrote one)."""
-    runs = Path(cfg["runs_dir"])
-    books = sorted((runs / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    layout = Layout.of(cfg)
+    books = sorted(layout.notebooks.glob("[0-9][0-9]_*.ipynb"))
     if not books:
-        raise FileNotFoundError(f"{runs / 'notebooks'}: no executed notebooks (run `eisbach reproduce --profile {cfg['name']}` first)")
-    tfile = runs / "timings.json"
+        raise FileNotFoundError(f"{layout.notebooks}: no executed notebooks (run `eisbach reproduce --profile {cfg['name']}` first)")
+    tfile = layout.timings
     timings = json.loads(tfile.read_text()) if tfile.exists() else {}
-    return build_report(books, runs / "report.html", f"Eisbach reproduction: executed series, profile {cfg['name']}", timings,
+    return build_report(books, layout.report, f"Eisbach reproduction: executed series, profile {cfg['name']}", timings,
                         listening_html(cfg))
 
 
@@ -149,7 +150,7 @@ def listening_html(cfg: dict) -> str:
     ldir = listening_dir(cfg)
     if not (ldir / "study.html").exists():
         return ""
-    rel = (ldir / "study.html").relative_to(Path(cfg["runs_dir"]))
+    rel = (ldir / "study.html").relative_to(Layout.of(cfg).runs)
     out = (f'<h2>Listening study</h2><p>The page to send to raters: <a href="{html.escape(str(rel))}">'
            f"{html.escape(str(rel))}</a> (one offline file; import the CSVs it saves with "
            f"<code>eisbach listen import --profile {html.escape(cfg['name'])} FILE...</code>).</p>")

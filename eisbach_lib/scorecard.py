@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .layout import Layout
 
 ARM, BASELINE = "eisbach", "none"
 POSITIVE_CONTROL, NEGATIVE_CONTROL = "oracle_texture", "constant"
@@ -496,8 +497,8 @@ def ceiling_rows(t: dict) -> list[dict]:
 
 def build_scorecard(cfg: dict) -> pd.DataFrame:
     """Every claim, control, manipulation check and ceiling as one table (rules: module docstring)."""
-    runs_dir = Path(cfg["runs_dir"])
-    adir, mdir = runs_dir / "anatomy", runs_dir / "metrics"
+    layout = Layout.of(cfg)
+    adir, mdir = layout.anatomy, layout.metrics
     rows = [*claim_c1(cfg, adir), claim_c2(cfg, adir), claim_c3(cfg, adir), claim_c4(cfg, adir)]
     t = _tables(mdir)
     controls = control_rows(t, cfg, mdir)

@@ -53,6 +53,7 @@ from scipy import stats as sps
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from .files import append_csv_row, atomic_write
+from .layout import Layout
 from .listen import audio_player, final_steps, load_clip, loudness_match
 
 # ----------------------------------------------------------------------------- the study as data
@@ -288,12 +289,12 @@ def static_players(samples: pd.DataFrame, runs_dir: str | Path, max_clips: int =
 
 def listening_dir(cfg: dict) -> Path:
     """``<runs_dir>/listening``."""
-    return Path(cfg["runs_dir"]) / "listening"
+    return Layout.of(cfg).listening
 
 
 def load_samples(cfg: dict) -> pd.DataFrame:
     """The samples manifest ``<runs_dir>/samples/manifest.csv`` (written by `generate_grid`)."""
-    path = Path(cfg["runs_dir"]) / "samples" / "manifest.csv"
+    path = Layout.of(cfg).samples_manifest
     if not path.exists():
         raise FileNotFoundError(f"{path}: no samples manifest; generate the samples first "
                                 f"(notebook 05 or `eisbach generate --profile {cfg.get('name', 'P')}`)")
@@ -305,7 +306,7 @@ def make_kit(cfg: dict, study: dict | None = None, samples: pd.DataFrame | None 
     under ``<runs_dir>/listening/``; returns the path of study.json. Deterministic: the same
     samples and study give the same files (and the same study id)."""
     study = study or study_config(cfg)
-    runs = Path(cfg["runs_dir"])
+    runs = Layout.of(cfg).runs
     samples = load_samples(cfg) if samples is None else samples
     trials = draw_trials(samples, study)
     out = listening_dir(cfg)

@@ -78,6 +78,7 @@ from .barrier import (ARMS, ORACLE_WEIGHTS, barrier_weights, new_tmatched_state,
                       weighted_loss)
 from .cache import PreEncoded
 from .files import atomic_text, atomic_write
+from .layout import Layout, finished_runs, is_finished
 from .flow import TIMESTEP_KINDS, noise_data, ot_couple, sample_timesteps, velocity_target
 from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_parameters, drop_condition,
                      load_adapter, load_base, save_adapter, save_base)
@@ -222,7 +223,7 @@ def base_dir_for(cfg: dict, base_dir: str | Path | None = None) -> Path:
         return Path(base_dir)
     if cfg["model"].get("base_dir"):
         return Path(cfg["model"]["base_dir"])
-    return Path(cfg["runs_dir"]) / "base"
+    return Layout.of(cfg).base
 
 
 def data_fingerprint(data: PreEncoded) -> str:
@@ -390,7 +391,7 @@ def constant_weight(cfg: dict, data: PreEncoded, base_dir: str | Path | None = N
     parts = {"base_hash": base_fingerprint(base), "data_hash": data_content_hash(data), "lam": float(lam),
              "timesteps": str(timesteps), "n_t": CONSTANT_N_T, "seed": seed}
     key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(cfg["runs_dir"]) / "anatomy" / "constant_weight.json"
+    path = Layout.of(cfg).constant_weight
     cache = json.loads(path.read_text()) if path.exists() else {}
     if key in cache:
         return cache[key]
@@ -705,7 +706,7 @@ def load_run_model(cfg: dict, run_dir: str | Path, step: int | None = None) -> E
         raise FileNotFoundError(f"{run_dir}: not a training run (no run.json)")
     meta = json.loads((run_dir / "run.json").read_text())
     if step is None:
-        if not (run_dir / "done.json").exists():
+        if not is_finished(run_dir):
             raise FileNotFoundError(f"{run_dir}: the run is not finished (no done.json); pass a checkpoint step")
         folder = run_dir
     else:
@@ -729,11 +730,11 @@ def grid_items(cfg: dict) -> list[dict]:
     """The profile's paired grid in a fixed order: adapters, then seeds, then arms (each seed's paired
     set of arms is contiguous). Each item: adapter, arm, seed, run_dir = <runs_dir>/adapters/<adapter>_<arm>_s<seed>."""
     ft = cfg["finetune"]
-    root = Path(cfg["runs_dir"]) / "adapters"
+    layout = Layout.of(cfg)
     for arm in ft["arms"]:
         if arm not in ARMS:
             raise ValueError(f"finetune.arms: unknown arm {arm!r}; known: {', '.join(ARMS)}")
-    return [{"adapter": a, "arm": arm, "seed": int(s), "run_dir": root / f"{a}_{arm}_s{int(s)}"}
+    return [{"adapter": a, "arm": arm, "seed": int(s), "run_dir": layout.adapter_run(a, arm, s)}
             for a in ft.get("adapters", ["dora"]) for s in ft["seeds"] for arm in ft["arms"]]
 
 
@@ -782,7 +783,7 @@ def _run_grid_workers(cfg: dict, data: PreEncoded, items: list[dict], workers: i
 
     failed = run_workers(_grid_worker, [(cfg, data, shard_items(items, f"{i}/{workers}")) for i in range(workers)],
                          [f"grid {i}/{workers}" for i in range(workers)],
-                         lambda: sum((Path(it["run_dir"]) / "done.json").exists() for it in items), len(items),
+                         lambda: len(finished_runs([it["run_dir"] for it in items])), len(items),
                          f"grid ({workers} workers)", progress)
     if failed:
         raise RuntimeError(f"run_grid: worker {', '.join(failed)} failed; its traceback is above. Finished runs are "
@@ -804,7 +805,7 @@ def run_grid(cfg: dict, data: PreEncoded, shard: str = "0/1", progress: bool = T
     base = base_dir_for(cfg)
     load_base(base)  # fail at once, naming the files, when there is no base
     workers = grid_workers(cfg) if workers is None else int(workers)
-    todo = [it for it in items if not (Path(it["run_dir"]) / "done.json").exists()]
+    todo = [it for it in items if not is_finished(it["run_dir"])]
     if workers > 1 and len(todo) > 1 and resolve_device(cfg).type == "cpu":
         if any(it["arm"] == "constant" for it in todo):
             hp = hyperparameters(cfg, todo[0]["adapter"])
@@ -828,7 +829,7 @@ def pretrain(cfg: dict, data: PreEncoded, progress: bool = True) -> Path:
         return Path(cfg["model"]["base_dir"])
     if "split" in data.manifest.columns and set(data.manifest["split"]) != {"base"}:
         data = data.split("base")
-    return train_run(cfg, data, Path(cfg["runs_dir"]) / "base", arm="none", seed=int(cfg.get("seed", 0)),
+    return train_run(cfg, data, Layout.of(cfg).base, arm="none", seed=int(cfg.get("seed", 0)),
                      adapter=None, progress=progress)
 
 

@@ -41,6 +41,7 @@ import pandas as pd
 
 from . import corpus as C
 from . import metrics as M
+from .layout import Layout
 
 VALIDATION_VERSION = 2
 WIN_RATE_MIN = 0.8
@@ -279,8 +280,9 @@ def structure_validation(source: dict | tuple, n_tunes: int | None = None, n_shu
     if isinstance(source, dict):
         lengths = [float(source["generate"]["seconds"])] if seconds is None else [float(s) for s in seconds]
         sr = int(source["corpus"]["sample_rate"])
-        manifest = Path(source["runs_dir"]) / "corpus" / "manifest.csv"
-        cache_path = Path(source["runs_dir"]) / "metrics" / "structure_validation.csv" \
+        layout = Layout.of(source)
+        manifest = layout.corpus_manifest
+        cache_path = layout.metrics / "structure_validation.csv" \
             if cache == "auto" and metrics is None else (Path(cache) if cache not in (None, "auto") else None)
     else:
         clip_s, sr = source
