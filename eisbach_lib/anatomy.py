@@ -5,7 +5,7 @@ Two entry points compute every scorecard input of C1-C4 and write it to <runs_di
 `barrier_anatomy(cfg)` (the base model and the `finetune` split, before any fine-tuning: notebook 02)
 and `training_dynamics(cfg)` (the trained grid's logs and checkpoints: notebook 04). The notebooks
 call them and plot what they return; the functions below are their parts, each returning a tidy
-DataFrame. Sizes come from the profile's optional `anatomy:` section (defaults in ANATOMY_DEFAULTS).
+DataFrame. Sizes come from the profile's optional `anatomy:` section (defaults in config.ANATOMY_DEFAULTS).
 """
 
 from __future__ import annotations
@@ -18,22 +18,13 @@ import torch
 
 from .barrier import barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy
 from .cache import PreEncoded
+from .config import ANATOMY_DEFAULTS, anatomy_settings  # noqa: F401 (ANATOMY_DEFAULTS: re-exported)
 from .flow import noise_data, velocity_target
 from .layout import Layout, is_finished
 from .progress import Progress
 
 FLAT_CLASSES = ("sustained",)
 CONTRAST_CLASSES = ("plucked", "percussive")
-# How much of the model and corpus each measurement looks at (a profile's `anatomy:` section overrides).
-ANATOMY_DEFAULTS = {
-    "clips": 64,          # clips of the finetune split for entropy against t (C4)
-    "t_points": 10,       # noise levels on [0.05, 0.95] (C4)
-    "weight_draws": 8,    # training-distribution timesteps per clip for each clip's mean weight (C2)
-    "grad_batches": 6,    # batches for the per-sample / batch gradient cosines (C1)
-    "update_seqs": 6,     # independent batch sequences for the AdamW update cosines (C1)
-    "update_steps": 10,   # AdamW steps per sequence (C1)
-    "distance_clips": 16, # held-out inputs for the adapters' output distances (manipulation check)
-}
 
 
 def _forward(model, data: PreEncoded, idx: torch.Tensor, t: torch.Tensor, noise: torch.Tensor):
@@ -161,11 +152,6 @@ def gradient_mass(log: pd.DataFrame, n_bins: int = 5) -> pd.DataFrame:
     grp["share"] = grp["mass"] / tot["mass"]
     grp["share_unweighted"] = grp["loss"] / tot["loss"]
     return grp.drop(columns=["mass", "loss"])
-
-
-def anatomy_settings(cfg: dict) -> dict:
-    """ANATOMY_DEFAULTS overridden by the profile's optional `anatomy:` section."""
-    return {**ANATOMY_DEFAULTS, **(cfg.get("anatomy") or {})}
 
 
 def _trainable_state(model) -> list[torch.Tensor]:

@@ -16,7 +16,8 @@ import soundfile as sf
 import torch
 from .progress import Progress
 
-from .config import REPO
+from .config import REPO, checkpoint_arms, heldout_prompts
+from .config import workers as config_workers
 from .datasets import codec_for, text_encoder_for
 from .files import atomic_write
 from .layout import Layout, is_finished, read_done
@@ -48,13 +49,7 @@ def prompt_set(cfg: dict) -> pd.DataFrame:
     from .text import check_token_lengths, profile_tokenizer
 
     gen = cfg["generate"]
-    if "finetune_prompts" in gen:
-        if "heldout_prompts" in gen and int(gen["heldout_prompts"]) != int(gen["finetune_prompts"]):
-            raise ValueError("generate: both heldout_prompts and its old name finetune_prompts are set, "
-                             "with different values; keep heldout_prompts only")
-        warnings.warn("generate.finetune_prompts is renamed generate.heldout_prompts; its captions now come from the "
-                      "reference split (held out from training), not finetune", FutureWarning, stacklevel=2)
-    n_wanted = int(gen.get("heldout_prompts", gen.get("finetune_prompts", 0)))
+    n_wanted = heldout_prompts(cfg)
     layout = Layout.of(cfg)
     manifest = pd.read_csv(layout.corpus_manifest, keep_default_na=False)
     train = manifest[manifest["split"].isin(HELDOUT_EXCLUDED_SPLITS)]
@@ -200,22 +195,6 @@ def run_steps(run_dir: Path) -> tuple[list[int], int]:
     return sorted(s for s in present & listed if s < final), final
 
 
-def checkpoint_arms(cfg: dict) -> list[str] | None:
-    """`generate.checkpoint_arms`: the arms whose intermediate checkpoints are generated (the claim C10
-    compares eisbach and none along training; the other arms are only read at their final step).
-    Absent or null: every arm. Unknown arm names raise ValueError."""
-    arms = cfg["generate"].get("checkpoint_arms")
-    if arms is None:
-        return None
-    if isinstance(arms, str) or not all(isinstance(a, str) for a in arms):
-        raise ValueError(f"generate.checkpoint_arms must be a list of arm names or null, got {arms!r}")
-    unknown = sorted(set(arms) - set(cfg["finetune"]["arms"]))
-    if unknown:
-        raise ValueError(f"generate.checkpoint_arms names {unknown}, which are not in finetune.arms "
-                         f"{cfg['finetune']['arms']}")
-    return list(arms)
-
-
 def generation_jobs(cfg: dict) -> list[dict]:
     """What `generate_grid` generates, in order: the base model once (step 0), then every finished
     run of the profile's grid at its own checkpoint steps (`run_steps`; only for the arms in
@@ -260,10 +239,7 @@ def _generate_job(cfg: dict, job: dict, codec, text_encoder, progress: bool) -> 
 def generate_workers(cfg: dict) -> int:
     """`generate.workers` (default 1): CPU processes generating at once, one torch thread each
     (Griffin-Lim decoding is faster on one thread than on two, benchmarks/results/decode.md)."""
-    n = cfg["generate"].get("workers", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"generate.workers must be a positive integer, got {n!r}")
-    return n
+    return config_workers(cfg, "generate")
 
 
 def _generate_worker(cfg: dict, jobs: list[dict]) -> None:

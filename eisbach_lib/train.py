@@ -13,7 +13,7 @@ Recipe per step (docs/design.md §1.4 and §2):
                              textures=the batch's texture labels, constant=constant_weight(...)["weight"])
     loss   = weighted_loss(w, L);  AdamW step (weight decay 0, constant lr after an optional
              linear warm-up of `warmup_steps`, 0 by default; the pretrain default is documented
-             in SECTION_DEFAULTS)
+             in config.SECTION_DEFAULTS)
 
 Pairing: every random stream is its own CPU `torch.Generator` seeded from (seed, stream name)
 (`stream_seed`), and every stream is consumed identically by every arm, except "shuffle", which only
@@ -77,9 +77,11 @@ from .progress import Progress
 from .barrier import (ARMS, ORACLE_WEIGHTS, barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy,
                       weighted_loss)
 from .cache import PreEncoded
+from .config import device_name, training_settings
+from .config import workers as config_workers
 from .files import atomic_text, atomic_write
 from .layout import Layout, finished_runs, is_finished
-from .flow import TIMESTEP_KINDS, noise_data, ot_couple, sample_timesteps, velocity_target
+from .flow import noise_data, ot_couple, sample_timesteps, velocity_target
 from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_parameters, drop_condition,
                      load_adapter, load_base, save_adapter, save_base)
 
@@ -87,17 +89,6 @@ STREAMS = ("data", "timesteps", "noise", "dropout", "shuffle")
 # hyper-parameters that must match when a run folder is resumed (they change the trajectory)
 RESUME_KEYS = ("batch_size", "lr", "betas", "weight_decay", "warmup_steps", "grad_clip", "lam", "timesteps", "ot",
                "cond_dropout", "rank", "alpha")
-# Defaults for keys a profile may leave out, per section. Pretraining from scratch at lr 1e-3 gets
-# a short linear warm-up; fine-tuning follows the model card (constant lr, betas (0.9, 0.95)).
-SECTION_DEFAULTS = {
-    "pretrain": {"betas": [0.9, 0.95], "weight_decay": 0.0, "warmup_steps": 100, "grad_clip": None, "lam": 0.5,
-                 "timesteps": "trunc_logit_normal", "ot": "exact", "cond_dropout": 0.1, "checkpoints": None,
-                 "checkpoint_count": 10, "log_every": 1, "compile": False, "grad_checkpointing": False},
-    "finetune": {"betas": [0.9, 0.95], "weight_decay": 0.0, "warmup_steps": 0, "grad_clip": None, "lam": 0.5,
-                 "timesteps": "trunc_logit_normal", "ot": "exact", "cond_dropout": 0.1, "checkpoints": None,
-                 "checkpoint_count": 1, "log_every": 1, "compile": False, "grad_checkpointing": False,
-                 "rank": 16, "alpha": 16},
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,64 +108,18 @@ def make_generators(seed: int) -> dict[str, torch.Generator]:
 
 def hyperparameters(cfg: dict, adapter: str | None, steps: int | None = None) -> dict:
     """The flat training settings of a run: cfg['finetune'] (adapter runs) or cfg['pretrain'] (base),
-    completed from SECTION_DEFAULTS, `steps` overriding the profile. Checked here; a bad value raises
-    ValueError naming the key."""
-    section = "pretrain" if adapter is None else "finetune"
-    if section not in cfg:
-        raise ValueError(f"config has no '{section}' section")
-    merged = {**SECTION_DEFAULTS[section], **cfg[section]}
-    hp = {k: merged.get(k) for k in ("steps", "batch_size", "lr", *SECTION_DEFAULTS[section])}
-    hp["section"] = section
-    if steps is not None:
-        hp["steps"] = steps
-    for key in ("steps", "batch_size"):
-        v = hp.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{section}.{key} must be a positive integer, got {v!r}")
-    if not float(hp.get("lr", 0)) > 0:
-        raise ValueError(f"{section}.lr must be > 0, got {hp.get('lr')!r}")
-    hp["lr"] = float(hp["lr"])
-    hp["betas"] = [float(b) for b in hp["betas"]]
-    if hp["timesteps"] not in TIMESTEP_KINDS:
-        raise ValueError(f"{section}.timesteps must be one of {', '.join(TIMESTEP_KINDS)}, got {hp['timesteps']!r}")
-    if hp["ot"] not in ("exact", "sinkhorn", None, "none"):
-        raise ValueError(f"{section}.ot must be exact, sinkhorn or null, got {hp['ot']!r}")
-    hp["ot"] = None if hp["ot"] == "none" else hp["ot"]
-    if not 0.0 <= float(hp["cond_dropout"]) <= 1.0:
-        raise ValueError(f"{section}.cond_dropout must be in [0, 1], got {hp['cond_dropout']!r}")
-    if float(hp["lam"]) < 0:
-        raise ValueError(f"{section}.lam must be >= 0, got {hp['lam']!r}")
-    if int(hp["log_every"]) <= 0:
-        raise ValueError(f"{section}.log_every must be a positive integer, got {hp['log_every']!r}")
-    hp["checkpoints"] = checkpoint_steps(hp)
-    return hp
-
-
-def checkpoint_steps(hp: dict) -> list[int]:
-    """The steps at which a checkpoint is written: the profile's `checkpoints` that fall within the run
-    (else `checkpoint_count` evenly spaced ones), always including the last step."""
-    steps = int(hp["steps"])
-    listed = hp.get("checkpoints")
-    if listed:
-        bad = [s for s in listed if isinstance(s, bool) or not isinstance(s, int) or s <= 0]
-        if bad:
-            raise ValueError(f"{hp['section']}.checkpoints must hold positive integers, got {bad}")
-        chosen = {int(s) for s in listed if int(s) <= steps}
-    else:
-        n = max(1, int(hp.get("checkpoint_count", 1)))
-        chosen = {max(1, round(steps * k / n)) for k in range(1, n + 1)}
-    return sorted(chosen | {steps})
+    completed from config.SECTION_DEFAULTS, `steps` overriding the profile, checked by
+    `config.training_settings` (a bad value raises ConfigError naming the file and key)."""
+    return training_settings(cfg, "pretrain" if adapter is None else "finetune", steps)
 
 
 def resolve_device(cfg: dict) -> torch.device:
     """cfg['device']: auto (CUDA when available) | cpu | cuda."""
-    want = str(cfg.get("device", "auto"))
+    want = device_name(cfg)
     if want == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if want.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device: {want!r} asked for, but torch sees no CUDA device")
-    if want not in ("cpu",) and not want.startswith("cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {want!r}")
     return torch.device(want)
 
 
@@ -759,10 +704,7 @@ def grid_workers(cfg: dict) -> int:
     uses one torch thread: a DoRA step at batch 4 gains nothing from a second thread (108 vs 120 ms,
     benchmarks/results/train_cpu.md), so on 2 cores two one-thread workers train about twice the runs
     per second (benchmarks/results/levers.md). On CUDA the grid stays in one process (shard by GPU)."""
-    n = cfg["finetune"].get("workers", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"finetune.workers must be a positive integer, got {n!r}")
-    return n
+    return config_workers(cfg, "finetune")
 
 
 def _grid_worker(cfg: dict, data: PreEncoded, items: list[dict]) -> None:
