@@ -325,9 +325,6 @@ def base_model(cfg: dict):
     return load_base(base_dir_for(cfg)).eval()
 
 
-_base_model = base_model  # the former private name (notebook 02 imports it)
-
-
 # --------------------------------------------------------------------------------------------
 # The base model's preview (notebook 01) and the grid's counts (notebook 05)
 
