@@ -327,3 +327,83 @@ def training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
     for name, df in out.items():
         df.to_csv(layout.anatomy_table(name), index=False)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# What the notebooks show (00, 01, 02, 04): tables and curves from the files above
+
+TEXTURE_ORDER = ("sustained", "mixed", "plucked", "percussive")
+
+
+def texture_order(df: pd.DataFrame) -> list[str]:
+    """The texture classes present in `df["texture"]`, flattest first (TEXTURE_ORDER)."""
+    present = set(df["texture"])
+    return [t for t in TEXTURE_ORDER if t in present]
+
+
+def corpus_flatness(cfg: dict, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The corpus manifest with each clip's `temporal_flatness` (`clip_flatness`) as column
+    `flatness`; id, split, texture and flatness also written to <runs_dir>/corpus/flatness.csv."""
+    corpus = Path(cfg["runs_dir"]) / "corpus"
+    out = manifest.copy()
+    out["flatness"] = clip_flatness(out, corpus)
+    out[["id", "split", "texture", "flatness"]].to_csv(corpus / "flatness.csv", index=False)
+    return out
+
+
+def flatness_medians(df: pd.DataFrame) -> pd.DataFrame:
+    """The median `flatness` per texture class: one column, "median flatness"."""
+    return df.groupby("texture")["flatness"].median().to_frame("median flatness")
+
+
+def loss_by_step(log: pd.DataFrame, by: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """The mean training loss per step (per `by` group and step), with `loss_smooth`: its rolling mean
+    over a window of 1/20 of the group's steps (at least 1). Columns: *by, step, loss, loss_smooth."""
+    by = list(by)
+    smooth = lambda s: s.rolling(max(1, len(s) // 20), min_periods=1).mean()  # noqa: E731
+    out = log.groupby([*by, "step"])["loss"].mean().reset_index()
+    out["loss_smooth"] = out.groupby(by)["loss"].transform(smooth) if by else smooth(out["loss"])
+    return out
+
+
+def texture_weight_table(wbc: pd.DataFrame) -> pd.DataFrame:
+    """Per texture class of `weights_by_clip`: mean weight, mean flatness and clip count (3 decimals)."""
+    return wbc.groupby("texture").agg(mean_w=("w", "mean"), mean_flatness=("flatness", "mean"),
+                                      clips=("w", "size")).round(3)
+
+
+def cosine_table(gc: pd.DataFrame) -> pd.DataFrame:
+    """`grad_cosines` summarised: mean, min and max cosine per arm, one column group per kind (6 decimals)."""
+    return gc.groupby(["arm", "kind"])["cos"].agg(["mean", "min", "max"]).unstack("kind").round(6)
+
+
+def training_phase(log: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """The training log with `phase`: its steps cut into min(n, distinct steps) equal-width bins (0, 1, ...)."""
+    return log.assign(phase=pd.cut(log["step"], bins=min(n, log["step"].nunique()), labels=False))
+
+
+def flat_share(mass: pd.DataFrame, texture: str = "sustained") -> pd.DataFrame:
+    """The share of gradient mass (`gradient_mass`) on one texture class, per run and phase."""
+    return mass[mass["texture"] == texture].groupby(["run", "arm", "seed", "phase"], as_index=False)["share"].sum()
+
+
+def mix_table(mix: pd.DataFrame) -> pd.DataFrame:
+    """The effective training mix (`weight_mix`): mean, sd and count of `shift` per arm and texture (4 decimals)."""
+    return mix.groupby(["arm", "texture"])["shift"].agg(["mean", "std", "count"]).round(4)
+
+
+def entropy_stages(cfg: dict, checkpoints: pd.DataFrame) -> pd.DataFrame:
+    """Entropy against noise level at every stage: the base model's anatomy/entropy_vs_t.csv
+    followed by the checkpoints' table (`training_dynamics`' entropy_vs_t_checkpoints)."""
+    base = pd.read_csv(Path(cfg["runs_dir"]) / "anatomy" / "entropy_vs_t.csv")
+    return pd.concat([base, checkpoints], ignore_index=True)
+
+
+def distance_matrix(dist: pd.DataFrame) -> pd.DataFrame:
+    """The symmetric matrix of `output_distances` (columns a, b, distance) over the sorted model
+    names, 0 on the diagonal."""
+    names = sorted(set(dist["a"]) | set(dist["b"]))
+    mat = pd.DataFrame(0.0, index=names, columns=names)
+    for a, b, d in dist[["a", "b", "distance"]].itertuples(index=False):
+        mat.loc[a, b] = mat.loc[b, a] = d
+    return mat

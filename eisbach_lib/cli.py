@@ -62,9 +62,11 @@ def cmd_grid(cfg: dict, args: argparse.Namespace) -> None:
     from .basedir import check_base_for
 
     check_base_for(cfg, dit=True)  # fail before the corpus is rendered and encoded
-    from .train import run_grid
+    from .train import grid_status, run_grid
 
     run_grid(cfg, _load_data(cfg).split("finetune"), shard=args.shard)
+    status = grid_status(cfg)  # as notebook 03 writes it
+    print(f"grid: {len(status)} runs -> {Path(cfg['runs_dir']) / 'adapters' / 'grid.csv'}")
 
 
 def cmd_generate(cfg: dict, args: argparse.Namespace) -> None:

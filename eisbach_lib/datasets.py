@@ -460,3 +460,46 @@ def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = Tr
     meta = cache_meta(cfg, corpus_key, manifest, corpus_dir, codec, text_encoder)
     return encode_corpus(manifest, corpus_dir, codec, text_encoder, layout.cache, meta,
                          batch_size=int(c.get("encode_batch_size", 32)), progress=progress, seconds=seconds)
+
+
+# --------------------------------------------------------------------------------------------
+# The corpus as notebook 00 shows it
+
+
+def load_corpus(cfg: dict):
+    """The profile's pre-encoded corpus (`prepare_corpus`, then cache.load_cache): every split."""
+    from .cache import load_cache
+
+    return load_cache(prepare_corpus(cfg))
+
+
+def read_manifest(cfg: dict) -> pd.DataFrame:
+    """<runs_dir>/corpus/manifest.csv (empty strings kept as strings)."""
+    return pd.read_csv(Path(cfg["runs_dir"]) / "corpus" / "manifest.csv", keep_default_na=False)
+
+
+def split_texture_counts(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Clips per split (rows) and texture class (columns), with totals ("All")."""
+    return pd.crosstab(manifest["split"], manifest["texture"], margins=True)
+
+
+def instrument_counts(manifest: pd.DataFrame) -> pd.Series:
+    """How many clips each instrument plays in (the manifest's `instruments` are ';'-joined), most first."""
+    return manifest["instruments"].str.split(";").explode().value_counts()
+
+
+def caption_examples(manifest: pd.DataFrame, n: int = 3) -> dict[str, list[str]]:
+    """The first `n` captions of each caption style, by style (sorted)."""
+    return {style: list(g["caption"].head(n)) for style, g in manifest.groupby("caption_style")}
+
+
+def texture_examples(manifest: pd.DataFrame, corpus_dir: str | Path, textures: list[str]) -> list[dict]:
+    """The first clip of each of `textures`: texture, caption, audio (float32, as stored) and sample_rate."""
+    import soundfile as sf
+
+    out = []
+    for texture in textures:
+        row = manifest[manifest["texture"] == texture].iloc[0]
+        y, sr = sf.read(Path(corpus_dir) / row["path"], dtype="float32")
+        out.append({"texture": texture, "caption": row["caption"], "audio": y, "sample_rate": sr})
+    return out

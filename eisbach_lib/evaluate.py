@@ -292,7 +292,7 @@ def write_metrics(cfg: dict, n_jobs: int = 2) -> dict[str, pd.DataFrame]:
 
 def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
     """The anatomy and training-dynamics tables when missing (`anatomy.barrier_anatomy`,
-    `anatomy.training_dynamics`), `write_metrics`, then the scorecard (returned, and written to
+    `anatomy.training_dynamics`), `write_metrics`, `arm_means` and `differences_to_none`, then the scorecard (returned, and written to
     <figures_dir>/scorecard.csv and .md): the whole scorecard from the command line, no notebook needed."""
     from .scorecard import build_scorecard, write_scorecard
 
@@ -305,7 +305,71 @@ def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
     if not layout.anatomy_table("weight_mix").exists():
         print("dynamics: reading the training logs and checkpoints (C3, C4, manipulation checks)", flush=True)
         training_dynamics(cfg)
-    write_metrics(cfg, n_jobs=n_jobs)
+    tables = write_metrics(cfg, n_jobs=n_jobs)
+    arm_means(cfg, tables)  # metrics/arm_summary.csv and paired_differences.csv, as notebook 06 writes them
+    differences_to_none(cfg, tables)
     card = build_scorecard(cfg)
     write_scorecard(card, layout.figures)
     return card
+
+
+# --------------------------------------------------------------------------------------------
+# The summaries notebook 06 plots (also written by `evaluate`)
+
+
+def final_tables(cfg: dict, tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(clips, intra) of `write_metrics` at the final step (finetune.steps) of the profile's first adapter."""
+    step, adapter = cfg["finetune"]["steps"], cfg["finetune"]["adapters"][0]
+    clips, intra = tables["clips"], tables["intra"]
+    return (clips[(clips["step"] == step) & (clips["adapter"] == adapter)],
+            intra[(intra["step"] == step) & (intra["adapter"] == adapter)])
+
+
+def arm_means(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Each arm's mean of every PER_CLIP metric and of vendi_intra at the final step, with its 95 % CI
+    treating seeds and prompts as crossed random factors (`stats.paired_verdict` on the metric
+    itself). Columns metric, arm, mean, lo, hi, seeds; also written to metrics/arm_summary.csv."""
+    from .stats import paired_verdict
+
+    fc, fi = final_tables(cfg, tables)
+    rows = []
+    for metric, table in [*((m, fc) for m in PER_CLIP), ("vendi_intra", fi)]:
+        for arm, part in table.groupby("arm"):
+            cells = part.groupby(["seed", "prompt_id"], as_index=False)[metric].mean().rename(columns={metric: "d"})
+            r = paired_verdict(cells)
+            rows.append({"metric": metric, "arm": arm, "mean": r["estimate"], "lo": r["ci_lo"], "hi": r["ci_hi"],
+                         "seeds": r["n_seeds"]})
+    summary = pd.DataFrame(rows)
+    summary.to_csv(_mdir(cfg) / "arm_summary.csv", index=False)
+    return summary
+
+
+def differences_to_none(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every arm but `none` against `none` at the final step, paired by seed and prompt, for every
+    PER_CLIP metric and vendi_intra: difference, 95 % CI, MDE, the reference sesoi and the verdict
+    (`stats.paired_verdict`, as the scorecard decides). Also written to metrics/paired_differences.csv."""
+    from .scorecard import outcome_diffs, reference_sesoi
+    from .stats import paired_verdict
+
+    fc, fi = final_tables(cfg, tables)
+    bandwidth = float(pd.read_json(_mdir(cfg) / "vendi_bandwidth.json", typ="series")["bandwidth"])
+    rows = []
+    for arm in [a for a in cfg["finetune"]["arms"] if a != "none"]:
+        for metric, table in [*((m, fc) for m in PER_CLIP), ("vendi_intra", fi)]:
+            d = outcome_diffs(table, metric, arm=arm)
+            if d.empty:
+                continue
+            sesoi = reference_sesoi(tables["reference"], metric, set_size=cfg["generate"]["samples_per_prompt"],
+                                    bandwidth=bandwidth)
+            r = paired_verdict(d, sesoi=sesoi if np.isfinite(sesoi) else None)
+            rows.append({"arm": arm, "metric": metric, "diff": r["estimate"], "lo": r["ci_lo"], "hi": r["ci_hi"],
+                         "mde": r["mde"], "sesoi": sesoi, "verdict": r["verdict"], "seeds": r["n_seeds"],
+                         "prompts": r["n_prompts"]})
+    diffs = pd.DataFrame(rows)
+    diffs.to_csv(_mdir(cfg) / "paired_differences.csv", index=False)
+    return diffs
+
+
+def vendi_by_step(intra: pd.DataFrame) -> pd.DataFrame:
+    """Mean intra-prompt Vendi per arm, seed and step of the fine-tuned runs (the base left out)."""
+    return intra[intra["arm"] != "base"].groupby(["arm", "seed", "step"])["vendi_intra"].mean().reset_index()

@@ -301,4 +301,44 @@ def base_model(cfg: dict):
     return load_base(base_dir_for(cfg)).eval()
 
 
-_base_model = base_model  # the former private name (notebook 02 imports it)
+# --------------------------------------------------------------------------------------------
+# The base model's preview (notebook 01) and the grid's counts (notebook 05)
+
+
+def preview_inputs(cfg: dict) -> dict:
+    """What one batch of the prompt set needs to be sampled by hand: prompts (`prompt_set`), codec,
+    tokens and mask (the profile's text encoder), noise (`initial_noise` of sample 0 for every
+    prompt) and seconds (generate.seconds for each prompt)."""
+    prompts = prompt_set(cfg)
+    codec, text = codec_for(cfg), text_encoder_for(cfg)
+    tokens, mask = text.encode(list(prompts["caption"]))
+    sec = float(cfg["generate"]["seconds"])
+    noise = torch.stack([initial_noise(p, 0, (codec_channels(codec), codec.frames(sec))) for p in range(len(prompts))])
+    return {"prompts": prompts, "codec": codec, "tokens": tokens, "mask": mask, "noise": noise,
+            "seconds": torch.full((len(prompts),), sec)}
+
+
+def condition_effect(model, inputs: dict, cfg: dict) -> tuple[float, float]:
+    """Does the text condition matter? The same noise sampled with the prompts and with the null
+    condition (all-False mask), both at CFG scale 1 and generator seed 0. Returns (mean |cond −
+    uncond|, std of the conditional latents)."""
+    gen = {**cfg["generate"], "cfg": 1.0}
+    x = inputs
+    cond = sample_latents(model, x["tokens"], x["mask"], x["seconds"], x["noise"], gen, torch.Generator().manual_seed(0))
+    uncond = sample_latents(model, x["tokens"], torch.zeros_like(x["mask"]), x["seconds"], x["noise"], gen,
+                            torch.Generator().manual_seed(0))
+    return (cond - uncond).abs().mean().item(), cond.std().item()
+
+
+def preview_audio(model, inputs: dict, cfg: dict) -> torch.Tensor:
+    """The prompts of `preview_inputs` sampled with the profile's sampler and guidance (generator
+    seed 0) and decoded (decoder generator seed 0): audio [prompts, samples]."""
+    x = inputs
+    guided = sample_latents(model, x["tokens"], x["mask"], x["seconds"], x["noise"], dict(cfg["generate"]),
+                            torch.Generator().manual_seed(0))
+    return x["codec"].decode(guided, generator=torch.Generator().manual_seed(0))
+
+
+def sample_counts(samples: pd.DataFrame) -> pd.DataFrame:
+    """Clips of the generation manifest per arm (rows) and step (columns)."""
+    return samples.groupby(["arm", "step"]).size().unstack("step")

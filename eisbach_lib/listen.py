@@ -428,3 +428,13 @@ def study_verdicts(votes: pd.DataFrame, pairs: pd.DataFrame, **kwargs) -> pd.Dat
     from .study import study_verdicts as _study_verdicts
 
     return _study_verdicts(votes, pairs, **kwargs)
+
+
+def first_seed_view(samples: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """The clips `listen_grid` shows side by side: each arm's first seed at the final step
+    (finetune.steps) plus the base model (labelled with that seed), paths made absolute under <runs_dir>."""
+    runs = Path(cfg["runs_dir"])
+    final = samples[(samples["step"] == cfg["finetune"]["steps"]) | (samples["arm"] == "base")].copy()
+    final["path"] = [str(runs / p) for p in final["path"]]
+    first_seed = cfg["finetune"]["seeds"][0]
+    return final[(final["seed"] == first_seed) | (final["arm"] == "base")].assign(seed=first_seed)

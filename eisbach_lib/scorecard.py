@@ -559,3 +559,20 @@ def write_scorecard(card: pd.DataFrame, out_dir: Path) -> None:
         lines.append(f"| {r.claim} | {r.role} | {cell(r.statement)} | {cell(r.evidence)} | {ci} | {p} | {fmt(r.mde)} | "
                      f"{fmt(r.effect_size)} | {fmt(r.sesoi)} | {r.n} | {verdict} | {cell(r.note)} |")
     (out_dir / "scorecard.md").write_text("\n".join(lines) + "\n")
+
+
+def effects_in_sesoi(card: pd.DataFrame, claims: tuple[str, ...] = ("C5", "C6", "C7", "PC", "NC")) -> pd.DataFrame:
+    """The rows of `claims` that have a positive sesoi and a CI, in units of their sesoi: effect
+    (estimate / sesoi), err_lo and err_hi (the CI's distances below and above it), mde, and a label
+    "claim evidence-head: verdict"."""
+    rows = card[card["claim"].isin(list(claims)) & card["sesoi"].gt(0) & card["ci_lo"].notna()].reset_index(drop=True)
+    s = rows["sesoi"].to_numpy()
+    return pd.DataFrame({
+        "label": [f"{c} {e.split(',')[0]}: {v}" for c, e, v in rows[["claim", "evidence", "verdict"]].itertuples(index=False)],
+        "effect": rows["estimate"] / s, "err_lo": (rows["estimate"] - rows["ci_lo"]) / s,
+        "err_hi": (rows["ci_hi"] - rows["estimate"]) / s, "mde": rows["mde"] / s})
+
+
+def verdict_counts(card: pd.DataFrame) -> pd.Series:
+    """How many claims (primary and exploratory rows, one per claim) have each verdict."""
+    return card[card["role"].isin(["primary", "exploratory"])].drop_duplicates("claim")["verdict"].value_counts()

@@ -778,3 +778,31 @@ def pretrain(cfg: dict, data: PreEncoded, progress: bool = True) -> Path:
 __all__ = ["train_run", "pretrain", "run_grid", "grid_items", "grid_workers", "shard_items", "load_run_model", "read_log",
            "hyperparameters", "stream_seed", "BatchOrder", "STREAMS", "constant_weight", "training_mix",
            "base_fingerprint", "data_content_hash"]
+
+
+# --------------------------------------------------------------------------------------------
+# What the notebooks show (01, 03)
+
+
+def pretrain_log(base_dir: str | Path) -> pd.DataFrame:
+    """The base model's pretraining log (`read_log`), or an empty frame for a base with no run
+    record (real Stable Audio 3 weights)."""
+    return read_log(base_dir) if (Path(base_dir) / "run.json").exists() else pd.DataFrame()
+
+
+def grid_status(cfg: dict) -> pd.DataFrame:
+    """One row per run of the grid (`grid_items`): adapter, arm, seed and its done.json summary, or
+    status "missing" for a run not finished. Also written to <runs_dir>/adapters/grid.csv."""
+    rows = []
+    for it in grid_items(cfg):
+        done = Path(it["run_dir"]) / "done.json"
+        rows.append({**{k: it[k] for k in ("adapter", "arm", "seed")},
+                     **(json.loads(done.read_text()) if done.exists() else {"status": "missing"})})
+    runs = pd.DataFrame(rows)
+    out = Path(cfg["runs_dir"]) / "adapters"
+    out.mkdir(parents=True, exist_ok=True)
+    runs.to_csv(out / "grid.csv", index=False)
+    return runs
+
+
+__all__ += ["pretrain_log", "grid_status"]

@@ -1,0 +1,46 @@
+"""The command line alone gives the notebooks' scorecard: `eisbach corpus`, `pretrain`, `train` (each
+arm and seed of the grid), `generate` and `evaluate` on the smoke profile, into a folder of their
+own, write a scorecard.csv byte-identical to the one `eisbach reproduce --profile smoke` (the
+notebook series) writes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eisbach_lib.config import load_profile
+from series_run import assert_ok, smoke_series
+
+SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
+
+
+def _eisbach(*args: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "eisbach_lib.cli", *args], capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, f"eisbach {' '.join(args)}:\n{proc.stdout[-3000:]}{proc.stderr[-5000:]}"
+
+
+@pytest.mark.slow
+def test_cli_chain_writes_the_series_scorecard(tmp_path):
+    series = smoke_series()  # the notebook series (shared with test_series.py)
+    assert_ok(series)
+    text = SMOKE.read_text()
+    text = text.replace("runs_dir: runs/smoke ", f"runs_dir: {tmp_path / 'runs'} ")
+    text = text.replace("figures_dir: runs/smoke/figures", f"figures_dir: {tmp_path / 'runs' / 'figures'}")
+    profile = tmp_path / "smoke.yaml"
+    profile.write_text(text)
+    cfg = load_profile(str(profile))
+    assert cfg["runs_dir"] == str(tmp_path / "runs") and cfg["name"] == "smoke"
+
+    _eisbach("corpus", "--profile", str(profile))
+    _eisbach("pretrain", "--profile", str(profile))
+    for adapter in cfg["finetune"]["adapters"]:
+        for seed in cfg["finetune"]["seeds"]:
+            for arm in cfg["finetune"]["arms"]:
+                _eisbach("train", "--profile", str(profile), "--adapter", adapter, "--arm", arm, "--seed", str(seed))
+    _eisbach("generate", "--profile", str(profile))
+    _eisbach("evaluate", "--profile", str(profile))
+
+    chain = tmp_path / "runs" / "figures" / "scorecard.csv"
+    notebooks = Path(load_profile("smoke")["figures_dir"]) / "scorecard.csv"
+    assert chain.read_bytes() == notebooks.read_bytes()
