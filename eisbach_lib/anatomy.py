@@ -18,7 +18,7 @@ import torch
 
 from .barrier import barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy
 from .cache import PreEncoded
-from .config import ANATOMY_DEFAULTS, anatomy_settings  # noqa: F401 (ANATOMY_DEFAULTS: re-exported)
+from .config import anatomy_settings
 from .flow import noise_data, velocity_target
 from .layout import Layout, is_finished
 from .progress import Progress
@@ -344,7 +344,7 @@ def texture_order(df: pd.DataFrame) -> list[str]:
 def corpus_flatness(cfg: dict, manifest: pd.DataFrame) -> pd.DataFrame:
     """The corpus manifest with each clip's `temporal_flatness` (`clip_flatness`) as column
     `flatness`; id, split, texture and flatness also written to <runs_dir>/corpus/flatness.csv."""
-    corpus = Path(cfg["runs_dir"]) / "corpus"
+    corpus = Layout.of(cfg).corpus
     out = manifest.copy()
     out["flatness"] = clip_flatness(out, corpus)
     out[["id", "split", "texture", "flatness"]].to_csv(corpus / "flatness.csv", index=False)
@@ -395,7 +395,7 @@ def mix_table(mix: pd.DataFrame) -> pd.DataFrame:
 def entropy_stages(cfg: dict, checkpoints: pd.DataFrame) -> pd.DataFrame:
     """Entropy against noise level at every stage: the base model's anatomy/entropy_vs_t.csv
     followed by the checkpoints' table (`training_dynamics`' entropy_vs_t_checkpoints)."""
-    base = pd.read_csv(Path(cfg["runs_dir"]) / "anatomy" / "entropy_vs_t.csv")
+    base = pd.read_csv(Layout.of(cfg).anatomy_table("entropy_vs_t"))
     return pd.concat([base, checkpoints], ignore_index=True)
 
 

@@ -66,7 +66,7 @@ def cmd_grid(cfg: dict, args: argparse.Namespace) -> None:
 
     run_grid(cfg, _load_data(cfg).split("finetune"), shard=args.shard)
     status = grid_status(cfg)  # as notebook 03 writes it
-    print(f"grid: {len(status)} runs -> {Path(cfg['runs_dir']) / 'adapters' / 'grid.csv'}")
+    print(f"grid: {len(status)} runs -> {Layout.of(cfg).adapters / 'grid.csv'}")
 
 
 def cmd_generate(cfg: dict, args: argparse.Namespace) -> None:

@@ -475,7 +475,7 @@ def load_corpus(cfg: dict):
 
 def read_manifest(cfg: dict) -> pd.DataFrame:
     """<runs_dir>/corpus/manifest.csv (empty strings kept as strings)."""
-    return pd.read_csv(Path(cfg["runs_dir"]) / "corpus" / "manifest.csv", keep_default_na=False)
+    return pd.read_csv(Layout.of(cfg).corpus_manifest, keep_default_na=False)
 
 
 def split_texture_counts(manifest: pd.DataFrame) -> pd.DataFrame:

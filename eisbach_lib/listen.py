@@ -46,6 +46,7 @@ from scipy.signal import resample_poly
 from scipy.stats import binomtest
 
 from .files import append_csv_row
+from .layout import Layout
 
 SILENCE_RMS = 1e-5  # below this RMS (−100 dBFS) a clip counts as silent and is never amplified
 PEAK_LIMIT = 0.99   # loudness_match never lets |y| exceed this
@@ -433,7 +434,7 @@ def study_verdicts(votes: pd.DataFrame, pairs: pd.DataFrame, **kwargs) -> pd.Dat
 def first_seed_view(samples: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     """The clips `listen_grid` shows side by side: each arm's first seed at the final step
     (finetune.steps) plus the base model (labelled with that seed), paths made absolute under <runs_dir>."""
-    runs = Path(cfg["runs_dir"])
+    runs = Layout.of(cfg).runs
     final = samples[(samples["step"] == cfg["finetune"]["steps"]) | (samples["arm"] == "base")].copy()
     final["path"] = [str(runs / p) for p in final["path"]]
     first_seed = cfg["finetune"]["seeds"][0]

@@ -80,7 +80,7 @@ from .cache import PreEncoded
 from .config import device_name, training_settings
 from .config import workers as config_workers
 from .files import atomic_text, atomic_write
-from .layout import Layout, finished_runs, is_finished
+from .layout import Layout, finished_runs, is_finished, read_done
 from .flow import noise_data, ot_couple, sample_timesteps, velocity_target
 from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_parameters, drop_condition,
                      load_adapter, load_base, save_adapter, save_base)
@@ -795,11 +795,10 @@ def grid_status(cfg: dict) -> pd.DataFrame:
     status "missing" for a run not finished. Also written to <runs_dir>/adapters/grid.csv."""
     rows = []
     for it in grid_items(cfg):
-        done = Path(it["run_dir"]) / "done.json"
-        rows.append({**{k: it[k] for k in ("adapter", "arm", "seed")},
-                     **(json.loads(done.read_text()) if done.exists() else {"status": "missing"})})
+        done = read_done(it["run_dir"]) if is_finished(it["run_dir"]) else {"status": "missing"}
+        rows.append({**{k: it[k] for k in ("adapter", "arm", "seed")}, **done})
     runs = pd.DataFrame(rows)
-    out = Path(cfg["runs_dir"]) / "adapters"
+    out = Layout.of(cfg).adapters
     out.mkdir(parents=True, exist_ok=True)
     runs.to_csv(out / "grid.csv", index=False)
     return runs
