@@ -68,6 +68,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -484,6 +485,148 @@ def read_log(run_dir: str | Path, which: str = "samples") -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
+# the step
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where this process trains: its device, and its rank among `world` data-parallel processes."""
+
+    device: torch.device = torch.device("cpu")
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def lead(self) -> bool:
+        """Rank 0 writes logs, checkpoints and the final weights."""
+        return self.rank == 0
+
+    def mine(self, batch_size: int) -> slice:
+        """This process's part of each batch."""
+        return slice(self.rank * batch_size // self.world, (self.rank + 1) * batch_size // self.world)
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
+
+    def sync(self) -> None:
+        """Wait for every process (nothing to wait for in one process)."""
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+@dataclass(frozen=True)
+class ArmInputs:
+    """What the barrier of one arm reads besides v and t: λ, each clip's texture label (None when the
+    data has none; only `oracle_texture` uses them) and the `constant` arm's weight."""
+
+    arm: str
+    lam: float = 0.5
+    textures: list[str] | None = None
+    constant: float | None = None
+
+
+@dataclass
+class Batch:
+    """One training batch, the whole of it (every process draws the same), on the CPU."""
+
+    idx: torch.Tensor         # clip indices [B]
+    x0: torch.Tensor          # clean latents [B, C, T]
+    t: torch.Tensor           # timesteps [B]
+    noise: torch.Tensor       # ε [B, C, T], OT-coupled to x0
+    tokens: torch.Tensor      # text tokens [B, L, D]
+    token_mask: torch.Tensor  # [B, L] after condition dropout
+    seconds: torch.Tensor     # [B]
+    frame_mask: torch.Tensor  # valid latent frames [B, T]
+    dropped: torch.Tensor     # [B] bool: the condition was dropped (it had tokens and has none now)
+
+
+@dataclass
+class StepOut:
+    """One step's whole batch (gathered from every process, on the CPU) for the log: the entropy h, the
+    barrier weight w, the per-sample loss L, and the gradient norm before clipping."""
+
+    h: torch.Tensor
+    w: torch.Tensor
+    loss: torch.Tensor
+    grad_norm: torch.Tensor
+
+
+def draw_noise(x0: torch.Tensor, kind: str, ot: str | None,
+               gens: dict[str, torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+    """t ~ the timestep distribution `kind` (stream "timesteps") and ε ~ N(0, I) like x0 (stream
+    "noise"), ε reordered by minibatch OT coupling to x0 when `ot` is set."""
+    t = sample_timesteps(x0.shape[0], kind, generator=gens["timesteps"])
+    noise = torch.randn(x0.shape, generator=gens["noise"])
+    if ot:
+        noise = ot_couple(x0, noise, method=ot)
+    return t, noise
+
+
+def draw_batch(data: PreEncoded, order: BatchOrder, gens: dict[str, torch.Generator], hp: dict) -> Batch:
+    """The next batch of the data order with its timesteps, noise and condition dropout (stream "dropout")."""
+    idx = order.next(int(hp["batch_size"]))
+    x0 = data.latents[idx]
+    t, noise = draw_noise(x0, hp["timesteps"], hp["ot"], gens)
+    token_mask = drop_condition(data.token_mask[idx], float(hp["cond_dropout"]), gens["dropout"])
+    dropped = data.token_mask[idx].any(dim=1) & ~token_mask.any(dim=1)
+    return Batch(idx, x0, t, noise, data.tokens[idx], token_mask, data.seconds[idx], data.frame_mask[idx], dropped)
+
+
+def weighted_step(forward, batch: Batch, arm: ArmInputs, opt: torch.optim.Optimizer, *, gens: dict[str, torch.Generator],
+                  tmatched: dict[str, torch.Tensor], place: Placement = Placement(),
+                  grad_clip: float | None = None) -> StepOut:
+    """One training step of the paper's objective (docs/design.md §1.4, §2), on this process's slice:
+
+        x_t  = (1 − t)·x0 + t·ε,        v = model(x_t, t, tokens, token_mask, seconds)
+        L[b] = mean over valid (c, frame) of (v − (ε − x0))²
+        w[b] = barrier weight of the arm, detached except for eisbach_grad;
+               eisbach: (1 − h[b] + 1e−6)^λ, h = normalised temporal entropy of mean_c v²
+        loss = mean_b w[b]·L[b];   backward, clip the gradient norm to `grad_clip` if set, `opt` step
+
+    `gens["shuffle"]` and `tmatched` are the barrier's own state (eisbach_shuffle, eisbach_tmatched).
+    Under data parallelism the batch-coupled arms weigh the whole batch (`_gather`), and DDP
+    averages the processes' gradients into the whole batch's mean."""
+    mine, dev = place.mine(len(batch.idx)), place.device
+    x0, noise, t = batch.x0[mine].to(dev), batch.noise[mine].to(dev), batch.t[mine].to(dev)
+    frame_mask = batch.frame_mask.to(dev)
+    with place.autocast():
+        v = forward(noise_data(x0, noise, t), t, batch.tokens[mine].to(dev), batch.token_mask[mine].to(dev),
+                    batch.seconds[mine].to(dev))
+    v = v.float()
+    per_sample = per_sample_loss(v, velocity_target(x0, noise), frame_mask[mine])
+    v_all = _gather(v, place.world)
+    textures = None if arm.textures is None else [arm.textures[i] for i in batch.idx.tolist()]
+    if arm.arm == "eisbach_grad":  # per sample, differentiated through this process's v
+        w = barrier_weights(v, arm.arm, lam=arm.lam, t=t, mask=frame_mask[mine], generator=gens["shuffle"],
+                            state=tmatched, textures=None if textures is None else textures[mine], constant=arm.constant)
+    else:  # detached; the batch-coupled arms (norm, shuffle, tmatched) see the whole batch
+        w = barrier_weights(v_all, arm.arm, lam=arm.lam, t=batch.t.to(dev), mask=frame_mask, generator=gens["shuffle"],
+                            state=tmatched, textures=textures, constant=arm.constant)[mine]
+    loss = weighted_loss(w, per_sample)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = _clip_gradients(opt, grad_clip)
+    opt.step()
+    with torch.no_grad():
+        return StepOut(h=temporal_entropy(v_all, frame_mask).cpu(), w=_gather(w.float(), place.world).cpu(),
+                       loss=_gather(per_sample, place.world).cpu(), grad_norm=grad_norm)
+
+
+def _clip_gradients(opt: torch.optim.Optimizer, grad_clip: float | None) -> torch.Tensor:
+    """The total gradient norm of the optimizer's parameters, after scaling the gradients down to
+    `grad_clip` when it is set and exceeded."""
+    params = [p for group in opt.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    if grad_clip:
+        torch.nn.utils.clip_grads_with_norm_(params, float(grad_clip), grad_norm)
+    return grad_norm
+
+
+# --------------------------------------------------------------------------------------------
 # the loop
 
 
@@ -579,13 +722,13 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
     if world > 1:
         forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     forward = torch.compile(forward) if (cuda and hp["compile"]) else forward
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    place = Placement(device, rank, world)
+    arm_inputs = ArmInputs(arm, float(hp["lam"]), textures, constant)
     ids = list(map(str, data.manifest["id"]))
     run_name = out_dir.name
     sample_rows: list[dict] = []
     step_rows: list[dict] = []
-    lam, bsz = float(hp["lam"]), int(hp["batch_size"])
-    mine = slice(rank * bsz // world, (rank + 1) * bsz // world)  # this process's part of each batch
+    bsz = int(hp["batch_size"])
 
     bar = Progress(total=hp["steps"], initial=start, desc=f"{run_name}", disable=not (progress and lead), leave=False)
     for step in range(start + 1, hp["steps"] + 1):
@@ -593,40 +736,11 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
         lr = hp["lr"] * min(1.0, step / hp["warmup_steps"]) if hp["warmup_steps"] else hp["lr"]
         for group in opt.param_groups:
             group["lr"] = lr
-        idx = order.next(bsz)
-        x0 = data.latents[idx]
-        t = sample_timesteps(bsz, hp["timesteps"], generator=gens["timesteps"])
-        noise = torch.randn(x0.shape, generator=gens["noise"])
-        if hp["ot"]:
-            noise = ot_couple(x0, noise, method=hp["ot"])
-        token_mask = drop_condition(data.token_mask[idx], float(hp["cond_dropout"]), gens["dropout"])
-        frame_mask = data.frame_mask[idx].to(device)
-        x0d, noised, td = x0[mine].to(device), noise[mine].to(device), t[mine].to(device)
-        with autocast():
-            v = forward(noise_data(x0d, noised, td), td, data.tokens[idx[mine]].to(device),
-                        token_mask[mine].to(device), data.seconds[idx[mine]].to(device))
-        v = v.float()
-        per_sample = per_sample_loss(v, velocity_target(x0d, noised), frame_mask[mine])
-        v_all = _gather(v, world)
-        batch_textures = [textures[i] for i in idx.tolist()] if textures is not None else None
-        if world > 1 and arm != "eisbach_grad":  # the batch-coupled arms (norm, shuffle, tmatched) see the whole batch
-            w = barrier_weights(v_all, arm, lam=lam, t=t.to(device), mask=frame_mask, generator=gens["shuffle"],
-                                state=tmatched, textures=batch_textures, constant=constant)[mine]
-        else:  # one process; or eisbach_grad, per sample and differentiated through v
-            w = barrier_weights(v, arm, lam=lam, t=td, mask=frame_mask[mine], generator=gens["shuffle"], state=tmatched,
-                                textures=None if batch_textures is None else batch_textures[mine], constant=constant)
-        loss = weighted_loss(w, per_sample)  # DDP averages the processes' gradients: the whole batch's mean
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grads = [p.grad for p in params if p.grad is not None]
-        grad_norm = torch.nn.utils.get_total_norm(grads)
-        if hp["grad_clip"]:
-            torch.nn.utils.clip_grads_with_norm_(params, float(hp["grad_clip"]), grad_norm)
-        opt.step()
-
-        with torch.no_grad():
-            h = temporal_entropy(v_all, frame_mask).cpu()
-            w_c, l_c = _gather(w.float(), world).cpu(), _gather(per_sample, world).cpu()
+        batch = draw_batch(data, order, gens, hp)
+        out = weighted_step(forward, batch, arm_inputs, opt, gens=gens, tmatched=tmatched, place=place,
+                            grad_clip=hp["grad_clip"])
+        idx, t, noise, token_mask = batch.idx, batch.t, batch.noise, batch.token_mask
+        h, w_c, l_c, grad_norm = out.h, out.w, out.loss, out.grad_norm
         elapsed = time.perf_counter() - t0
         if (step - 1) % int(hp["log_every"]) == 0 or step == hp["steps"]:
             nsum = noise.double().sum(dim=(1, 2))
@@ -837,4 +951,4 @@ def pretrain(cfg: dict, data: PreEncoded, progress: bool = True) -> Path:
 
 __all__ = ["train_run", "pretrain", "run_grid", "grid_items", "grid_workers", "shard_items", "load_run_model", "read_log",
            "hyperparameters", "stream_seed", "BatchOrder", "STREAMS", "constant_weight", "training_mix",
-           "base_fingerprint", "data_content_hash"]
+           "base_fingerprint", "data_content_hash", "weighted_step"]
