@@ -66,6 +66,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -78,7 +79,9 @@ from .progress import Progress
 from .barrier import (ARMS, ORACLE_WEIGHTS, barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy,
                       weighted_loss)
 from .cache import PreEncoded
+from .files import atomic_json
 from .flow import TIMESTEP_KINDS, noise_data, ot_couple, sample_timesteps, velocity_target
+from .layout import DONE, is_finished, read_done
 from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_parameters, drop_condition,
                      load_adapter, load_base, save_adapter, save_base)
 
@@ -434,23 +437,18 @@ def training_mix(samples: pd.DataFrame) -> pd.DataFrame:
 # checkpoints and logs
 
 
-def _save_checkpoint(run_dir: Path, step: int, model: EisbachDiT, adapter: str | None, opt: torch.optim.Optimizer,
-                     gens: dict[str, torch.Generator], tmatched: dict, order: BatchOrder,
-                     sample_rows: list[dict], step_rows: list[dict]) -> Path:
-    """Log chunks first, then the checkpoint folder (temp + os.replace); older checkpoints keep their
-    weights but lose their state.pt (only the newest is needed to resume)."""
-    log_dir = run_dir / "log"
-    log_dir.mkdir(exist_ok=True)
-    _atomic_parquet(pd.DataFrame(sample_rows), log_dir / f"samples_{step:06d}.parquet")
-    _atomic_parquet(pd.DataFrame(step_rows), log_dir / f"steps_{step:06d}.parquet")
+def _save_checkpoint(run_dir: Path, model: EisbachDiT, adapter: str | None, state: RunState, log: RunLog) -> Path:
+    """Checkpoint `state.step`: the log chunks first, then the checkpoint folder (weights and state.pt,
+    written to a temporary folder and renamed); older checkpoints keep their weights but lose their
+    state.pt (only the newest is needed to resume)."""
+    step = state.step
+    log.write(run_dir / "log", step)
     final = run_dir / ckpt_name(step)
     tmp = run_dir / (ckpt_name(step) + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     _save_weights(model, adapter, tmp)
-    state = {"step": step, "optimizer": opt.state_dict(), "generators": {k: g.get_state() for k, g in gens.items()},
-             "tmatched": {k: v.clone() for k, v in tmatched.items()}, "order": order.state_dict()}
-    torch.save(state, tmp / "state.pt")
+    torch.save(state.state_dict(), tmp / "state.pt")
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -460,10 +458,15 @@ def _save_checkpoint(run_dir: Path, step: int, model: EisbachDiT, adapter: str |
     return final
 
 
+LOG_CHUNK = re.compile(r"(samples|steps)_(\d+)\.parquet")  # the chunks RunLog.write names
+
+
 def _drop_stale_logs(run_dir: Path, step: int) -> None:
-    """Remove log chunks written after checkpoint `step` (a crash between the logs and the rename)."""
+    """Remove log chunks written after checkpoint `step` (a crash between the logs and the rename).
+    Only this loop's chunks (samples_N / steps_N .parquet) are touched; other files are left alone."""
     for p in (run_dir / "log").glob("*.parquet"):
-        if int(p.stem.rsplit("_", 1)[1]) > step:
+        m = LOG_CHUNK.fullmatch(p.name)
+        if m and int(m.group(2)) > step:
             p.unlink()
 
 
@@ -647,29 +650,135 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
     if adapter is not None and adapter not in ADAPTER_KINDS:
         raise ValueError(f"unknown adapter {adapter!r}; use dora, lora or None (base pretraining)")
     hp = hyperparameters(cfg, adapter, steps)
-    if (out_dir / "done.json").exists():
-        done = json.loads((out_dir / "done.json").read_text())
+    if is_finished(out_dir):
+        done = read_done(out_dir)
         if int(done.get("steps", -1)) != hp["steps"]:
             print(f"{out_dir} is finished with {done.get('steps')} steps (asked {hp['steps']}); kept as is")
         return out_dir
+
+    place, model, arm_inputs, meta = _set_up(cfg, data, out_dir, hp, arm, seed, adapter, base_dir, progress)
+    state = _resume(out_dir, model, adapter, new_run_state(model, hp, seed, len(data), place), place.lead)
+    forward = _forward(model, hp, place)
+    log = RunLog(out_dir.name, adapter, arm, seed, data, every=int(hp["log_every"]), last=hp["steps"])
+    bar = Progress(total=hp["steps"], initial=state.step, desc=out_dir.name, disable=not (progress and place.lead),
+                   leave=False)
+    for step in range(state.step + 1, hp["steps"] + 1):
+        t0 = time.perf_counter()
+        lr = learning_rate(hp, step)
+        for group in state.opt.param_groups:
+            group["lr"] = lr
+        batch = draw_batch(data, state.order, state.gens, hp)
+        out = weighted_step(forward, batch, arm_inputs, state.opt, gens=state.gens, tmatched=state.tmatched,
+                            place=place, grad_clip=hp["grad_clip"])
+        state.step = step
+        log.add(step, batch, out, lr, time.perf_counter() - t0)
+        bar.update(1)
+        bar.set_postfix(loss=f"{log.steps[-1]['loss']:.4f}")
+        if step in hp["checkpoints"]:
+            if place.lead:
+                _save_checkpoint(out_dir, model, adapter, state, log)
+            log.clear()
+            place.sync()
+        if stop_after is not None and step >= stop_after:
+            bar.close()
+            return out_dir
+    bar.close()
+    if place.lead:
+        _finish(out_dir, model, adapter, meta)
+    place.sync()
+    return out_dir
+
+
+def learning_rate(hp: dict, step: int) -> float:
+    """The constant learning rate `lr`, after a linear warm-up over the first `warmup_steps` steps (if any)."""
+    return hp["lr"] * min(1.0, step / hp["warmup_steps"]) if hp["warmup_steps"] else hp["lr"]
+
+
+@dataclass
+class RunState:
+    """Everything of a run that changes from step to step besides the weights (state.pt of the newest
+    checkpoint): the steps done, the optimizer, the random streams, eisbach_tmatched's running bins and
+    the data order."""
+
+    step: int
+    opt: torch.optim.Optimizer
+    gens: dict[str, torch.Generator]
+    tmatched: dict[str, torch.Tensor]
+    order: BatchOrder
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "optimizer": self.opt.state_dict(),
+                "generators": {k: g.get_state() for k, g in self.gens.items()},
+                "tmatched": {k: v.clone() for k, v in self.tmatched.items()}, "order": self.order.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.opt.load_state_dict(state["optimizer"])
+        for k, g in self.gens.items():
+            g.set_state(state["generators"][k])
+        self.tmatched = {k: v.clone() for k, v in state["tmatched"].items()}
+        self.order.load_state_dict(state["order"])
+
+
+def new_run_state(model: torch.nn.Module, hp: dict, seed: int, n_clips: int, place: Placement) -> RunState:
+    """Step 0: AdamW over the trainable parameters (ε 1e-8, fused on CUDA), the seed's generators, empty
+    tmatched bins and the first permutation of the data order."""
+    opt = torch.optim.AdamW(_trainable(model), lr=hp["lr"], betas=tuple(hp["betas"]),
+                            weight_decay=float(hp["weight_decay"]), eps=1e-8, **({"fused": True} if place.cuda else {}))
+    gens = make_generators(seed)
+    return RunState(0, opt, gens, new_tmatched_state(), BatchOrder(n_clips, gens["data"]))
+
+
+class RunLog:
+    """The log rows since the last checkpoint: one per sample of every `every`-th step (and the last),
+    one per step; `write` puts them in the checkpoint's chunks log/samples_N.parquet, log/steps_N.parquet."""
+
+    def __init__(self, run: str, adapter: str | None, arm: str, seed: int, data: PreEncoded, every: int, last: int):
+        self.run, self.adapter, self.arm, self.seed, self.every, self.last = run, adapter or "none", arm, int(seed), every, last
+        self.ids = list(map(str, data.manifest["id"]))
+        self.textures = list(map(str, data.manifest["texture"])) if "texture" in data.manifest.columns else None
+        self.samples: list[dict] = []
+        self.steps: list[dict] = []
+
+    def add(self, step: int, batch: Batch, out: StepOut, lr: float, elapsed: float) -> None:
+        if (step - 1) % self.every == 0 or step == self.last:
+            nsum = batch.noise.double().sum(dim=(1, 2))
+            for j, i in enumerate(batch.idx.tolist()):
+                row = {"run": self.run, "adapter": self.adapter, "arm": self.arm, "seed": self.seed, "step": step,
+                       "id": self.ids[i]}
+                if self.textures is not None:
+                    row["texture"] = self.textures[i]
+                row.update({"t": float(batch.t[j]), "h": float(out.h[j]), "w": float(out.w[j]),
+                            "loss": float(out.loss[j]), "dropped": bool(batch.dropped[j]), "noise_sum": float(nsum[j])})
+                self.samples.append(row)
+        w, loss, h = out.w, out.loss, out.h
+        self.steps.append({"run": self.run, "arm": self.arm, "seed": self.seed, "step": step,
+                           "loss": float((w * loss).mean()), "loss_unweighted": float(loss.mean()),
+                           "w_mean": float(w.mean()), "h_mean": float(h.mean()), "lr": lr,
+                           "grad_norm": float(out.grad_norm), "samples_per_s": len(batch.idx) / elapsed})
+
+    def write(self, log_dir: Path, step: int) -> None:
+        log_dir.mkdir(exist_ok=True)
+        _atomic_parquet(pd.DataFrame(self.samples), log_dir / f"samples_{step:06d}.parquet")
+        _atomic_parquet(pd.DataFrame(self.steps), log_dir / f"steps_{step:06d}.parquet")
+
+    def clear(self) -> None:
+        self.samples, self.steps = [], []
+
+
+def _set_up(cfg: dict, data: PreEncoded, out_dir: Path, hp: dict, arm: str, seed: int, adapter: str | None,
+            base_dir: str | Path | None, progress: bool) -> tuple[Placement, EisbachDiT, ArmInputs, dict]:
+    """Check the data, place this process, build the model at step 0 (on its device, in train mode),
+    collect the arm's inputs and write run.json (or check that the folder holds this run)."""
     if len(data) == 0:
         raise ValueError("the training data is empty (0 clips)")
     if hp["batch_size"] > len(data):
         print(f"note: batch_size {hp['batch_size']} > {len(data)} clips; batches repeat clips across epochs")
-
-    device = resolve_device(cfg)
-    cuda = device.type == "cuda"
-    rank, world = distributed(device)
-    if cuda and world > 1:
-        device = torch.device("cuda", torch.cuda.current_device())
-    if hp["batch_size"] % world:
-        raise ValueError(f"batch_size {hp['batch_size']} is not divisible by the {world} processes")
-    lead = rank == 0  # writes logs, checkpoints and the final weights
-    has_texture = "texture" in data.manifest.columns
-    textures = list(map(str, data.manifest["texture"])) if has_texture else None
+    place = _placement(cfg, int(hp["batch_size"]))
+    textures = list(map(str, data.manifest["texture"])) if "texture" in data.manifest.columns else None
     arm_config: dict = {}
     if arm == "oracle_texture":
-        if not has_texture:
+        if textures is None:
             raise ValueError("arm 'oracle_texture' needs texture labels: the data's manifest has no 'texture' column")
         arm_config = {"oracle_weights": dict(ORACLE_WEIGHTS)}
         barrier_weights(torch.zeros(len(textures), 1, 1), arm, textures=textures)  # unknown labels raise now
@@ -679,100 +788,56 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
             raise ValueError("arm 'constant' needs a base model (its weight is the base's mean eisbach weight); "
                              "pretrain with arm 'none'")
         arm_config = constant_weight(cfg, data, base_used, lam=float(hp["lam"]), timesteps=hp["timesteps"],
-                                     progress=progress and rank == 0)
+                                     progress=progress and place.lead)
     meta = {"arm": arm, "seed": int(seed), "adapter": adapter, "base_dir": base_used, "data": data_fingerprint(data),
             "model": {k: v for k, v in model.transformer.config.items() if not k.startswith("_")},
             "n_clips": len(data), "hyperparameters": hp, "parameters": count_parameters(model)}
     if arm_config:
         meta["arm_config"] = arm_config
-    constant = arm_config.get("weight")
-    if lead:
+    if place.lead:
         out_dir.mkdir(parents=True, exist_ok=True)
         _check_run_meta(out_dir, meta)
+    model.to(place.device).train()
+    return place, model, ArmInputs(arm, float(hp["lam"]), textures, arm_config.get("weight")), meta
 
-    model.to(device).train()
-    params = _trainable(model)
-    opt = torch.optim.AdamW(params, lr=hp["lr"], betas=tuple(hp["betas"]), weight_decay=float(hp["weight_decay"]),
-                            eps=1e-8, **({"fused": True} if cuda else {}))
-    gens = make_generators(seed)
-    tmatched = new_tmatched_state()
-    order = BatchOrder(len(data), gens["data"])
 
-    start = 0
+def _placement(cfg: dict, batch_size: int) -> Placement:
+    """This process's device and rank (`resolve_device`, `distributed`); the batch must split evenly."""
+    device = resolve_device(cfg)
+    rank, world = distributed(device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the {world} processes")
+    return Placement(device, rank, world)
+
+
+def _resume(out_dir: Path, model: EisbachDiT, adapter: str | None, state: RunState, lead: bool) -> RunState:
+    """Load the newest checkpoint that has a state.pt into `model` and `state`, dropping log chunks written
+    after it; without one, the run starts at step 0 and an old log folder is removed."""
     ckpts = list_checkpoints(out_dir)
     resumable = [s for s, f in ckpts.items() if (f / "state.pt").exists()]
-    if resumable:
-        start = resumable[-1]
-        folder = ckpts[start]
-        _load_weights(model, adapter, folder)
-        state = torch.load(folder / "state.pt", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        for k, g in gens.items():
-            g.set_state(state["generators"][k])
-        tmatched = {k: v.clone() for k, v in state["tmatched"].items()}
-        order.load_state_dict(state["order"])
+    if not resumable:
         if lead:
-            _drop_stale_logs(out_dir, start)
-    elif lead:
-        shutil.rmtree(out_dir / "log", ignore_errors=True)
+            shutil.rmtree(out_dir / "log", ignore_errors=True)
+        return state
+    folder = ckpts[resumable[-1]]
+    _load_weights(model, adapter, folder)
+    state.load_state_dict(torch.load(folder / "state.pt", weights_only=True))
+    if lead:
+        _drop_stale_logs(out_dir, state.step)
+    return state
 
-    if cuda and hp["grad_checkpointing"]:
+
+def _forward(model: EisbachDiT, hp: dict, place: Placement):
+    """The callable the step runs: the model, with gradient checkpointing (CUDA, `grad_checkpointing`),
+    wrapped in DistributedDataParallel on several processes, compiled (CUDA, `compile`)."""
+    if place.cuda and hp["grad_checkpointing"]:
         model.transformer.enable_gradient_checkpointing()
     forward = model
-    if world > 1:
-        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-    forward = torch.compile(forward) if (cuda and hp["compile"]) else forward
-    place = Placement(device, rank, world)
-    arm_inputs = ArmInputs(arm, float(hp["lam"]), textures, constant)
-    ids = list(map(str, data.manifest["id"]))
-    run_name = out_dir.name
-    sample_rows: list[dict] = []
-    step_rows: list[dict] = []
-    bsz = int(hp["batch_size"])
-
-    bar = Progress(total=hp["steps"], initial=start, desc=f"{run_name}", disable=not (progress and lead), leave=False)
-    for step in range(start + 1, hp["steps"] + 1):
-        t0 = time.perf_counter()
-        lr = hp["lr"] * min(1.0, step / hp["warmup_steps"]) if hp["warmup_steps"] else hp["lr"]
-        for group in opt.param_groups:
-            group["lr"] = lr
-        batch = draw_batch(data, order, gens, hp)
-        out = weighted_step(forward, batch, arm_inputs, opt, gens=gens, tmatched=tmatched, place=place,
-                            grad_clip=hp["grad_clip"])
-        idx, t, noise, token_mask = batch.idx, batch.t, batch.noise, batch.token_mask
-        h, w_c, l_c, grad_norm = out.h, out.w, out.loss, out.grad_norm
-        elapsed = time.perf_counter() - t0
-        if (step - 1) % int(hp["log_every"]) == 0 or step == hp["steps"]:
-            nsum = noise.double().sum(dim=(1, 2))
-            for j, i in enumerate(idx.tolist()):
-                row = {"run": run_name, "adapter": adapter or "none", "arm": arm, "seed": int(seed), "step": step,
-                       "id": ids[i]}
-                if has_texture:
-                    row["texture"] = textures[i]
-                row.update({"t": float(t[j]), "h": float(h[j]), "w": float(w_c[j]), "loss": float(l_c[j]),
-                            "dropped": bool(data.token_mask[i].any() and not token_mask[j].any()),
-                            "noise_sum": float(nsum[j])})
-                sample_rows.append(row)
-        step_rows.append({"run": run_name, "arm": arm, "seed": int(seed), "step": step, "loss": float((w_c * l_c).mean()),
-                          "loss_unweighted": float(l_c.mean()), "w_mean": float(w_c.mean()), "h_mean": float(h.mean()),
-                          "lr": lr, "grad_norm": float(grad_norm), "samples_per_s": bsz / elapsed})
-        bar.update(1)
-        bar.set_postfix(loss=f"{step_rows[-1]['loss']:.4f}")
-        if step in hp["checkpoints"]:
-            if lead:
-                _save_checkpoint(out_dir, step, model, adapter, opt, gens, tmatched, order, sample_rows, step_rows)
-            sample_rows, step_rows = [], []
-            if world > 1:
-                torch.distributed.barrier()
-        if stop_after is not None and step >= stop_after:
-            bar.close()
-            return out_dir
-    bar.close()
-    if lead:
-        _finish(out_dir, model, adapter, meta)
-    if world > 1:
-        torch.distributed.barrier()
-    return out_dir
+    if place.world > 1:
+        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[place.device.index] if place.cuda else None)
+    return torch.compile(forward) if (place.cuda and hp["compile"]) else forward
 
 
 def _check_run_meta(out_dir: Path, meta: dict) -> None:
@@ -791,7 +856,7 @@ def _check_run_meta(out_dir: Path, meta: dict) -> None:
         if diff:
             raise ValueError(f"{out_dir} holds a different run ({', '.join(diff)} differ); use another folder or delete it")
     else:
-        _atomic_write_text(path, json.dumps(meta, indent=2, sort_keys=True, default=str))
+        atomic_json(path, meta)
 
 
 def _finish(out_dir: Path, model: EisbachDiT, adapter: str | None, meta: dict) -> Path:
@@ -806,7 +871,7 @@ def _finish(out_dir: Path, model: EisbachDiT, adapter: str | None, meta: dict) -
                "final_loss_unweighted": float(tail["loss_unweighted"].mean()),
                "mean_samples_per_s": float(steps["samples_per_s"].median()),
                "checkpoints": sorted(list_checkpoints(out_dir)), "torch": torch.__version__}
-    _atomic_write_text(out_dir / "done.json", json.dumps(summary, indent=2, sort_keys=True, default=str))
+    atomic_json(out_dir / DONE, summary)  # written last: its presence marks the run finished
     return out_dir
 
 
