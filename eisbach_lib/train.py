@@ -66,8 +66,10 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -79,9 +81,9 @@ from .barrier import (ARMS, ORACLE_WEIGHTS, barrier_weights, new_tmatched_state,
 from .cache import PreEncoded
 from .config import device_name, training_settings
 from .config import workers as config_workers
-from .files import atomic_text, atomic_write
-from .layout import Layout, finished_runs, is_finished, read_done
+from .files import atomic_json, atomic_text, atomic_write
 from .flow import noise_data, ot_couple, sample_timesteps, velocity_target
+from .layout import DONE, Layout, finished_runs, is_finished, read_done
 from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_parameters, drop_condition,
                      load_adapter, load_base, save_adapter, save_base)
 
@@ -376,23 +378,18 @@ def training_mix(samples: pd.DataFrame) -> pd.DataFrame:
 # checkpoints and logs
 
 
-def _save_checkpoint(run_dir: Path, step: int, model: EisbachDiT, adapter: str | None, opt: torch.optim.Optimizer,
-                     gens: dict[str, torch.Generator], tmatched: dict, order: BatchOrder,
-                     sample_rows: list[dict], step_rows: list[dict]) -> Path:
-    """Log chunks first, then the checkpoint folder (temp + os.replace); older checkpoints keep their
-    weights but lose their state.pt (only the newest is needed to resume)."""
-    log_dir = run_dir / "log"
-    log_dir.mkdir(exist_ok=True)
-    _atomic_parquet(pd.DataFrame(sample_rows), log_dir / f"samples_{step:06d}.parquet")
-    _atomic_parquet(pd.DataFrame(step_rows), log_dir / f"steps_{step:06d}.parquet")
+def _save_checkpoint(run_dir: Path, model: EisbachDiT, adapter: str | None, state: RunState, log: RunLog) -> Path:
+    """Checkpoint `state.step`: the log chunks first, then the checkpoint folder (weights and state.pt,
+    written to a temporary folder and renamed); older checkpoints keep their weights but lose their
+    state.pt (only the newest is needed to resume)."""
+    step = state.step
+    log.write(run_dir / "log", step)
     final = run_dir / ckpt_name(step)
     tmp = run_dir / (ckpt_name(step) + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     _save_weights(model, adapter, tmp)
-    state = {"step": step, "optimizer": opt.state_dict(), "generators": {k: g.get_state() for k, g in gens.items()},
-             "tmatched": {k: v.clone() for k, v in tmatched.items()}, "order": order.state_dict()}
-    torch.save(state, tmp / "state.pt")
+    torch.save(state.state_dict(), tmp / "state.pt")
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -402,10 +399,15 @@ def _save_checkpoint(run_dir: Path, step: int, model: EisbachDiT, adapter: str |
     return final
 
 
+LOG_CHUNK = re.compile(r"(samples|steps)_(\d+)\.parquet")  # the chunks RunLog.write names
+
+
 def _drop_stale_logs(run_dir: Path, step: int) -> None:
-    """Remove log chunks written after checkpoint `step` (a crash between the logs and the rename)."""
+    """Remove log chunks written after checkpoint `step` (a crash between the logs and the rename).
+    Only this loop's chunks (samples_N / steps_N .parquet) are touched; other files are left alone."""
     for p in (run_dir / "log").glob("*.parquet"):
-        if int(p.stem.rsplit("_", 1)[1]) > step:
+        m = LOG_CHUNK.fullmatch(p.name)
+        if m and int(m.group(2)) > step:
             p.unlink()
 
 
@@ -424,6 +426,148 @@ def read_log(run_dir: str | Path, which: str = "samples") -> pd.DataFrame:
     if not chunks:
         raise FileNotFoundError(f"{run_dir}: no training log (log_{which}.parquet or log/{which}_*.parquet)")
     return pd.concat([pd.read_parquet(c) for c in chunks], ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# the step
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where this process trains: its device, and its rank among `world` data-parallel processes."""
+
+    device: torch.device = torch.device("cpu")
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def lead(self) -> bool:
+        """Rank 0 writes logs, checkpoints and the final weights."""
+        return self.rank == 0
+
+    def mine(self, batch_size: int) -> slice:
+        """This process's part of each batch."""
+        return slice(self.rank * batch_size // self.world, (self.rank + 1) * batch_size // self.world)
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
+
+    def sync(self) -> None:
+        """Wait for every process (nothing to wait for in one process)."""
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+@dataclass(frozen=True)
+class ArmInputs:
+    """What the barrier of one arm reads besides v and t: λ, each clip's texture label (None when the
+    data has none; only `oracle_texture` uses them) and the `constant` arm's weight."""
+
+    arm: str
+    lam: float = 0.5
+    textures: list[str] | None = None
+    constant: float | None = None
+
+
+@dataclass
+class Batch:
+    """One training batch, the whole of it (every process draws the same), on the CPU."""
+
+    idx: torch.Tensor         # clip indices [B]
+    x0: torch.Tensor          # clean latents [B, C, T]
+    t: torch.Tensor           # timesteps [B]
+    noise: torch.Tensor       # ε [B, C, T], OT-coupled to x0
+    tokens: torch.Tensor      # text tokens [B, L, D]
+    token_mask: torch.Tensor  # [B, L] after condition dropout
+    seconds: torch.Tensor     # [B]
+    frame_mask: torch.Tensor  # valid latent frames [B, T]
+    dropped: torch.Tensor     # [B] bool: the condition was dropped (it had tokens and has none now)
+
+
+@dataclass
+class StepOut:
+    """One step's whole batch (gathered from every process, on the CPU) for the log: the entropy h, the
+    barrier weight w, the per-sample loss L, and the gradient norm before clipping."""
+
+    h: torch.Tensor
+    w: torch.Tensor
+    loss: torch.Tensor
+    grad_norm: torch.Tensor
+
+
+def draw_noise(x0: torch.Tensor, kind: str, ot: str | None,
+               gens: dict[str, torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+    """t ~ the timestep distribution `kind` (stream "timesteps") and ε ~ N(0, I) like x0 (stream
+    "noise"), ε reordered by minibatch OT coupling to x0 when `ot` is set."""
+    t = sample_timesteps(x0.shape[0], kind, generator=gens["timesteps"])
+    noise = torch.randn(x0.shape, generator=gens["noise"])
+    if ot:
+        noise = ot_couple(x0, noise, method=ot)
+    return t, noise
+
+
+def draw_batch(data: PreEncoded, order: BatchOrder, gens: dict[str, torch.Generator], hp: dict) -> Batch:
+    """The next batch of the data order with its timesteps, noise and condition dropout (stream "dropout")."""
+    idx = order.next(int(hp["batch_size"]))
+    x0 = data.latents[idx]
+    t, noise = draw_noise(x0, hp["timesteps"], hp["ot"], gens)
+    token_mask = drop_condition(data.token_mask[idx], float(hp["cond_dropout"]), gens["dropout"])
+    dropped = data.token_mask[idx].any(dim=1) & ~token_mask.any(dim=1)
+    return Batch(idx, x0, t, noise, data.tokens[idx], token_mask, data.seconds[idx], data.frame_mask[idx], dropped)
+
+
+def weighted_step(forward, batch: Batch, arm: ArmInputs, opt: torch.optim.Optimizer, *, gens: dict[str, torch.Generator],
+                  tmatched: dict[str, torch.Tensor], place: Placement = Placement(),
+                  grad_clip: float | None = None) -> StepOut:
+    """One training step of the paper's objective (docs/design.md §1.4, §2), on this process's slice:
+
+        x_t  = (1 − t)·x0 + t·ε,        v = model(x_t, t, tokens, token_mask, seconds)
+        L[b] = mean over valid (c, frame) of (v − (ε − x0))²
+        w[b] = barrier weight of the arm, detached except for eisbach_grad;
+               eisbach: (1 − h[b] + 1e−6)^λ, h = normalised temporal entropy of mean_c v²
+        loss = mean_b w[b]·L[b];   backward, clip the gradient norm to `grad_clip` if set, `opt` step
+
+    `gens["shuffle"]` and `tmatched` are the barrier's own state (eisbach_shuffle, eisbach_tmatched).
+    Under data parallelism the batch-coupled arms weigh the whole batch (`_gather`), and DDP
+    averages the processes' gradients into the whole batch's mean."""
+    mine, dev = place.mine(len(batch.idx)), place.device
+    x0, noise, t = batch.x0[mine].to(dev), batch.noise[mine].to(dev), batch.t[mine].to(dev)
+    frame_mask = batch.frame_mask.to(dev)
+    with place.autocast():
+        v = forward(noise_data(x0, noise, t), t, batch.tokens[mine].to(dev), batch.token_mask[mine].to(dev),
+                    batch.seconds[mine].to(dev))
+    v = v.float()
+    per_sample = per_sample_loss(v, velocity_target(x0, noise), frame_mask[mine])
+    v_all = _gather(v, place.world)
+    textures = None if arm.textures is None else [arm.textures[i] for i in batch.idx.tolist()]
+    if arm.arm == "eisbach_grad":  # per sample, differentiated through this process's v
+        w = barrier_weights(v, arm.arm, lam=arm.lam, t=t, mask=frame_mask[mine], generator=gens["shuffle"],
+                            state=tmatched, textures=None if textures is None else textures[mine], constant=arm.constant)
+    else:  # detached; the batch-coupled arms (norm, shuffle, tmatched) see the whole batch
+        w = barrier_weights(v_all, arm.arm, lam=arm.lam, t=batch.t.to(dev), mask=frame_mask, generator=gens["shuffle"],
+                            state=tmatched, textures=textures, constant=arm.constant)[mine]
+    loss = weighted_loss(w, per_sample)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = _clip_gradients(opt, grad_clip)
+    opt.step()
+    with torch.no_grad():
+        return StepOut(h=temporal_entropy(v_all, frame_mask).cpu(), w=_gather(w.float(), place.world).cpu(),
+                       loss=_gather(per_sample, place.world).cpu(), grad_norm=grad_norm)
+
+
+def _clip_gradients(opt: torch.optim.Optimizer, grad_clip: float | None) -> torch.Tensor:
+    """The total gradient norm of the optimizer's parameters, after scaling the gradients down to
+    `grad_clip` when it is set and exceeded."""
+    params = [p for group in opt.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    if grad_clip:
+        torch.nn.utils.clip_grads_with_norm_(params, float(grad_clip), grad_norm)
+    return grad_norm
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,29 +591,135 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
     if adapter is not None and adapter not in ADAPTER_KINDS:
         raise ValueError(f"unknown adapter {adapter!r}; use dora, lora or None (base pretraining)")
     hp = hyperparameters(cfg, adapter, steps)
-    if (out_dir / "done.json").exists():
-        done = json.loads((out_dir / "done.json").read_text())
+    if is_finished(out_dir):
+        done = read_done(out_dir)
         if int(done.get("steps", -1)) != hp["steps"]:
             print(f"{out_dir} is finished with {done.get('steps')} steps (asked {hp['steps']}); kept as is")
         return out_dir
+
+    place, model, arm_inputs, meta = _set_up(cfg, data, out_dir, hp, arm, seed, adapter, base_dir, progress)
+    state = _resume(out_dir, model, adapter, new_run_state(model, hp, seed, len(data), place), place.lead)
+    forward = _forward(model, hp, place)
+    log = RunLog(out_dir.name, adapter, arm, seed, data, every=int(hp["log_every"]), last=hp["steps"])
+    bar = Progress(total=hp["steps"], initial=state.step, desc=out_dir.name, disable=not (progress and place.lead),
+                   leave=False)
+    for step in range(state.step + 1, hp["steps"] + 1):
+        t0 = time.perf_counter()
+        lr = learning_rate(hp, step)
+        for group in state.opt.param_groups:
+            group["lr"] = lr
+        batch = draw_batch(data, state.order, state.gens, hp)
+        out = weighted_step(forward, batch, arm_inputs, state.opt, gens=state.gens, tmatched=state.tmatched,
+                            place=place, grad_clip=hp["grad_clip"])
+        state.step = step
+        log.add(step, batch, out, lr, time.perf_counter() - t0)
+        bar.update(1)
+        bar.set_postfix(loss=f"{log.steps[-1]['loss']:.4f}")
+        if step in hp["checkpoints"]:
+            if place.lead:
+                _save_checkpoint(out_dir, model, adapter, state, log)
+            log.clear()
+            place.sync()
+        if stop_after is not None and step >= stop_after:
+            bar.close()
+            return out_dir
+    bar.close()
+    if place.lead:
+        _finish(out_dir, model, adapter, meta)
+    place.sync()
+    return out_dir
+
+
+def learning_rate(hp: dict, step: int) -> float:
+    """The constant learning rate `lr`, after a linear warm-up over the first `warmup_steps` steps (if any)."""
+    return hp["lr"] * min(1.0, step / hp["warmup_steps"]) if hp["warmup_steps"] else hp["lr"]
+
+
+@dataclass
+class RunState:
+    """Everything of a run that changes from step to step besides the weights (state.pt of the newest
+    checkpoint): the steps done, the optimizer, the random streams, eisbach_tmatched's running bins and
+    the data order."""
+
+    step: int
+    opt: torch.optim.Optimizer
+    gens: dict[str, torch.Generator]
+    tmatched: dict[str, torch.Tensor]
+    order: BatchOrder
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "optimizer": self.opt.state_dict(),
+                "generators": {k: g.get_state() for k, g in self.gens.items()},
+                "tmatched": {k: v.clone() for k, v in self.tmatched.items()}, "order": self.order.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.opt.load_state_dict(state["optimizer"])
+        for k, g in self.gens.items():
+            g.set_state(state["generators"][k])
+        self.tmatched = {k: v.clone() for k, v in state["tmatched"].items()}
+        self.order.load_state_dict(state["order"])
+
+
+def new_run_state(model: torch.nn.Module, hp: dict, seed: int, n_clips: int, place: Placement) -> RunState:
+    """Step 0: AdamW over the trainable parameters (ε 1e-8, fused on CUDA), the seed's generators, empty
+    tmatched bins and the first permutation of the data order."""
+    opt = torch.optim.AdamW(_trainable(model), lr=hp["lr"], betas=tuple(hp["betas"]),
+                            weight_decay=float(hp["weight_decay"]), eps=1e-8, **({"fused": True} if place.cuda else {}))
+    gens = make_generators(seed)
+    return RunState(0, opt, gens, new_tmatched_state(), BatchOrder(n_clips, gens["data"]))
+
+
+class RunLog:
+    """The log rows since the last checkpoint: one per sample of every `every`-th step (and the last),
+    one per step; `write` puts them in the checkpoint's chunks log/samples_N.parquet, log/steps_N.parquet."""
+
+    def __init__(self, run: str, adapter: str | None, arm: str, seed: int, data: PreEncoded, every: int, last: int):
+        self.run, self.adapter, self.arm, self.seed, self.every, self.last = run, adapter or "none", arm, int(seed), every, last
+        self.ids = list(map(str, data.manifest["id"]))
+        self.textures = list(map(str, data.manifest["texture"])) if "texture" in data.manifest.columns else None
+        self.samples: list[dict] = []
+        self.steps: list[dict] = []
+
+    def add(self, step: int, batch: Batch, out: StepOut, lr: float, elapsed: float) -> None:
+        if (step - 1) % self.every == 0 or step == self.last:
+            nsum = batch.noise.double().sum(dim=(1, 2))
+            for j, i in enumerate(batch.idx.tolist()):
+                row = {"run": self.run, "adapter": self.adapter, "arm": self.arm, "seed": self.seed, "step": step,
+                       "id": self.ids[i]}
+                if self.textures is not None:
+                    row["texture"] = self.textures[i]
+                row.update({"t": float(batch.t[j]), "h": float(out.h[j]), "w": float(out.w[j]),
+                            "loss": float(out.loss[j]), "dropped": bool(batch.dropped[j]), "noise_sum": float(nsum[j])})
+                self.samples.append(row)
+        w, loss, h = out.w, out.loss, out.h
+        self.steps.append({"run": self.run, "arm": self.arm, "seed": self.seed, "step": step,
+                           "loss": float((w * loss).mean()), "loss_unweighted": float(loss.mean()),
+                           "w_mean": float(w.mean()), "h_mean": float(h.mean()), "lr": lr,
+                           "grad_norm": float(out.grad_norm), "samples_per_s": len(batch.idx) / elapsed})
+
+    def write(self, log_dir: Path, step: int) -> None:
+        log_dir.mkdir(exist_ok=True)
+        _atomic_parquet(pd.DataFrame(self.samples), log_dir / f"samples_{step:06d}.parquet")
+        _atomic_parquet(pd.DataFrame(self.steps), log_dir / f"steps_{step:06d}.parquet")
+
+    def clear(self) -> None:
+        self.samples, self.steps = [], []
+
+
+def _set_up(cfg: dict, data: PreEncoded, out_dir: Path, hp: dict, arm: str, seed: int, adapter: str | None,
+            base_dir: str | Path | None, progress: bool) -> tuple[Placement, EisbachDiT, ArmInputs, dict]:
+    """Check the data, place this process, build the model at step 0 (on its device, in train mode),
+    collect the arm's inputs and write run.json (or check that the folder holds this run)."""
     if len(data) == 0:
         raise ValueError("the training data is empty (0 clips)")
     if hp["batch_size"] > len(data):
         print(f"note: batch_size {hp['batch_size']} > {len(data)} clips; batches repeat clips across epochs")
-
-    device = resolve_device(cfg)
-    cuda = device.type == "cuda"
-    rank, world = distributed(device)
-    if cuda and world > 1:
-        device = torch.device("cuda", torch.cuda.current_device())
-    if hp["batch_size"] % world:
-        raise ValueError(f"batch_size {hp['batch_size']} is not divisible by the {world} processes")
-    lead = rank == 0  # writes logs, checkpoints and the final weights
-    has_texture = "texture" in data.manifest.columns
-    textures = list(map(str, data.manifest["texture"])) if has_texture else None
+    place = _placement(cfg, int(hp["batch_size"]))
+    textures = list(map(str, data.manifest["texture"])) if "texture" in data.manifest.columns else None
     arm_config: dict = {}
     if arm == "oracle_texture":
-        if not has_texture:
+        if textures is None:
             raise ValueError("arm 'oracle_texture' needs texture labels: the data's manifest has no 'texture' column")
         arm_config = {"oracle_weights": dict(ORACLE_WEIGHTS)}
         barrier_weights(torch.zeros(len(textures), 1, 1), arm, textures=textures)  # unknown labels raise now
@@ -479,129 +729,56 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
             raise ValueError("arm 'constant' needs a base model (its weight is the base's mean eisbach weight); "
                              "pretrain with arm 'none'")
         arm_config = constant_weight(cfg, data, base_used, lam=float(hp["lam"]), timesteps=hp["timesteps"],
-                                     progress=progress and rank == 0)
+                                     progress=progress and place.lead)
     meta = {"arm": arm, "seed": int(seed), "adapter": adapter, "base_dir": base_used, "data": data_fingerprint(data),
             "model": {k: v for k, v in model.transformer.config.items() if not k.startswith("_")},
             "n_clips": len(data), "hyperparameters": hp, "parameters": count_parameters(model)}
     if arm_config:
         meta["arm_config"] = arm_config
-    constant = arm_config.get("weight")
-    if lead:
+    if place.lead:
         out_dir.mkdir(parents=True, exist_ok=True)
         _check_run_meta(out_dir, meta)
+    model.to(place.device).train()
+    return place, model, ArmInputs(arm, float(hp["lam"]), textures, arm_config.get("weight")), meta
 
-    model.to(device).train()
-    params = _trainable(model)
-    opt = torch.optim.AdamW(params, lr=hp["lr"], betas=tuple(hp["betas"]), weight_decay=float(hp["weight_decay"]),
-                            eps=1e-8, **({"fused": True} if cuda else {}))
-    gens = make_generators(seed)
-    tmatched = new_tmatched_state()
-    order = BatchOrder(len(data), gens["data"])
 
-    start = 0
+def _placement(cfg: dict, batch_size: int) -> Placement:
+    """This process's device and rank (`resolve_device`, `distributed`); the batch must split evenly."""
+    device = resolve_device(cfg)
+    rank, world = distributed(device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the {world} processes")
+    return Placement(device, rank, world)
+
+
+def _resume(out_dir: Path, model: EisbachDiT, adapter: str | None, state: RunState, lead: bool) -> RunState:
+    """Load the newest checkpoint that has a state.pt into `model` and `state`, dropping log chunks written
+    after it; without one, the run starts at step 0 and an old log folder is removed."""
     ckpts = list_checkpoints(out_dir)
     resumable = [s for s, f in ckpts.items() if (f / "state.pt").exists()]
-    if resumable:
-        start = resumable[-1]
-        folder = ckpts[start]
-        _load_weights(model, adapter, folder)
-        state = torch.load(folder / "state.pt", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        for k, g in gens.items():
-            g.set_state(state["generators"][k])
-        tmatched = {k: v.clone() for k, v in state["tmatched"].items()}
-        order.load_state_dict(state["order"])
+    if not resumable:
         if lead:
-            _drop_stale_logs(out_dir, start)
-    elif lead:
-        shutil.rmtree(out_dir / "log", ignore_errors=True)
+            shutil.rmtree(out_dir / "log", ignore_errors=True)
+        return state
+    folder = ckpts[resumable[-1]]
+    _load_weights(model, adapter, folder)
+    state.load_state_dict(torch.load(folder / "state.pt", weights_only=True))
+    if lead:
+        _drop_stale_logs(out_dir, state.step)
+    return state
 
-    if cuda and hp["grad_checkpointing"]:
+
+def _forward(model: EisbachDiT, hp: dict, place: Placement):
+    """The callable the step runs: the model, with gradient checkpointing (CUDA, `grad_checkpointing`),
+    wrapped in DistributedDataParallel on several processes, compiled (CUDA, `compile`)."""
+    if place.cuda and hp["grad_checkpointing"]:
         model.transformer.enable_gradient_checkpointing()
     forward = model
-    if world > 1:
-        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-    forward = torch.compile(forward) if (cuda and hp["compile"]) else forward
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
-    ids = list(map(str, data.manifest["id"]))
-    run_name = out_dir.name
-    sample_rows: list[dict] = []
-    step_rows: list[dict] = []
-    lam, bsz = float(hp["lam"]), int(hp["batch_size"])
-    mine = slice(rank * bsz // world, (rank + 1) * bsz // world)  # this process's part of each batch
-
-    bar = Progress(total=hp["steps"], initial=start, desc=f"{run_name}", disable=not (progress and lead), leave=False)
-    for step in range(start + 1, hp["steps"] + 1):
-        t0 = time.perf_counter()
-        lr = hp["lr"] * min(1.0, step / hp["warmup_steps"]) if hp["warmup_steps"] else hp["lr"]
-        for group in opt.param_groups:
-            group["lr"] = lr
-        idx = order.next(bsz)
-        x0 = data.latents[idx]
-        t = sample_timesteps(bsz, hp["timesteps"], generator=gens["timesteps"])
-        noise = torch.randn(x0.shape, generator=gens["noise"])
-        if hp["ot"]:
-            noise = ot_couple(x0, noise, method=hp["ot"])
-        token_mask = drop_condition(data.token_mask[idx], float(hp["cond_dropout"]), gens["dropout"])
-        frame_mask = data.frame_mask[idx].to(device)
-        x0d, noised, td = x0[mine].to(device), noise[mine].to(device), t[mine].to(device)
-        with autocast():
-            v = forward(noise_data(x0d, noised, td), td, data.tokens[idx[mine]].to(device),
-                        token_mask[mine].to(device), data.seconds[idx[mine]].to(device))
-        v = v.float()
-        per_sample = per_sample_loss(v, velocity_target(x0d, noised), frame_mask[mine])
-        v_all = _gather(v, world)
-        batch_textures = [textures[i] for i in idx.tolist()] if textures is not None else None
-        if world > 1 and arm != "eisbach_grad":  # the batch-coupled arms (norm, shuffle, tmatched) see the whole batch
-            w = barrier_weights(v_all, arm, lam=lam, t=t.to(device), mask=frame_mask, generator=gens["shuffle"],
-                                state=tmatched, textures=batch_textures, constant=constant)[mine]
-        else:  # one process; or eisbach_grad, per sample and differentiated through v
-            w = barrier_weights(v, arm, lam=lam, t=td, mask=frame_mask[mine], generator=gens["shuffle"], state=tmatched,
-                                textures=None if batch_textures is None else batch_textures[mine], constant=constant)
-        loss = weighted_loss(w, per_sample)  # DDP averages the processes' gradients: the whole batch's mean
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grads = [p.grad for p in params if p.grad is not None]
-        grad_norm = torch.nn.utils.get_total_norm(grads)
-        if hp["grad_clip"]:
-            torch.nn.utils.clip_grads_with_norm_(params, float(hp["grad_clip"]), grad_norm)
-        opt.step()
-
-        with torch.no_grad():
-            h = temporal_entropy(v_all, frame_mask).cpu()
-            w_c, l_c = _gather(w.float(), world).cpu(), _gather(per_sample, world).cpu()
-        elapsed = time.perf_counter() - t0
-        if (step - 1) % int(hp["log_every"]) == 0 or step == hp["steps"]:
-            nsum = noise.double().sum(dim=(1, 2))
-            for j, i in enumerate(idx.tolist()):
-                row = {"run": run_name, "adapter": adapter or "none", "arm": arm, "seed": int(seed), "step": step,
-                       "id": ids[i]}
-                if has_texture:
-                    row["texture"] = textures[i]
-                row.update({"t": float(t[j]), "h": float(h[j]), "w": float(w_c[j]), "loss": float(l_c[j]),
-                            "dropped": bool(data.token_mask[i].any() and not token_mask[j].any()),
-                            "noise_sum": float(nsum[j])})
-                sample_rows.append(row)
-        step_rows.append({"run": run_name, "arm": arm, "seed": int(seed), "step": step, "loss": float((w_c * l_c).mean()),
-                          "loss_unweighted": float(l_c.mean()), "w_mean": float(w_c.mean()), "h_mean": float(h.mean()),
-                          "lr": lr, "grad_norm": float(grad_norm), "samples_per_s": bsz / elapsed})
-        bar.update(1)
-        bar.set_postfix(loss=f"{step_rows[-1]['loss']:.4f}")
-        if step in hp["checkpoints"]:
-            if lead:
-                _save_checkpoint(out_dir, step, model, adapter, opt, gens, tmatched, order, sample_rows, step_rows)
-            sample_rows, step_rows = [], []
-            if world > 1:
-                torch.distributed.barrier()
-        if stop_after is not None and step >= stop_after:
-            bar.close()
-            return out_dir
-    bar.close()
-    if lead:
-        _finish(out_dir, model, adapter, meta)
-    if world > 1:
-        torch.distributed.barrier()
-    return out_dir
+    if place.world > 1:
+        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[place.device.index] if place.cuda else None)
+    return torch.compile(forward) if (place.cuda and hp["compile"]) else forward
 
 
 def _check_run_meta(out_dir: Path, meta: dict) -> None:
@@ -620,7 +797,7 @@ def _check_run_meta(out_dir: Path, meta: dict) -> None:
         if diff:
             raise ValueError(f"{out_dir} holds a different run ({', '.join(diff)} differ); use another folder or delete it")
     else:
-        _atomic_write_text(path, json.dumps(meta, indent=2, sort_keys=True, default=str))
+        atomic_json(path, meta)
 
 
 def _finish(out_dir: Path, model: EisbachDiT, adapter: str | None, meta: dict) -> Path:
@@ -635,7 +812,7 @@ def _finish(out_dir: Path, model: EisbachDiT, adapter: str | None, meta: dict) -
                "final_loss_unweighted": float(tail["loss_unweighted"].mean()),
                "mean_samples_per_s": float(steps["samples_per_s"].median()),
                "checkpoints": sorted(list_checkpoints(out_dir)), "torch": torch.__version__}
-    _atomic_write_text(out_dir / "done.json", json.dumps(summary, indent=2, sort_keys=True, default=str))
+    atomic_json(out_dir / DONE, summary)  # written last: its presence marks the run finished
     return out_dir
 
 
@@ -777,7 +954,7 @@ def pretrain(cfg: dict, data: PreEncoded, progress: bool = True) -> Path:
 
 __all__ = ["train_run", "pretrain", "run_grid", "grid_items", "grid_workers", "shard_items", "load_run_model", "read_log",
            "hyperparameters", "stream_seed", "BatchOrder", "STREAMS", "constant_weight", "training_mix",
-           "base_fingerprint", "data_content_hash"]
+           "base_fingerprint", "data_content_hash", "weighted_step"]
 
 
 # --------------------------------------------------------------------------------------------
