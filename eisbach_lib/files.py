@@ -38,11 +38,13 @@ def atomic_json(path: str | Path, obj: Any) -> Path:
 
 
 def atomic_dir(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """A folder written atomically: `write(tmp)` fills the empty folder `<path>.tmp`, which then
-    replaces `path` (an existing `path` is removed first)."""
+    """A folder written atomically: `write(tmp)` fills the empty folder `<path>.tmp` (a stale one,
+    left by an interrupted write, is cleared first), which then replaces `path` (an existing `path`
+    is removed first)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     write(tmp)
     if path.exists():
         shutil.rmtree(path)

@@ -81,7 +81,7 @@ from .barrier import (ARMS, ORACLE_WEIGHTS, barrier_weights, new_tmatched_state,
 from .cache import PreEncoded
 from .config import device_name, training_settings
 from .config import workers as config_workers
-from .files import atomic_json, atomic_text, atomic_write
+from .files import atomic_dir, atomic_json, atomic_text, atomic_write
 from .flow import noise_data, ot_couple, sample_timesteps, velocity_target
 from .layout import DONE, Layout, finished_runs, is_finished, read_done
 from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_parameters, drop_condition,
@@ -384,15 +384,12 @@ def _save_checkpoint(run_dir: Path, model: EisbachDiT, adapter: str | None, stat
     state.pt (only the newest is needed to resume)."""
     step = state.step
     log.write(run_dir / "log", step)
-    final = run_dir / ckpt_name(step)
-    tmp = run_dir / (ckpt_name(step) + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    _save_weights(model, adapter, tmp)
-    torch.save(state.state_dict(), tmp / "state.pt")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+
+    def write(folder: Path) -> None:
+        _save_weights(model, adapter, folder)
+        torch.save(state.state_dict(), folder / "state.pt")
+
+    final = atomic_dir(run_dir / ckpt_name(step), write)
     for s, folder in list_checkpoints(run_dir).items():
         if s < step and (folder / "state.pt").exists():
             (folder / "state.pt").unlink()
