@@ -103,6 +103,19 @@ def load_clip(path: str | Path, max_seconds: float | None = 10.0, max_sr: int | 
     return y, int(sr)
 
 
+def choice_buttons(choose, label_a: str = "A", label_b: str = "B"):
+    """The three answer buttons of a paired comparison: `label_a`, `label_b` and "no preference",
+    calling `choose("A")`, `choose("B")` and `choose("tie")` when clicked."""
+    import ipywidgets as widgets
+
+    buttons = []
+    for label, answer in ((label_a, "A"), (label_b, "B"), ("no preference", "tie")):
+        button = widgets.Button(description=label)
+        button.on_click(lambda _, answer=answer: choose(answer))
+        buttons.append(button)
+    return tuple(buttons)
+
+
 def audio_player(path: str | Path, target_dbfs: float = -20.0, max_seconds: float | None = 10.0,
                  max_sr: int | None = 22050):
     """One loudness-matched clip as an ``ipywidgets.Output`` holding an ``IPython.display.Audio``
@@ -339,12 +352,7 @@ class BlindAB:
         self.progress = widgets.Label()
         self.player_left = widgets.VBox()
         self.player_right = widgets.VBox()
-        self.button_a = widgets.Button(description="A is better")
-        self.button_b = widgets.Button(description="B is better")
-        self.button_tie = widgets.Button(description="no preference")
-        self.button_a.on_click(lambda _: self.choose("A"))
-        self.button_b.on_click(lambda _: self.choose("B"))
-        self.button_tie.on_click(lambda _: self.choose("tie"))
+        self.button_a, self.button_b, self.button_tie = choice_buttons(self.choose, "A is better", "B is better")
         self.summary = widgets.HTML()
         self.widget = widgets.VBox([
             self.progress, self.caption,

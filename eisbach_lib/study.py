@@ -54,7 +54,7 @@ from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from .files import append_csv_row, atomic_write
 from .layout import Layout
-from .listen import audio_player, final_steps, load_clip, loudness_match
+from .listen import audio_player, choice_buttons, final_steps, load_clip, loudness_match
 
 # ----------------------------------------------------------------------------- the study as data
 
@@ -814,12 +814,7 @@ class StudyAB:
         self.caption = widgets.HTML()
         self.player_a, self.player_b = widgets.VBox(), widgets.VBox()
         self.question = widgets.HTML()
-        self.button_a = widgets.Button(description="A")
-        self.button_b = widgets.Button(description="B")
-        self.button_tie = widgets.Button(description="no preference")
-        self.button_a.on_click(lambda _: self.choose("A"))
-        self.button_b.on_click(lambda _: self.choose("B"))
-        self.button_tie.on_click(lambda _: self.choose("tie"))
+        self.button_a, self.button_b, self.button_tie = choice_buttons(self.choose)
         self.summary = widgets.HTML()
         self.result = widgets.Output()
         self.widget = widgets.VBox([
