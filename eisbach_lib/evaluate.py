@@ -291,12 +291,12 @@ def write_metrics(cfg: dict, n_jobs: int = 2) -> dict[str, pd.DataFrame]:
 
 
 def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
-    """The anatomy and training-dynamics tables when missing (`anatomy.barrier_anatomy`,
-    `anatomy.training_dynamics`), `write_metrics`, `arm_means` and `differences_to_none`, then the scorecard (returned, and written to
-    <figures_dir>/scorecard.csv and .md): the whole scorecard from the command line, no notebook needed."""
-    from .scorecard import build_scorecard, write_scorecard
-
+    """The whole scorecard from the command line, no notebook needed: the anatomy and
+    training-dynamics tables when missing (`anatomy.barrier_anatomy`, `anatomy.training_dynamics`),
+    `write_metrics`, `arm_means` and `differences_to_none`, then the scorecard (returned, and written
+    to <figures_dir>/scorecard.csv and .md)."""
     from .anatomy import barrier_anatomy, training_dynamics
+    from .scorecard import build_scorecard, write_scorecard
 
     layout = Layout.of(cfg)
     if not layout.anatomy_table("update_cosines").exists():
