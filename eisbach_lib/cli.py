@@ -21,10 +21,9 @@ NOTEBOOKS = REPO / "notebooks"
 
 
 def _load_data(cfg: dict):
-    from .cache import load_cache
-    from .datasets import prepare_corpus
+    from .datasets import load_corpus
 
-    return load_cache(prepare_corpus(cfg))
+    return load_corpus(cfg)
 
 
 def cmd_corpus(cfg: dict, args: argparse.Namespace) -> None:

@@ -75,7 +75,8 @@ def clip_metrics(cfg: dict, samples: pd.DataFrame, n_jobs: int = 2) -> pd.DataFr
         done = done[~stale].reset_index(drop=True)
     todo = samples[~samples["path"].isin(set(done["path"]))]
     if len(todo):
-        paths = [str(Layout.of(cfg).runs / p) for p in todo["path"]]
+        runs = Layout.of(cfg).runs
+        paths = [str(runs / p) for p in todo["path"]]
         m = metrics_table(paths, sr=None, n_jobs=n_jobs).drop(columns=["path"], errors="ignore")
         new = pd.concat([todo.reset_index(drop=True), m.reset_index(drop=True)], axis=1)
         new["metrics_version"] = METRICS_VERSION
@@ -92,7 +93,9 @@ def _reference_manifest(cfg: dict) -> tuple[Path, pd.DataFrame]:
     corpus, path = layout.corpus, layout.corpus_manifest
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: build the corpus first (eisbach corpus --profile {cfg['name']})")
-    man = pd.read_csv(path, keep_default_na=False)
+    from .datasets import read_manifest
+
+    man = read_manifest(cfg)
     ref = man[man["split"] == "reference"].reset_index(drop=True)
     if len(ref) < 2:
         raise ValueError(f"{path}: the reference split has {len(ref)} clips; the set metrics need at least 2")
@@ -348,19 +351,19 @@ def differences_to_none(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFr
     """Every arm but `none` against `none` at the final step, paired by seed and prompt, for every
     PER_CLIP metric and vendi_intra: difference, 95 % CI, MDE, the reference sesoi and the verdict
     (`stats.paired_verdict`, as the scorecard decides). Also written to metrics/paired_differences.csv."""
-    from .scorecard import outcome_diffs, reference_sesoi
+    from .scorecard import metric_sesoi, outcome_diffs
     from .stats import paired_verdict
 
     fc, fi = final_tables(cfg, tables)
-    bandwidth = float(pd.read_json(_mdir(cfg) / "vendi_bandwidth.json", typ="series")["bandwidth"])
+    metrics = [*((m, fc) for m in PER_CLIP), ("vendi_intra", fi)]
+    sesois = {metric: metric_sesoi(tables, cfg, metric, _mdir(cfg)) for metric, _ in metrics}
     rows = []
     for arm in [a for a in cfg["finetune"]["arms"] if a != "none"]:
-        for metric, table in [*((m, fc) for m in PER_CLIP), ("vendi_intra", fi)]:
+        for metric, table in metrics:
             d = outcome_diffs(table, metric, arm=arm)
             if d.empty:
                 continue
-            sesoi = reference_sesoi(tables["reference"], metric, set_size=cfg["generate"]["samples_per_prompt"],
-                                    bandwidth=bandwidth)
+            sesoi = sesois[metric]
             r = paired_verdict(d, sesoi=sesoi if np.isfinite(sesoi) else None)
             rows.append({"arm": arm, "metric": metric, "diff": r["estimate"], "lo": r["ci_lo"], "hi": r["ci_hi"],
                          "mde": r["mde"], "sesoi": sesoi, "verdict": r["verdict"], "seeds": r["n_seeds"],

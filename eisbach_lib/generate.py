@@ -18,7 +18,7 @@ from .progress import Progress
 
 from .config import REPO, checkpoint_arms, heldout_prompts
 from .config import workers as config_workers
-from .datasets import codec_for, text_encoder_for
+from .datasets import codec_for, read_manifest, text_encoder_for
 from .files import atomic_write
 from .layout import Layout, is_finished, read_done
 from .sampling import rf_schedule, sample_euler, sample_pingpong
@@ -51,7 +51,7 @@ def prompt_set(cfg: dict) -> pd.DataFrame:
     gen = cfg["generate"]
     n_wanted = heldout_prompts(cfg)
     layout = Layout.of(cfg)
-    manifest = pd.read_csv(layout.corpus_manifest, keep_default_na=False)
+    manifest = read_manifest(cfg)
     train = manifest[manifest["split"].isin(HELDOUT_EXCLUDED_SPLITS)]
     ref = manifest[manifest["split"] == HELDOUT_SPLIT].sort_values("id")
     if "source_piece" in manifest.columns:

@@ -291,7 +291,10 @@ def _tables(mdir: Path) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _sesoi(t: dict, cfg: dict, metric: str, mdir: Path) -> float:
+def metric_sesoi(t: dict, cfg: dict, metric: str, mdir: Path) -> float:
+    """The sesoi of `metric` for this run (`reference_sesoi` on the evaluation tables' reference, with
+    the Vendi bandwidth recorded in <mdir>/vendi_bandwidth.json and the profile's seed); nan when the
+    tables have no reference or the metric is not in it."""
     if "reference" not in t or (metric != "vendi_intra" and metric not in t["reference"]):
         return np.nan
     bw = None
@@ -313,7 +316,7 @@ def _outcome_test(t: dict, cfg: dict, mdir: Path, claim: str, metric: str, table
     d = outcome_diffs(_final(t[table], cfg, adapter), metric, arm=arm)
     if d.empty:
         return _row(claim, ev, role, direction, note=f"arm {arm} not generated at this profile", statement=statement)
-    sesoi = _sesoi(t, cfg, metric, mdir)
+    sesoi = metric_sesoi(t, cfg, metric, mdir)
     res = stats.paired_verdict(d, direction=direction, sesoi=sesoi if np.isfinite(sesoi) else None,
                                alpha=cfg["evaluate"]["alpha"])
     return _min_seeds(_from_test(claim, ev, res, role, direction, statement=statement), d)

@@ -597,7 +597,8 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
     place, model, arm_inputs, meta = _set_up(cfg, data, out_dir, hp, arm, seed, adapter, base_dir, progress)
     state = _resume(out_dir, model, adapter, new_run_state(model, hp, seed, len(data), place), place.lead)
     forward = _forward(model, hp, place)
-    log = RunLog(out_dir.name, adapter, arm, seed, data, every=int(hp["log_every"]), last=hp["steps"])
+    log = RunLog(out_dir.name, adapter, arm, seed, data, arm_inputs.textures, every=int(hp["log_every"]),
+                 last=hp["steps"])
     bar = Progress(total=hp["steps"], initial=state.step, desc=out_dir.name, disable=not (progress and place.lead),
                    leave=False)
     for step in range(state.step + 1, hp["steps"] + 1):
@@ -671,10 +672,11 @@ class RunLog:
     """The log rows since the last checkpoint: one per sample of every `every`-th step (and the last),
     one per step; `write` puts them in the checkpoint's chunks log/samples_N.parquet, log/steps_N.parquet."""
 
-    def __init__(self, run: str, adapter: str | None, arm: str, seed: int, data: PreEncoded, every: int, last: int):
+    def __init__(self, run: str, adapter: str | None, arm: str, seed: int, data: PreEncoded,
+                 textures: list[str] | None, every: int, last: int):
         self.run, self.adapter, self.arm, self.seed, self.every, self.last = run, adapter or "none", arm, int(seed), every, last
         self.ids = list(map(str, data.manifest["id"]))
-        self.textures = list(map(str, data.manifest["texture"])) if "texture" in data.manifest.columns else None
+        self.textures = textures  # each clip's texture label (ArmInputs.textures), or None
         self.samples: list[dict] = []
         self.steps: list[dict] = []
 
