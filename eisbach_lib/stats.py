@@ -6,8 +6,9 @@ The one rule every outcome claim goes through (issue 12):
                        equivalent / inconclusive) of a mean paired difference over a crossed
                        seed × prompt table, a seed-level table or independent rows;
 - `noninferiority`     the one-sided test of harm against a pre-registered margin (claim C8);
-- `decide`             the verdict from a CI (and the 1 − 2α CI against ±sesoi), shared with the
-                       listening study;
+- `decide`             the verdict from a CI (and the 1 − 2α CI against ±sesoi), equivalence read
+                       before significance (Lakens et al. 2018), shared with the listening study;
+                       `negligible` flags an equivalent effect whose 1 − α CI also excludes 0;
 - `crossed_mean_se`, `verdict_from_se`, `noninferiority_from_se`
                        the vectorised pieces of the two rules above (used by the calibration test,
                        which runs them on thousands of simulated tables at once);
@@ -378,18 +379,20 @@ def _ratio(x, se) -> np.ndarray:
 
 
 def decide(ci_lo, ci_hi, direction: int = +1, eq_lo=None, eq_hi=None, sesoi: float | None = None):
-    """The verdict rule shared by every claim (and the listening study); vectorised.
+    """The verdict rule shared by every claim (and the listening study); vectorised. Equivalence is
+    read before significance: the four outcomes of Lakens, Scheel & Isager (2018, AMPPS 1(2), Fig. 1).
 
-    - 'supported'    the (1 − α) CI [ci_lo, ci_hi] excludes 0 on the claimed side
+    - 'equivalent'   a sesoi > 0 is given and the equivalence interval [eq_lo, eq_hi] lies inside
+                     (−sesoi, +sesoi): the two one-sided tests (TOST) at α when it is the
+                     (1 − 2α) CI (Schuirmann 1987); without eq_lo/eq_hi the (1 − α) CI is used (a
+                     stricter TOST at α/2). This wins whatever the p-value: an effect shown to lie
+                     inside ±sesoi is negligible even when the (1 − α) CI also excludes 0 (then it is
+                     "established but negligible", `negligible` below);
+    - 'supported'    otherwise, the (1 − α) CI [ci_lo, ci_hi] excludes 0 on the claimed side
                      (direction +1: ci_lo > 0; −1: ci_hi < 0);
-    - 'contradicted' it excludes 0 on the other side;
-    - 'equivalent'   neither, a sesoi > 0 is given and the equivalence interval lies inside
-                     (−sesoi, +sesoi): that is the two one-sided tests (TOST) at α when
-                     [eq_lo, eq_hi] is the (1 − 2α) CI (Schuirmann 1987); without eq_lo/eq_hi the
-                     (1 − α) CI is used (a stricter TOST at α/2);
+    - 'contradicted' otherwise, it excludes 0 on the other side;
     - 'inconclusive' otherwise, including a non-finite CI.
-    The order matters only when a CI excludes 0 and also lies inside ±sesoi (a detected but
-    trivially small effect): it reads 'supported'/'contradicted'; compare the estimate with sesoi.
+    Without a sesoi this is the plain significance rule (supported / contradicted / inconclusive).
     Scalars in → str out; arrays in → array of str.
     """
     if direction not in (1, -1):
@@ -398,15 +401,30 @@ def decide(ci_lo, ci_hi, direction: int = +1, eq_lo=None, eq_hi=None, sesoi: flo
     ok = np.isfinite(lo) & np.isfinite(hi)
     sup = ok & ((lo > 0) if direction == 1 else (hi < 0))
     con = ok & ((hi < 0) if direction == 1 else (lo > 0))
-    eq = np.zeros(np.broadcast(lo, hi).shape, dtype=bool)
-    if sesoi is not None and np.isfinite(sesoi):
-        if sesoi <= 0:
-            raise ValueError(f"sesoi must be > 0, got {sesoi}")
-        elo = lo if eq_lo is None else np.asarray(eq_lo, dtype=np.float64)
-        ehi = hi if eq_hi is None else np.asarray(eq_hi, dtype=np.float64)
-        eq = np.isfinite(elo) & np.isfinite(ehi) & (elo > -sesoi) & (ehi < sesoi)
-    out = np.select([sup, con, eq], ["supported", "contradicted", "equivalent"], "inconclusive")
+    eq = _equivalent(lo, hi, eq_lo, eq_hi, sesoi)
+    out = np.select([eq, sup, con], ["equivalent", "supported", "contradicted"], "inconclusive")
     return str(out) if out.ndim == 0 else out
+
+
+def _equivalent(lo: np.ndarray, hi: np.ndarray, eq_lo=None, eq_hi=None, sesoi: float | None = None) -> np.ndarray:
+    """True where the equivalence interval ([eq_lo, eq_hi], else [lo, hi]) lies inside (−sesoi, sesoi);
+    all False without a finite sesoi. A sesoi ≤ 0 is an error."""
+    if sesoi is None or not np.isfinite(sesoi):
+        return np.zeros(np.broadcast(lo, hi).shape, dtype=bool)
+    if sesoi <= 0:
+        raise ValueError(f"sesoi must be > 0, got {sesoi}")
+    elo = lo if eq_lo is None else np.asarray(eq_lo, dtype=np.float64)
+    ehi = hi if eq_hi is None else np.asarray(eq_hi, dtype=np.float64)
+    return np.isfinite(elo) & np.isfinite(ehi) & (elo > -sesoi) & (ehi < sesoi)
+
+
+def negligible(ci_lo, ci_hi, eq_lo=None, eq_hi=None, sesoi: float | None = None):
+    """True where `decide` says 'equivalent' and the (1 − α) CI [ci_lo, ci_hi] also excludes 0: an
+    effect that is established but lies inside ±sesoi (Lakens et al. 2018, outcome "statistically
+    different from zero and statistically equivalent"). Vectorised; scalars in → bool out."""
+    lo, hi = np.asarray(ci_lo, dtype=np.float64), np.asarray(ci_hi, dtype=np.float64)
+    out = _equivalent(lo, hi, eq_lo, eq_hi, sesoi) & np.isfinite(lo) & np.isfinite(hi) & ((lo > 0) | (hi < 0))
+    return bool(out) if out.ndim == 0 else out
 
 
 def verdict_from_se(estimate, se, df, direction: int = +1, sesoi: float | None = None,
@@ -415,8 +433,10 @@ def verdict_from_se(estimate, se, df, direction: int = +1, sesoi: float | None =
 
     ci = estimate ± t_{1−α/2,df}·se; p = 2·P(T_df > |estimate/se|); mde = mde_factor(df, α)·se;
     with sesoi: p_equiv = max(P(T_df > (est + sesoi)/se), P(T_df < (est − sesoi)/se)) (TOST) and
-    the (1 − 2α) CI for `decide`. se = 0 gives a zero-width CI (p 1 if the estimate is 0, else 0);
-    se nan or df < 1 gives nan CI, p and mde, and the verdict 'inconclusive'.
+    the (1 − 2α) CI for `decide` (equivalence first: Lakens et al. 2018); `negligible` is True
+    where the verdict is 'equivalent' and the (1 − α) CI excludes 0 (all False without a sesoi).
+    se = 0 gives a zero-width CI (p 1 if the estimate is 0, else 0); se nan or df < 1 gives nan
+    CI, p and mde, and the verdict 'inconclusive'.
     """
     est = np.asarray(estimate, dtype=np.float64)
     se = np.asarray(se, dtype=np.float64)
@@ -436,6 +456,7 @@ def verdict_from_se(estimate, se, df, direction: int = +1, sesoi: float | None =
         p_high = scipy.stats.t.cdf(_ratio(est - sesoi, se), dfv)  # H0: δ ≥ +sesoi
         out["p_equiv"] = np.maximum(p_low, p_high)
     out["verdict"] = decide(lo, hi, direction, eq_lo, eq_hi, sesoi)
+    out["negligible"] = np.asarray(negligible(lo, hi, eq_lo, eq_hi, sesoi))
     return out
 
 
@@ -470,9 +491,12 @@ def paired_verdict(diffs: pd.DataFrame, direction: int = +1, sesoi: float | None
     es_seed (estimate / SD of the per-seed mean differences; nan below 2 seeds), es_prompt
     (estimate / SD of the per-prompt mean differences; nan below 2 prompts), n_seeds, n_prompts,
     n (cells used), sesoi (echo, nan if none), p_equiv (TOST p against ±sesoi; nan without sesoi),
-    verdict ('supported' | 'contradicted' | 'equivalent' | 'inconclusive', see `decide`), method,
-    note (rows or cells dropped). With fewer than 2 units of the factor carrying the variance
-    (e.g. one seed and one prompt) the CI, p and mde are nan and the verdict 'inconclusive'.
+    verdict ('supported' | 'contradicted' | 'equivalent' | 'inconclusive', see `decide`:
+    equivalence before significance, Lakens et al. 2018), negligible (bool: 'equivalent' and the
+    (1 − α) CI excludes 0, an established but negligible effect; False without a sesoi), method,
+    note (rows or cells dropped; "negligible: …" when negligible). With fewer than 2 units of the
+    factor carrying the variance (e.g. one seed and one prompt) the CI, p and mde are nan and the
+    verdict 'inconclusive'.
     """
     table, seeds, prompts, note = crossed_table(diffs, value)
     has_seed, has_prompt = "seed" in diffs.columns, "prompt_id" in diffs.columns
@@ -492,6 +516,10 @@ def paired_verdict(diffs: pd.DataFrame, direction: int = +1, sesoi: float | None
         method = "one-sample t over rows"
     if S * P < 2:
         note = "; ".join(x for x in (note, "fewer than 2 units: no CI") if x)
+    is_negligible = bool(res["negligible"])
+    if is_negligible:
+        note = "; ".join(x for x in (f"negligible: the {1 - alpha:.0%} CI excludes 0 but the {1 - 2 * alpha:.0%} CI "
+                                     f"lies inside ±sesoi = ±{sesoi:.3g}", note) if x)
     seed_means = table.mean(axis=1) if S and has_seed else np.array([])
     prompt_means = table.mean(axis=0) if P and has_prompt else np.array([])
     return {"estimate": est, "ci_lo": float(res["ci_lo"]), "ci_hi": float(res["ci_hi"]), "p": float(res["p"]),
@@ -499,7 +527,7 @@ def paired_verdict(diffs: pd.DataFrame, direction: int = +1, sesoi: float | None
             "es_seed": _es(est, _sd(seed_means)), "es_prompt": _es(est, _sd(prompt_means)),
             "n_seeds": int(S) if has_seed else 0, "n_prompts": int(P) if has_prompt else 0, "n": int(S * P),
             "sesoi": float(sesoi) if sesoi is not None else float("nan"), "p_equiv": float(res["p_equiv"]),
-            "verdict": str(res["verdict"]), "method": method, "note": note}
+            "verdict": str(res["verdict"]), "negligible": is_negligible, "method": method, "note": note}
 
 
 def noninferiority_from_se(estimate, se, df, margin: float, direction: int = +1, alpha: float = 0.05) -> dict:

@@ -9,8 +9,8 @@ import pytest
 import scipy.stats
 
 from eisbach_lib.stats import (arm_summary, bootstrap_ci, crossed_mean_se, crossed_table, decide, holm, mde_factor,
-                               noninferiority, noninferiority_from_se, paired_differences, paired_test, paired_verdict,
-                               spearman, trend_slopes, verdict, verdict_from_se, within_unit_rank_corr)
+                               negligible, noninferiority, noninferiority_from_se, paired_differences, paired_test,
+                               paired_verdict, spearman, trend_slopes, verdict, verdict_from_se, within_unit_rank_corr)
 
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -224,8 +224,9 @@ def test_paired_verdict_known_answer_on_a_balanced_table():
     assert (res["n_seeds"], res["n_prompts"], res["n"]) == (3, 3, 9)
     assert res["verdict"] == "inconclusive" and np.isnan(res["p_equiv"]) and np.isnan(res["sesoi"])
     assert res["mde"] == pytest.approx(mde_factor(2) * res["se"])
+    assert res["negligible"] is False
     for key, value in res.items():  # plain Python types only (the scorecard writes them out)
-        assert type(value) in (float, int, str), key
+        assert type(value) in (float, int, str, bool), key
     # a prompt variance below the residual one is truncated at 0: MS_prompt = 0 → se² = 12/9
     flat = paired_verdict(_long(_known_table(b=0.0)))
     assert flat["se"] == pytest.approx(np.sqrt(12 / 9))
@@ -302,6 +303,32 @@ def test_paired_verdict_zero_variance():
     assert near["p"] < 1e-12 and near["verdict"] == "supported"
 
 
+def test_paired_verdict_equivalence_before_significance():
+    """Lakens et al. (2018): an effect of 0.05 sesoi measured with a tiny SE is equivalent (and
+    negligible: established, but inside ±sesoi), not supported; 2 sesoi with the same SE is
+    supported; without a sesoi the old significance verdict stands."""
+    rng = np.random.default_rng(11)
+    noise = rng.normal(0.0, 1.0, size=(8, 16))
+    noise = 1e-3 * (noise - noise.mean())  # tiny SE, mean exactly 0
+    sesoi = 1.0
+    small = paired_verdict(_long(0.05 * sesoi + noise), sesoi=sesoi)
+    assert small["ci_lo"] > 0 and small["p"] < 1e-6  # clearly "significant"
+    assert small["verdict"] == "equivalent" and small["negligible"] is True and small["note"].startswith("negligible")
+    assert small["p_equiv"] < 1e-6
+    big = paired_verdict(_long(2.0 * sesoi + noise), sesoi=sesoi)
+    assert big["verdict"] == "supported" and big["negligible"] is False
+    assert paired_verdict(_long(-2.0 * sesoi + noise), sesoi=sesoi)["verdict"] == "contradicted"
+    assert paired_verdict(_long(-0.05 * sesoi + noise), sesoi=sesoi, direction=-1)["verdict"] == "equivalent"
+    plain = paired_verdict(_long(0.05 * sesoi + noise))
+    assert plain["verdict"] == "supported" and plain["negligible"] is False and plain["note"] == ""
+    # nothing there, precisely: equivalent but not negligible
+    null = paired_verdict(_long(noise), sesoi=sesoi)
+    assert null["verdict"] == "equivalent" and null["negligible"] is False
+    # a CI reaching past +sesoi is not equivalent, whatever the point estimate
+    wide = paired_verdict(_long(0.05 * sesoi + 1e4 * noise), sesoi=sesoi)
+    assert wide["ci_hi"] > sesoi and wide["verdict"] != "equivalent"
+
+
 def test_paired_verdict_nan_duplicates_and_missing_cells():
     rng = np.random.default_rng(4)
     table = rng.normal(size=(4, 6))
@@ -341,9 +368,15 @@ def test_decide_rule():
     assert decide(-0.3, 0.3, sesoi=0.25) == "inconclusive"
     assert decide(-0.3, 0.3, sesoi=0.35) == "equivalent"
     assert decide(-0.3, 0.3, eq_lo=-0.2, eq_hi=0.25, sesoi=0.25) == "inconclusive"  # on the bound: not inside
-    assert decide(0.01, 0.05, sesoi=0.5) == "supported"  # a detected but small effect reads supported
-    out = decide(np.array([0.1, -0.5, -0.1]), np.array([0.5, -0.1, 0.1]), sesoi=0.2)
-    assert list(out) == ["supported", "contradicted", "equivalent"]
+    # equivalence before significance (Lakens et al. 2018): a detected but small effect is equivalent
+    assert decide(0.01, 0.05, sesoi=0.5) == "equivalent" and negligible(0.01, 0.05, sesoi=0.5)
+    assert decide(0.01, 0.05) == "supported" and not negligible(0.01, 0.05)  # no sesoi: the old rule
+    assert decide(0.01, 0.6, eq_lo=0.02, eq_hi=0.55, sesoi=0.5) == "supported"  # 90 % CI crosses +sesoi
+    assert decide(-0.05, -0.01, eq_lo=-0.04, eq_hi=-0.02, sesoi=0.5) == "equivalent"
+    assert not negligible(-0.1, 0.1, sesoi=0.5)  # equivalent, 0 inside: not "negligible", just nothing
+    out = decide(np.array([0.1, -0.5, -0.1, 0.05]), np.array([0.5, -0.1, 0.1, 0.15]), sesoi=0.2)
+    assert list(out) == ["supported", "contradicted", "equivalent", "equivalent"]
+    assert list(negligible(np.array([0.1, -0.1, 0.05]), np.array([0.5, 0.1, 0.15]), sesoi=0.2)) == [False, False, True]
     with pytest.raises(ValueError):
         decide(0.1, 0.5, direction=2)
     with pytest.raises(ValueError):
@@ -368,7 +401,11 @@ def test_verdict_from_se_and_mde():
         r = verdict_from_se(est, 0.1, 30, sesoi=0.4)
         inside = abs(est) + scipy.stats.t.ppf(0.95, 30) * 0.1 < 0.4
         assert (float(r["p_equiv"]) < 0.05) == inside
-        assert (str(r["verdict"]) == "equivalent") == (inside and abs(est) <= scipy.stats.t.ppf(0.975, 30) * 0.1)
+        assert (str(r["verdict"]) == "equivalent") == inside  # whatever the p-value
+        assert bool(r["negligible"]) == (inside and abs(est) > scipy.stats.t.ppf(0.975, 30) * 0.1)
+        if not inside:
+            decisive = abs(est) > scipy.stats.t.ppf(0.975, 30) * 0.1
+            assert str(r["verdict"]) == ("inconclusive" if not decisive else "supported" if est > 0 else "contradicted")
 
 
 def test_noninferiority_known_answers():
