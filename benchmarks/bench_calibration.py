@@ -1,12 +1,15 @@
 """Calibration of the scorecard's decision rules, larger than the test, with the old rules for comparison.
 
-    python benchmarks/bench_calibration.py [--reps-power 4000] [--reps-size 20000] [--reps-old 1000]
+    python benchmarks/bench_calibration.py [--reps-power 20000] [--reps-size 20000] [--reps-old 1000]
                                            [--out benchmarks/results/calibration.md]
 
-1. The new rules (stats.paired_verdict / noninferiority through their vectorised pieces) on the
-   grid of tests/test_calibration.py (same code, same cells, more replicates): rate of decisive
-   verdicts under no effect, power at the reported MDE, TOST size and power, non-inferiority size
-   and power.
+About 3 minutes of CPU on one core (OMP_NUM_THREADS=1).
+
+1. The new rules (stats.paired_verdict / noninferiority through their vectorised pieces, verdicts
+   equivalence first) on the grids of tests/test_calibration.py (same code, same cells and checks,
+   more replicates): false decisions under no effect, the reported MDE against the true one and
+   the power at it, TOST size and power, non-inferiority size and power. Exits non-zero when a
+   check fails (the report is written first).
 2. The rules they replace, under no effect (δ = 0), measured with the library's own functions:
    - old C8: one number per seed per metric, `stats.bootstrap_ci` (percentile, 2000 resamples,
      seed 0 as in the scorecard), "contradicted" when the CI lies wholly on the worse side; for one
@@ -43,6 +46,7 @@ def _load_calibration_module():
     """tests/test_calibration.py as a module (the simulation and the grid live there, once)."""
     spec = importlib.util.spec_from_file_location("calibration_grid", ROOT / "tests" / "test_calibration.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
@@ -64,23 +68,24 @@ def old_c8_rates(seeds: tuple[int, ...], reps: int, n_boot: int = 2000, seed: in
 
 
 def old_c5_rates(mod, reps: int, n_boot: int = 2000, seed: int = 12) -> list[dict]:
-    """Old C5–C7 rule and the Satterthwaite alternative under δ = 0, per crossed cell."""
+    """Old C5–C7 rule and the Satterthwaite alternative under δ = 0, per crossed cell of the issue-12
+    grid (normal components, 12 prompts)."""
     rows = []
     for i, (name, sds) in enumerate(mod.STRUCTURES.items()):
+        design = mod.Design(name, sds, mod.N_PROMPTS_OLD)
         for j, s in enumerate(mod.SEEDS):
             rng = np.random.default_rng(seed + 100 * i + j)
-            tables = mod.simulate(rng, reps, s, mod.N_PROMPTS, sds)
-            labels = np.repeat(np.arange(s), mod.N_PROMPTS)
+            tables = mod.simulate(rng, reps, s, design)
+            labels = np.repeat(np.arange(s), mod.N_PROMPTS_OLD)
             ci_excl = np.zeros(reps, dtype=bool)
             for r in range(reps):
                 _, lo, hi = bootstrap_ci(tables[r].ravel(), n_boot=n_boot, seed=0, groups=labels)
                 ci_excl[r] = lo > 0 or hi < 0
             p_w = scipy.stats.wilcoxon(tables.mean(axis=1), axis=1).pvalue
-            est, se, df = mod.satterthwaite_mean_se(tables)
-            big = mod.simulate(rng, 20 * reps, s, mod.N_PROMPTS, sds)  # the cheap rule gets more replicates
+            big = mod.simulate(rng, 20 * reps, s, design)  # the cheap rule gets more replicates
             est, se, df = mod.satterthwaite_mean_se(big)
             satt = float((np.abs(est / se) > scipy.stats.t.ppf(0.975, df)).mean())
-            rows.append({"design": name, "seeds": s, "bootstrap CI excludes 0": float(ci_excl.mean()),
+            rows.append({"design": design.label, "seeds": s, "bootstrap CI excludes 0": float(ci_excl.mean()),
                          "Wilcoxon p < 0.05": float((p_w < 0.05).mean()),
                          "both (old verdict)": float((ci_excl & (p_w < 0.05)).mean()),
                          "ANOVA + Satterthwaite": satt, "reps": reps, "reps Satterthwaite": 20 * reps})
@@ -94,61 +99,110 @@ def markdown(table: pd.DataFrame, cols: list[str], fmt: str = "{:.3f}") -> str:
     return "\n".join(lines)
 
 
+def _range(x: pd.Series, fmt: str = "{:.3f}") -> str:
+    return f"{fmt.format(x.min())}–{fmt.format(x.max())}"
+
+
+def reading(new: pd.DataFrame, failures: dict[str, list[str]], size_lim: float) -> str:
+    """The key numbers of the new rule, in words."""
+    worst = new.loc[new["size"].idxmax()]
+    eight, three = new[new["seeds"] == 8], new[new["seeds"] == 3]
+    failed = {k: v for k, v in failures.items() if v}
+    verdict = ("Every check passes." if not failed else
+               "FAILED checks: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in failed.items()))
+    return (f"- False decisions under no effect (supported or contradicted; with a sesoi also 'negligible'): "
+            f"at most {worst['size']:.3f} ({worst['design']}, {worst['seeds']} seeds; limit α + 3·MCSE = {size_lim:.4f}).\n"
+            f"- Power at δ = E[reported MDE]: {_range(eight['power@mde'])} at 8 seeds, {_range(new['power@mde'])} over "
+            f"all cells (band 0.70–0.90); at δ = each run's own reported MDE {_range(new['power@own mde'])}.\n"
+            f"- Reported / true MDE (true: the δ found with 80 % power): median {_range(eight['mde ratio q50'], '{:.2f}')} "
+            f"at 8 seeds, 10–90 % quantiles as wide as {eight['mde ratio q10'].min():.2f}–{eight['mde ratio q90'].max():.2f}; "
+            f"at 3 seeds median {_range(three['mde ratio q50'], '{:.2f}')}, quantiles as wide as "
+            f"{three['mde ratio q10'].min():.2f}–{three['mde ratio q90'].max():.2f}. One run's MDE is a rough guide at 3 seeds.\n"
+            f"- Equivalence (sesoi = 1.5 × E[MDE]): TOST size (equivalent at δ = sesoi) at most {new['eq size'].max():.3f}; "
+            f"equivalent at δ = 0 {_range(new['eq power'])}.\n"
+            f"- Non-inferiority: size at most {new['NI size'].max():.3f}, power at δ = 0 {_range(new['NI power'])}.\n"
+            f"- {verdict}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--reps-power", type=int, default=4000)
+    ap.add_argument("--reps-power", type=int, default=20000)
     ap.add_argument("--reps-size", type=int, default=20000)
     ap.add_argument("--reps-old", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "calibration.md")
     args = ap.parse_args()
     mod = _load_calibration_module()
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     new = mod.calibration_rows(args.reps_power, args.reps_size, seed=7)
-    t_new = time.perf_counter() - t0
+    t_new, c_new = time.perf_counter() - t0, time.process_time() - c0
     print(mod.format_table(new), flush=True)
-    t0 = time.perf_counter()
+    failures = mod.check_table(new, args.reps_power, args.reps_size)
+    t0, c0 = time.perf_counter(), time.process_time()
     c8 = pd.DataFrame(old_c8_rates(mod.SEEDS, 2 * args.reps_old))
     print(c8, flush=True)
     c5 = pd.DataFrame(old_c5_rates(mod, args.reps_old))
     print(c5, flush=True)
-    t_old = time.perf_counter() - t0
+    t_old, c_old = time.perf_counter() - t0, time.process_time() - c0
 
-    mcse = float(np.sqrt(0.05 * 0.95 / args.reps_size))
-    new_sizes = new[new["prompts"] > 1].set_index(["design", "seeds"])["size"]
+    size_lim = mod.size_limit(args.reps_size)
+    lo = mod.POWER_BAND[0] - mod.Z_TOL * mod.mcse(args.reps_power, mod.POWER_BAND[0])
+    hi = mod.POWER_BAND[1] + mod.Z_TOL * mod.mcse(args.reps_power, mod.POWER_BAND[1])
+    new_sizes = new[new["grid"] == "issue 12"].set_index(["design", "seeds"])["size"]
     c5 = c5.merge(new_sizes.rename("new rule").reset_index(), on=["design", "seeds"])
     c5 = c5[["design", "seeds", "bootstrap CI excludes 0", "Wilcoxon p < 0.05", "both (old verdict)",
              "ANOVA + Satterthwaite", "new rule"]]
-    worst_new = new.loc[new["size"].idxmax()]
     worst_old = c5.loc[c5["both (old verdict)"].idxmax()]
     worst_satt = c5.loc[c5["ANOVA + Satterthwaite"].idxmax()]
-    reading = (f"Largest rate of decisive verdicts under no effect: new rule {worst_new['size']:.3f} "
-               f"({worst_new['design']}, {worst_new['seeds']} seeds); old C5–C7 verdict {worst_old['both (old verdict)']:.3f} "
-               f"({worst_old['design']}, {worst_old['seeds']} seeds); ANOVA + Satterthwaite "
-               f"{worst_satt['ANOVA + Satterthwaite']:.3f} ({worst_satt['design']}, {worst_satt['seeds']} seeds); "
-               f"old C8 'contradicted' {c8['two metrics (Vendi or FD)'].max():.3f} at {int(c8['seeds'].min())} seeds. "
-               f"Power at the reported MDE: {new['power@mde'].min():.2f}–{new['power@mde'].max():.2f}.")
+    old_reading = (f"Old C5–C7 verdict up to {worst_old['both (old verdict)']:.3f} ({worst_old['design']}, "
+                   f"{worst_old['seeds']} seeds); ANOVA + Satterthwaite up to {worst_satt['ANOVA + Satterthwaite']:.3f} "
+                   f"({worst_satt['design']}, {worst_satt['seeds']} seeds); old C8 'contradicted' "
+                   f"{c8['two metrics (Vendi or FD)'].max():.3f} at {int(c8['seeds'].min())} seeds.")
     text = f"""# Calibration of the scorecard's decision rules
 
 `python benchmarks/bench_calibration.py` (the grid and simulation of `tests/test_calibration.py`,
 more replicates). Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()};
-new rules {t_new:.0f} s, old rules {t_old:.0f} s.
+new rules {t_new:.0f} s wall / {c_new:.0f} s CPU, old rules {t_old:.0f} s wall / {c_old:.0f} s CPU.
 
-Model: d[s, p] = δ + a_s + b_p + e_sp, a ~ N(0, σa²) per seed, b ~ N(0, σb²) per prompt, e ~ N(0, σe²)
-per cell; seeds crossed with 12 prompts (seed-only rows: one prompt, one value per seed).
+Model: d[s, p] = δ + a_s + b_p + e_sp, seed, prompt and seed × prompt components of SDs (σa, σb, σe),
+seeds crossed with prompts. Issue-12 grid: normal components, 12 prompts (seed-only rows: one
+prompt, one value per seed). Issue-24 grid, the designs the runs use: 16 prompts, and per variance
+structure (a) every component t3 (Student t, 3 df, scaled to the same variance), (b) normal with 3
+of the 16 prompts 3× noisier, (c) t3 with the 3 noisy prompts and 2 cells missing (the table is cut
+to a complete block as `paired_verdict` does: 14 prompts used).
 The rule (`stats.crossed_mean_se`): se² = [MS_seed + max(MS_prompt − MS_resid, 0)]/(S·P), t with
-S − 1 df (the scarcer factor's), MDE from the noncentral t.
+S − 1 df (the scarcer factor's), MDE from the noncentral t; verdicts by `stats.decide`,
+equivalence first (Lakens et al. 2018).
 
-{reading}
+## Reading
+
+{reading(new, failures, size_lim)}
+
+{old_reading}
 
 ## New rules: `paired_verdict` and `noninferiority`
 
-{args.reps_size} replicates per run at the null or on a boundary (MCSE at 0.05 = {mcse:.4f};
-0.05 + 2·MCSE = {0.05 + 2 * mcse:.4f}), {args.reps_power} per power run. MDE in units of the simulated SDs
-(the median that paired_verdict reported on the null runs). sesoi = 1.5 × MDE for the equivalence
-columns; NI margin = the NI MDE for its size, 1.5 × NI MDE for its power.
+{args.reps_size} replicates per run at the null or on a boundary (MCSE at 0.05 = {mod.mcse(args.reps_size):.4f};
+limit α + 3·MCSE = {size_lim:.4f}), {args.reps_power} per power run (band for the power at the reported
+MDE with 3·MCSE: {lo:.3f}–{hi:.3f}). MDEs in units of the simulated SDs. Columns:
 
-{mod.format_table(new)}
+- *false decisions at δ=0*: supported or contradicted without a sesoi (with one, the runs that read
+  supported, contradicted or equivalent-and-negligible are the same runs: checked);
+- *E[reported MDE]*: mean of the MDE paired_verdict reported on the null runs; *true MDE*: the δ
+  found with 80 % power (the 80 % quantile of t·se − estimate on the null runs, se being free of δ);
+  *reported/true*: median and 10 / 90 % quantiles of one run's reported MDE over the true one;
+- *supported at δ=E[MDE]*: power at the expected reported MDE (fresh runs); *at δ=own MDE*: each run
+  shifted by its own reported MDE;
+- *equivalent at δ=0 / at δ=sesoi*: with sesoi = 1.5 × E[MDE]; the second is TOST's size;
+- NI: margin = E[NI MDE] for its size (δ = −margin), 1.5 × E[NI MDE] for its power (δ = 0).
+
+### Issue-12 grid (normal components, 12 prompts; seed-only)
+
+{mod.format_table(new[new["grid"] == "issue 12"])}
+
+### Issue-24 grid (16 prompts: t3, heteroscedastic prompts, missing cells)
+
+{mod.format_table(new[new["grid"] == "issue 24"])}
 
 ## Old rules under no effect (rate of decisive verdicts / of "contradicted")
 
@@ -166,6 +220,8 @@ the table above:
 """
     args.out.write_text(text)
     print(f"wrote {args.out}")
+    if any(failures.values()):
+        raise SystemExit(f"calibration checks failed: {failures}")
 
 
 if __name__ == "__main__":
