@@ -30,7 +30,7 @@ SECTION_DEFAULTS = {
     "finetune": {"betas": [0.9, 0.95], "weight_decay": 0.0, "warmup_steps": 0, "grad_clip": None, "lam": 0.5,
                  "timesteps": "trunc_logit_normal", "ot": "exact", "cond_dropout": 0.1, "checkpoints": None,
                  "checkpoint_count": 1, "log_every": 1, "compile": False, "grad_checkpointing": False,
-                 "rank": 16, "alpha": 16},
+                 "rank": 16, "alpha": 16, "oracle_factor": 0.1},
 }
 # How much of the model and corpus each anatomy measurement looks at (a profile's `anatomy:` section overrides).
 ANATOMY_DEFAULTS = {
