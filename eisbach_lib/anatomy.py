@@ -164,48 +164,69 @@ def _load_trainable(model, state: list[torch.Tensor]) -> None:
             p.copy_(s)
 
 
-def update_cosines(model, data: PreEncoded, arms: list[str], n_seqs: int = 6, n_steps: int = 10,
-                   batch_size: int = 4, lr: float = 5e-5, betas: tuple[float, float] = (0.9, 0.95),
-                   weight_decay: float = 0.0, lam: float = 0.5, seed: int = 0,
-                   timesteps: str = "trunc_logit_normal") -> pd.DataFrame:
-    """The part of C1 that can fail: does the weighting change the direction of the *update*?
-
-    From the same adapter state θ0 and a fresh AdamW, train `n_steps` on the same batches (clips,
-    timesteps, noise) once with an arm's weights and once unweighted, and compare the cumulative
-    updates Δθ = θ_k − θ0 after every step k: cos(Δθ_arm, Δθ_none). A detached per-sample weight
-    keeps each *sample's* gradient direction (the identity in `grad_cosines`), but the batch gradient
-    Σ_b w_b ∇L_b is a re-weighted sum, and AdamW divides each coordinate by its own running RMS, so
-    neither the batch step nor the optimiser step need keep the unweighted direction. Each of the
-    `n_seqs` batch sequences is an independent unit. Columns: arm, seq, step, cos.
-    """
+def _draw_batches(data: PreEncoded, n_steps: int, batch_size: int, timesteps: str,
+                  g: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """`n_steps` training batches (clip indices, timesteps, noise) drawn from generator `g`."""
     from .flow import sample_timesteps
 
+    out = []
+    for _ in range(n_steps):
+        idx = torch.randperm(len(data), generator=g)[:batch_size]
+        out.append((idx, sample_timesteps(len(idx), timesteps, generator=g), torch.randn(data.latents[idx].shape, generator=g)))
+    return out
+
+
+def _updates(model, data: PreEncoded, batches: list, arm: str, theta0: list[torch.Tensor], lr: float,
+             betas: tuple[float, float], weight_decay: float, lam: float, shuffle_seed: int) -> list[torch.Tensor]:
+    """The cumulative update Δθ_k = θ_k − θ0 after each AdamW step k of `arm` over `batches`,
+    starting from θ0 with a fresh optimiser (so every arm starts from the same state)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    _load_trainable(model, theta0)
+    opt = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=1e-8)
+    state, shuffle = new_tmatched_state(), torch.Generator().manual_seed(shuffle_seed)
+    deltas = []
+    for idx, t, noise in batches:
+        v, target, mask = _forward(model, data, idx, t, noise)
+        w = barrier_weights(v, arm, lam=lam, t=t, mask=mask, generator=shuffle, state=state)
+        opt.zero_grad(set_to_none=True)
+        (w * per_sample_loss(v, target, mask)).mean().backward()
+        opt.step()
+        deltas.append(torch.cat([(p.detach() - p0).flatten() for p, p0 in zip(params, theta0)]))
+    return deltas
+
+
+NOISE_FLOOR = "none_other_batches"  # the arm label of the minibatch-noise floor in update_cosines
+
+
+def update_cosines(model, data: PreEncoded, arms: list[str], n_seqs: int = 4, n_steps: int = 10,
+                   batch_size: int = 4, lr: float = 5e-5, betas: tuple[float, float] = (0.9, 0.95),
+                   weight_decay: float = 0.0, lam: float = 0.5, seed: int = 0,
+                   timesteps: str = "trunc_logit_normal", init: int = 0) -> pd.DataFrame:
+    """The part of C1 that can fail: does the weighting turn the *update* more than minibatch noise does?
+
+    From the same adapter state θ0 and a fresh AdamW, train `n_steps` on batch sequence A (clips,
+    timesteps, noise) once with each arm's weights and once unweighted, and compare the cumulative
+    updates Δθ = θ_k − θ0 after every step k: cos(Δθ_arm,A, Δθ_none,A). The reference point is the
+    minibatch-noise floor: the unweighted update on an independent batch sequence B from the same
+    θ0, cos(Δθ_none,B, Δθ_none,A) (arm label NOISE_FLOOR). A detached per-sample weight keeps each
+    *sample's* gradient direction (`grad_cosines`), but the batch gradient Σ_b w_b ∇L_b is a
+    re-weighted sum and AdamW divides each coordinate by its running RMS, so the update turns
+    somewhat under any reweighting; the claim "step size, not direction" is then a claim that it
+    turns little next to what a change of minibatches does. Sequence k is drawn from (seed, k), so
+    every adapter init (`init`, a label) sees the same sequences: inits × sequences are crossed.
+    Columns: init, arm, seq, step, cos."""
     theta0 = _trainable_state(model)
-    g = torch.Generator().manual_seed(seed)
     rows = []
     for seq in range(n_seqs):
-        batches = []
-        for _ in range(n_steps):
-            idx = torch.randperm(len(data), generator=g)[:batch_size]
-            batches.append((idx, sample_timesteps(len(idx), timesteps, generator=g),
-                            torch.randn(data.latents[idx].shape, generator=g)))
-        deltas: dict[str, list[torch.Tensor]] = {}
-        for arm in ["none", *arms]:
-            _load_trainable(model, theta0)
-            opt = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=1e-8)
-            state, shuffle = new_tmatched_state(), torch.Generator().manual_seed(seed + seq)
-            deltas[arm] = []
-            for idx, t, noise in batches:
-                v, target, mask = _forward(model, data, idx, t, noise)
-                w = barrier_weights(v, arm, lam=lam, t=t, mask=mask, generator=shuffle, state=state)
-                opt.zero_grad(set_to_none=True)
-                (w * per_sample_loss(v, target, mask)).mean().backward()
-                opt.step()
-                deltas[arm].append(torch.cat([(p.detach() - p0).flatten() for p, p0 in zip(params, theta0)]))
-        for arm in arms:
-            for k, (da, du) in enumerate(zip(deltas[arm], deltas["none"]), start=1):
-                rows.append({"arm": arm, "seq": seq, "step": k,
+        seq_a = _draw_batches(data, n_steps, batch_size, timesteps, torch.Generator().manual_seed(seed * 1000 + 2 * seq))
+        seq_b = _draw_batches(data, n_steps, batch_size, timesteps, torch.Generator().manual_seed(seed * 1000 + 2 * seq + 1))
+        kw = dict(theta0=theta0, lr=lr, betas=betas, weight_decay=weight_decay, lam=lam, shuffle_seed=seed + seq)
+        ref = _updates(model, data, seq_a, "none", **kw)
+        runs = {NOISE_FLOOR: _updates(model, data, seq_b, "none", **kw)}
+        runs.update({arm: _updates(model, data, seq_a, arm, **kw) for arm in arms})
+        for arm, deltas in runs.items():
+            for k, (da, du) in enumerate(zip(deltas, ref), start=1):
+                rows.append({"init": init, "arm": arm, "seq": seq, "step": k,
                              "cos": torch.nn.functional.cosine_similarity(da, du, dim=0).item()})
     _load_trainable(model, theta0)
     model.zero_grad(set_to_none=True)
@@ -266,11 +287,15 @@ def barrier_anatomy(cfg: dict) -> dict[str, pd.DataFrame]:
     arms = ["eisbach", "eisbach_norm", "eisbach_shuffle", "eisbach_tmatched", "eisbach_grad", "minsnr"]
     out["grad_cosines"] = grad_cosines(adapted, data, arms, n_batches=int(st["grad_batches"]),
                                        batch_size=ft["batch_size"], lam=lam, seed=seed, timesteps=ft["timesteps"])
-    out["update_cosines"] = update_cosines(adapted, data, ["eisbach", "eisbach_norm"], n_seqs=int(st["update_seqs"]),
-                                           n_steps=int(st["update_steps"]), batch_size=ft["batch_size"],
-                                           lr=float(ft["lr"]), betas=tuple(ft["betas"]),
-                                           weight_decay=float(ft.get("weight_decay", 0.0)), lam=lam, seed=seed,
-                                           timesteps=ft["timesteps"])
+    parts = []
+    for init in range(int(st["update_inits"])):  # several adapter inits, the same batch sequences (crossed)
+        model_i = add_adapter(base_model(cfg), kind=ft["adapters"][0], rank=ft["rank"], alpha=ft["alpha"],
+                              seed=seed + init)
+        parts.append(update_cosines(model_i, data, ["eisbach", "eisbach_shuffle"], n_seqs=int(st["update_seqs"]),
+                                    n_steps=int(st["update_steps"]), batch_size=ft["batch_size"], lr=float(ft["lr"]),
+                                    betas=tuple(ft["betas"]), weight_decay=float(ft.get("weight_decay", 0.0)), lam=lam,
+                                    seed=seed, timesteps=ft["timesteps"], init=init))
+    out["update_cosines"] = pd.concat(parts, ignore_index=True)
     for name, df in out.items():
         df.to_csv(layout.anatomy_table(name), index=False)
     return out

@@ -52,8 +52,17 @@ ARMS: tuple[str, ...] = (
 # shift, big enough to be seen. Mixed gets the geometric middle √0.1 ≈ 0.32. Not 0: every clip
 # still trains a little, so the arm changes the mix without removing a quarter of the data.
 ORACLE_FACTOR = 0.1
-ORACLE_WEIGHTS: dict[str, float] = {"sustained": ORACLE_FACTOR, "mixed": ORACLE_FACTOR ** 0.5,
-                                    "plucked": 1.0, "percussive": 1.0}
+
+
+def oracle_weights(factor: float = ORACLE_FACTOR) -> dict[str, float]:
+    """The oracle's weight per texture class for a flat-class `factor` in (0, 1]: sustained `factor`,
+    mixed √factor, plucked and percussive 1 (factor 1 is the unweighted arm: the dose-response's 0)."""
+    if not 0 < factor <= 1:
+        raise ValueError(f"the oracle factor must lie in (0, 1], got {factor}")
+    return {"sustained": factor, "mixed": factor ** 0.5, "plucked": 1.0, "percussive": 1.0}
+
+
+ORACLE_WEIGHTS: dict[str, float] = oracle_weights(ORACLE_FACTOR)
 EPS = 1e-6
 T_BINS = 20
 MINSNR_GAMMA = 5.0
@@ -111,13 +120,14 @@ def tmatched_weight(w: torch.Tensor, t: torch.Tensor, state: dict[str, torch.Ten
     return (state["sum"][idx] / state["count"][idx]).to(w)
 
 
-def oracle_weight(textures: Sequence[str]) -> torch.Tensor:
-    """w[b] = ORACLE_WEIGHTS[texture[b]] (float32, CPU); an unknown label raises, naming it."""
-    unknown = sorted({str(x) for x in textures} - set(ORACLE_WEIGHTS))
+def oracle_weight(textures: Sequence[str], factor: float = ORACLE_FACTOR) -> torch.Tensor:
+    """w[b] = oracle_weights(factor)[texture[b]] (float32, CPU); an unknown label raises, naming it."""
+    weights = oracle_weights(factor)
+    unknown = sorted({str(x) for x in textures} - set(weights))
     if unknown:
         raise ValueError(f"oracle_texture: no oracle weight for texture {', '.join(map(repr, unknown))}; "
-                         f"known: {', '.join(ORACLE_WEIGHTS)} (the chamber corpus's classes)")
-    return torch.tensor([ORACLE_WEIGHTS[str(x)] for x in textures], dtype=torch.float32)
+                         f"known: {', '.join(weights)} (the chamber corpus's classes)")
+    return torch.tensor([weights[str(x)] for x in textures], dtype=torch.float32)
 
 
 def barrier_weights(
@@ -131,6 +141,7 @@ def barrier_weights(
     *,
     textures: Sequence[str] | None = None,
     constant: float | None = None,
+    oracle_factor: float = ORACLE_FACTOR,
 ) -> torch.Tensor:
     """Per-sample loss weights w [B] for one arm of the ablation (see ARMS and docs/design.md §3).
 
@@ -138,7 +149,8 @@ def barrier_weights(
     carries `eisbach_tmatched`'s running bin means across steps; `generator` drives
     `eisbach_shuffle`'s permutation (a CPU generator, separate from the data/noise streams).
     `textures` (one label per sample) is needed by `oracle_texture`, `constant` (the value, > 0)
-    by `constant`; both arms ignore v except for its batch size and device.
+    by `constant`; both arms ignore v except for its batch size and device. `oracle_factor` is the
+    oracle's flat-class weight (`oracle_weights`; the dose-response varies it).
     """
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; known: {', '.join(ARMS)}")
@@ -149,7 +161,7 @@ def barrier_weights(
         if textures is None or len(textures) != b:
             raise ValueError(f"arm 'oracle_texture' needs one texture label per sample ({b}), "
                              f"got {None if textures is None else len(textures)}")
-        return oracle_weight(textures).to(v.device)
+        return oracle_weight(textures, oracle_factor).to(v.device)
     if arm == "constant":
         if constant is None or not float(constant) > 0:
             raise ValueError(f"arm 'constant' needs its weight constant > 0, got {constant!r}")
@@ -185,5 +197,5 @@ def weighted_loss(w: torch.Tensor, per_sample: torch.Tensor) -> torch.Tensor:
     return (w * per_sample).mean()
 
 
-__all__ = ["ARMS", "ORACLE_FACTOR", "ORACLE_WEIGHTS", "temporal_entropy", "barrier_weights", "per_sample_loss",
+__all__ = ["ARMS", "ORACLE_FACTOR", "ORACLE_WEIGHTS", "oracle_weights", "temporal_entropy", "barrier_weights", "per_sample_loss",
            "weighted_loss", "minsnr_weight", "new_tmatched_state", "eisbach_weight"]

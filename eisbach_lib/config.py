@@ -30,7 +30,7 @@ SECTION_DEFAULTS = {
     "finetune": {"betas": [0.9, 0.95], "weight_decay": 0.0, "warmup_steps": 0, "grad_clip": None, "lam": 0.5,
                  "timesteps": "trunc_logit_normal", "ot": "exact", "cond_dropout": 0.1, "checkpoints": None,
                  "checkpoint_count": 1, "log_every": 1, "compile": False, "grad_checkpointing": False,
-                 "rank": 16, "alpha": 16},
+                 "rank": 16, "alpha": 16, "oracle_factor": 0.1},
 }
 # How much of the model and corpus each anatomy measurement looks at (a profile's `anatomy:` section overrides).
 ANATOMY_DEFAULTS = {
@@ -38,7 +38,8 @@ ANATOMY_DEFAULTS = {
     "t_points": 10,       # noise levels on [0.05, 0.95] (C4)
     "weight_draws": 8,    # training-distribution timesteps per clip for each clip's mean weight (C2)
     "grad_batches": 6,    # batches for the per-sample / batch gradient cosines (C1)
-    "update_seqs": 6,     # independent batch sequences for the AdamW update cosines (C1)
+    "update_seqs": 4,     # batch sequences for the AdamW update cosines (C1), each with an independent second one (the noise floor)
+    "update_inits": 3,    # adapter inits, crossed with the batch sequences (C1)
     "update_steps": 10,   # AdamW steps per sequence (C1)
     "distance_clips": 16, # held-out inputs for the adapters' output distances (manipulation check)
 }

@@ -2,46 +2,58 @@
 fixed here before any recorded run and computed from the files `anatomy` and `evaluate` write.
 
 The comparison is `eisbach` against `none` with the profile's first adapter at the final step, paired
-by seed (same adapter init, data order, timesteps and sampling noise) and prompt. Every outcome goes
-through one rule, `stats.paired_verdict` (seeds and prompts crossed and random; estimate, 95 % CI, p,
-the minimum detectable effect at 80 % power, effect sizes) and ends in one of
+by seed (same adapter init, data order, timesteps and sampling noise) and prompt, on the PRIMARY
+prompt set (held-out reference captions that do not name their texture, generated at CFG 1:
+prompts.csv rows with set `primary`; every prompt when the file has no `set` column). Every outcome
+goes through one rule, `stats.paired_verdict` (seeds and prompts crossed and random; estimate, 95 %
+CI, p, the minimum detectable effect at 80 % power, effect sizes), equivalence first (Lakens et al.):
 
-  supported      the CI excludes 0 on the claimed side;
-  contradicted   the CI excludes 0 on the other side;
-  equivalent     the 90 % CI lies inside ±sesoi (two one-sided tests): no effect as large as the
-                 smallest effect of interest;
+  equivalent     the 90 % CI lies inside ±sesoi: no effect as large as the smallest effect of
+                 interest ("negligible" in the note when the 95 % CI also excludes 0);
+  supported      otherwise, the 95 % CI excludes 0 on the claimed side;
+  contradicted   otherwise, the 95 % CI excludes 0 on the other side;
   inconclusive   none of these: the MDE column says how large an effect the design could have seen;
   not testable   the claim cannot be tested at this profile, with the reason (too few seeds, a metric
                  that fails its known-answer validation at the clip length, a positive control that
-                 did not move, a comparison the profile does not train).
+                 failed its gate, a comparison the profile does not train).
 
-Rules fixed in advance:
-- Smallest effects of interest (sesoi): SESOI_FRACTION (0.2, Cohen's "small") of the metric's
-  between-clip standard deviation on the held-out `reference` split (for the set metric intra-prompt
-  Vendi: of its standard deviation over random reference sets of the grid's size). The scale comes
-  from audio no arm was trained on, so it is fixed before any generation.
-- C1 is tested where it can fail: the cosine between the eisbach and the unweighted AdamW update
-  after `anatomy.update_steps` steps on the same batches must exceed C1_MIN_COS (0.99, 8°); the
-  per-sample identity (cos = 1 for every detached arm) is a sanity row.
-- C2 Spearman ρ(w, temporal flatness) over finetune clips (bootstrap CI over clips), direction −.
-- C3 the curriculum must emerge: per seed, the slope over training phases of the flat class's share
-  of gradient mass Σw·L, eisbach minus none; the seed is the unit; direction −.
-- C4 the within-clip Spearman ρ of h against t (every clip at every noise level with the same noise),
-  tested over clips on the base model; either direction counts, so C4 is never contradicted.
+Each claim is specified so that it can fail and can succeed (the reason for each threshold is next to
+its constant below):
+- C1 the barrier turns the AdamW update less than minibatch noise does: per (adapter init, batch
+  sequence), r = (1 − cos(Δθ_eisbach, Δθ_none)) / (1 − cos(Δθ_none on sequence B, Δθ_none on A)), the
+  turn in units of the minibatch-noise floor, after `anatomy.update_steps` steps; d = r − C1_MAX_TURN,
+  direction − (inits × sequences crossed). `eisbach_shuffle` (the same weights on the wrong samples) is
+  reported beside it; the per-sample identity (cos = 1 for every detached arm) is a sanity row.
+- C2 Spearman ρ(w, temporal flatness) over finetune clips (bootstrap CI over clips), direction −,
+  sesoi C2_SESOI.
+- C3 the curriculum must emerge: per seed, the slope over training phases of the flat class's share of
+  LOSS MASS Σw·L (not gradient mass: per-sample losses, not gradient norms), eisbach − none;
+  the seed is the unit; direction −; sesoi C3_SESOI_FRACTION of none's flat share over the phases.
+- C4 the weight has noise-level dynamics: the share of the within-clip variance of log w explained by
+  the noise level t (`stats.factor_share`, ω²-corrected), bootstrap over clips, against the
+  pre-registered minimum C4_MIN_SHARE; the direction (does w rise or fall with t) is in the note.
 - C5-C7 go through the gates in order: ≥ MIN_SEEDS seeds; the metric passes its known-answer
-  validation at the clip length (the tune beats its bar-shuffles in ≥ VALIDATION_MIN_WIN of the
-  reference tunes, C6 only); the positive control `oracle_texture` moved the generations' temporal
-  flatness or spectral contrast beyond its MDE (CI excluding 0 and |estimate| ≥ MDE). Holm across C5-C7 (supported/contradicted need
-  Holm p < α); equivalence is an intersection-union test and needs no adjustment.
-- C8 is a non-inferiority test outside the Holm family: inter-prompt Vendi, FD and KID to the
-  round-tripped reference may be worse than `none` by at most C8_MARGIN (10 %) of none's value,
-  per seed; supported when all three are non-inferior, contradicted when any is inferior.
-- C9 and C10 are exploratory (reported, not adjusted, no claim rests on them); C10 compares the
-  sweet-spot checkpoint with the mean of the other checkpoints (no maximum: that is biased).
-- Controls: `oracle_texture` − none (positive: must move), `constant` − none (negative: must come
-  out equivalent on every outcome). Manipulation checks: the fine-tune moves the generations (none −
-  base), the adapters differ (eisbach–none output distance relative to the seed-to-seed distance of
-  none), the weighting changes the training mix (flat class's share of Σw minus its sample share).
+  validation at the clip length (C6); the positive control passes its gate (below).
+- C8 non-inferiority per seed: FD and KID to the round-tripped reference may be worse than `none` by at
+  most C8_CEILING_SDS standard deviations of their reference-halves ceiling, inter-prompt Vendi by at
+  most its sesoi; supported when all three are non-inferior (p = the largest of the three, an
+  intersection-union test), contradicted when any is inferior. A collapsed generator fails it.
+- Holm across every primary claim that reaches a verdict (C1-C8, the family named in the note):
+  supported/contradicted need Holm p < α; equivalence is an intersection-union test and is not adjusted.
+- C9 and C10 are exploratory (reported, not adjusted). C10 is an intersection-union test: the gap at
+  the sweet spot exceeds the gap at EACH neighbouring checkpoint; fewer than C10_MIN_CHECKPOINTS
+  checkpoints: not testable.
+
+Gates and controls, fixed before any run and directional:
+- PC (positive control): `oracle_texture` − none on the texture readout (READOUT: the share of flat
+  textures per (seed, prompt) read by `readout.py`'s validated classifier from the generated latents)
+  must move the intended way (fewer flat clips, direction −), its 95 % CI excluding 0 and |estimate| ≥
+  sesoi. If it does not, C5-C7 read "not testable" and say which part of the gate failed.
+- M1 (the fine-tune learned the new conditional): none − base on the readout, CI excluding 0 and
+  |estimate| ≥ M1_MIN_SESOI sesoi.
+- NC (negative control): `constant` − none must come out equivalent on every outcome and the readout.
+- Secondary control rows: oracle − none on temporal flatness and spectral contrast (audio domain).
+- Manipulation checks: the adapters differ (M2), the weighting changes the training mix (M3).
 """
 
 from __future__ import annotations
@@ -56,10 +68,17 @@ from .layout import Layout
 
 ARM, BASELINE = "eisbach", "none"
 POSITIVE_CONTROL, NEGATIVE_CONTROL = "oracle_texture", "constant"
+PRIMARY_SET = "primary"   # prompts.csv `set` of the primary prompts (held-out, texture-free captions at CFG 1)
+READOUT = "flat_prob"     # per generated clip: the readout's probability that its texture is flat (sustained)
 MIN_SEEDS = 3             # a verdict on trained or generated runs needs at least this many seeds
-C1_MIN_COS = 0.99         # "the direction is kept": update cosine above cos(8.1°)
-SESOI_FRACTION = 0.2      # smallest effect of interest: 0.2 reference-split SDs of the metric
-C8_MARGIN = 0.10          # non-inferiority margin: 10 % of none's value
+SESOI_FRACTION = 0.2      # smallest effect of interest: 0.2 reference-split SDs of the metric (Cohen's "small")
+C1_MAX_TURN = 0.25        # "direction kept": the barrier turns the update by < 1/4 of what new minibatches do
+C2_SESOI = 0.1            # |ρ| below 0.1 is a negligible association (Cohen's "small" correlation is 0.1)
+C3_SESOI_FRACTION = 0.1   # a curriculum moving the flat loss-mass share by < 1/10 of its level over training is negligible
+C4_MIN_SHARE = 0.10       # noise-level dynamics: t explains ≥ 10 % of the within-clip variance of log w
+C8_CEILING_SDS = 2.0      # FD/KID margin: 2 SDs of the reference-halves ceiling (a shift real audio rarely shows)
+C10_MIN_CHECKPOINTS = 3   # the sweet spot needs a neighbour to compare with on at least one side, and 3 points
+M1_MIN_SESOI = 3.0        # the fine-tune must move the readout by at least 3 sesoi (it learned the new mix)
 VALIDATION_MIN_WIN = 0.8  # a structure metric is valid when the tune beats its bar-shuffles this often
 OUTCOMES = {              # claim: (metric, table, direction)
     "C5": ("vendi_intra", "intra", +1),
@@ -67,13 +86,13 @@ OUTCOMES = {              # claim: (metric, table, direction)
     "C7": ("spectral_contrast", "clips", +1),
 }
 SECONDARY = {"C6": ("novelty_sections", "clips", +1)}
-CONTROL_METRICS = {"temporal_flatness": -1, "spectral_contrast": +1}  # what the positive control must move
-HOLM_FAMILY = ("C5", "C6", "C7")
+CONTROL_METRICS = {"temporal_flatness": -1, "spectral_contrast": +1}  # secondary: what the oracle moves in audio
+HOLM_FAMILY = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8")
 VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", "not testable", "too few votes", "")
 CLAIMS = {
     "C1": "detached weights change each sample's step size, never its direction",
     "C2": "temporal entropy downweights flat samples, keeps high-contrast ones",
-    "C3": "an online curriculum emerges (gradient mass moves off flat textures over training)",
+    "C3": "an online curriculum emerges (loss mass moves off flat textures over training)",
     "C4": "the weight has noise-level dynamics",
     "C5": "higher textural diversity (intra-prompt Vendi)",
     "C6": "stronger thematic development (motif recurrence)",
@@ -148,14 +167,18 @@ def _vs_base(clips: pd.DataFrame, value: str, arm: str = BASELINE) -> pd.DataFra
 # smallest effects of interest, from the reference split
 
 
+SET_METRICS = ("vendi_intra", "vendi_inter")  # metrics of a set of clips, not of one clip
+
+
 def reference_sesoi(reference: pd.DataFrame, metric: str, set_size: int | None = None,
                     bandwidth: float | None = None, n_sets: int = 200, seed: int = 0) -> float:
     """SESOI_FRACTION × the metric's spread on the held-out reference split (nan without spread).
 
-    Per-clip metrics: the SD over reference clips. `vendi_intra` (a set metric): the SD of the Vendi
-    score of `n_sets` random reference sets of `set_size` clips (the grid's samples per prompt), on
-    the standardised embeddings with the run's recorded kernel bandwidth."""
-    if metric != "vendi_intra":
+    Per-clip metrics: the SD over reference clips. Set metrics (SET_METRICS: intra-prompt Vendi over a
+    prompt's samples, inter-prompt Vendi over the prompts): the SD of the Vendi score of `n_sets` random
+    reference sets of `set_size` clips (the grid's samples per prompt, or its number of primary
+    prompts), on the standardised embeddings with the run's recorded kernel bandwidth."""
+    if metric not in SET_METRICS:
         return _positive(SESOI_FRACTION * float(np.nanstd(reference[metric].to_numpy(dtype=float), ddof=1)))
     from .metrics import fit_standardizer, standardize, vendi_score
 
@@ -190,23 +213,46 @@ def _missing(claim: str, evidence: str, name: str, producer: str) -> dict:
     return _row(claim, evidence, note=f"missing {name} ({producer})")
 
 
+def _turn_ratios(u: pd.DataFrame, arm: str) -> pd.DataFrame:
+    """Per (init, sequence) at the last step: r = (1 − cos(arm, none)) / (1 − cos(none B, none A)), as
+    a crossed table (seed = adapter init, prompt_id = batch sequence) for `stats.paired_verdict`."""
+    from .anatomy import NOISE_FLOOR
+
+    if "init" not in u:
+        u = u.assign(init=0)
+    last = u[u["step"] == u["step"].max()]
+    key = ["init", "seq"]
+    a = last[last["arm"] == arm].set_index(key)["cos"]
+    f = last[last["arm"] == NOISE_FLOOR].set_index(key)["cos"]
+    j = pd.concat([a.rename("cos"), f.rename("floor")], axis=1).dropna().reset_index()
+    r = (1 - j["cos"]) / (1 - j["floor"])
+    return pd.DataFrame({"seed": j["init"], "prompt_id": j["seq"], "r": r, "cos": j["cos"], "floor": j["floor"]})
+
+
 def claim_c1(cfg: dict, adir: Path) -> list[dict]:
-    """C1: the AdamW update cosine (primary, can fail) and the per-sample identity (sanity)."""
+    """C1: the update's turn against the minibatch-noise floor (primary, can fail both ways) and the
+    per-sample identity (sanity)."""
     rows = []
-    ev = f"cosine of the eisbach vs unweighted AdamW update from the same state over the same batches (> {C1_MIN_COS})"
+    ev = (f"AdamW update turn 1 − cos(eisbach, none; same batches) in units of the minibatch-noise floor "
+          f"1 − cos(none, none; other batches), below {C1_MAX_TURN}")
     u = _anatomy_csv(adir, "update_cosines.csv")
-    if u is not None:
-        u = u[u["arm"] == ARM]
-        last = u[u["step"] == u["step"].max()]
-        res = stats.paired_verdict(pd.DataFrame({"d": last["cos"].to_numpy() - C1_MIN_COS}), direction=+1,
+    from .anatomy import NOISE_FLOOR
+
+    if u is not None and NOISE_FLOOR in set(u["arm"]):
+        r = _turn_ratios(u, ARM)
+        res = stats.paired_verdict(r.assign(d=r["r"] - C1_MAX_TURN)[["seed", "prompt_id", "d"]], direction=-1,
                                    alpha=cfg["evaluate"]["alpha"])
-        first = u[u["step"] == 1]["cos"]
-        row = _from_test("C1", ev, res, note=f"after {int(u['step'].max())} steps, {len(last)} batch sequences; "
-                         f"estimate = mean cos − {C1_MIN_COS}; mean cos {last['cos'].mean():.4f} "
-                         f"(first step {first.mean():.4f})")
-        rows.append(row)
+        res = {**res, "estimate": res["estimate"] + C1_MAX_TURN, "ci_lo": res["ci_lo"] + C1_MAX_TURN,
+               "ci_hi": res["ci_hi"] + C1_MAX_TURN}
+        sh = _turn_ratios(u, "eisbach_shuffle")
+        note = (f"after {int(u['step'].max())} steps, {r['seed'].nunique()} adapter inits × {r['prompt_id'].nunique()} "
+                f"batch sequences; estimate = mean turn ratio (threshold {C1_MAX_TURN}); mean cos eisbach–none "
+                f"{r['cos'].mean():.4f}, noise floor cos {r['floor'].mean():.4f}")
+        if len(sh):
+            note += f"; eisbach_shuffle turn ratio {sh['r'].mean():.3f} (the same weights on the wrong samples)"
+        rows.append(_from_test("C1", ev, res, direction=-1, note=note))
     else:
-        rows.append(_missing("C1", ev, "update_cosines.csv", "anatomy.barrier_anatomy"))
+        rows.append(_missing("C1", ev, "update_cosines.csv with the noise floor", "anatomy.barrier_anatomy"))
     ev = "per-sample gradient cosine, weighted vs unweighted (detached arms = 1 by construction)"
     g = _anatomy_csv(adir, "grad_cosines.csv")
     if g is not None:
@@ -226,14 +272,17 @@ def claim_c2(cfg: dict, adir: Path) -> dict:
     w = _anatomy_csv(adir, "weights_by_clip.csv")
     if w is None:
         return _missing("C2", ev, "weights_by_clip.csv", "anatomy.barrier_anatomy")
-    rho, lo, hi, p = stats.spearman_ci(w["w"], w["flatness"], n_boot=cfg["evaluate"]["n_boot"])
+    alpha, n_boot = cfg["evaluate"]["alpha"], cfg["evaluate"]["n_boot"]
+    rho, lo, hi, p = stats.spearman_ci(w["w"], w["flatness"], n_boot=n_boot, alpha=alpha)
+    _, lo90, hi90, _ = stats.spearman_ci(w["w"], w["flatness"], n_boot=n_boot, alpha=2 * alpha)
+    verdict = stats.decide(lo, hi, direction=-1, eq_lo=lo90, eq_hi=hi90, sesoi=C2_SESOI)
     by = w.groupby("texture")["w"].mean().round(3).to_dict() if "texture" in w else {}
-    return _row("C2", ev, "primary", -1, stats.decide(lo, hi, direction=-1), f"mean w by texture: {by}",
-                estimate=rho, ci_lo=lo, ci_hi=hi, p=p, n=int(w[["w", "flatness"]].notna().all(axis=1).sum()))
+    return _row("C2", ev, "primary", -1, str(verdict), f"mean w by texture: {by}", estimate=rho, ci_lo=lo, ci_hi=hi,
+                p=p, sesoi=C2_SESOI, n=int(w[["w", "flatness"]].notna().all(axis=1).sum()))
 
 
 def claim_c3(cfg: dict, adir: Path) -> dict:
-    ev = "per seed: slope over training phases of the flat class's share of Σw·L, eisbach − none"
+    ev = "per seed: slope over training phases of the flat class's share of loss mass Σw·L, eisbach − none"
     m = _anatomy_csv(adir, "gradient_mass.csv")
     if m is None:
         return _missing("C3", ev, "gradient_mass.csv", "anatomy.training_dynamics")
@@ -242,31 +291,36 @@ def claim_c3(cfg: dict, adir: Path) -> dict:
     d = outcome_diffs(slopes, "slope", keys=("seed",))
     if d.empty:
         return _row("C3", ev, note=f"no paired {ARM}/{BASELINE} runs")
-    res = stats.paired_verdict(d, direction=-1, alpha=cfg["evaluate"]["alpha"])
-    level = outcome_diffs(flat.groupby(["arm", "seed"], as_index=False)["share"].mean(), "share", keys=("seed",))
-    return _min_seeds(_from_test("C3", ev, res, direction=-1, note=f"flat share of gradient mass, eisbach − none, "
-                                 f"averaged over training: {level['d'].mean():+.4f} (the shift itself, not its trend)"), d)
+    n_phases = max(int(flat["phase"].nunique()), 2)
+    level = float(flat[flat["arm"] == BASELINE]["share"].mean())
+    sesoi = C3_SESOI_FRACTION * level / (n_phases - 1)  # per phase: a tenth of the level over the whole run
+    res = stats.paired_verdict(d, direction=-1, sesoi=sesoi if np.isfinite(sesoi) and sesoi > 0 else None,
+                               alpha=cfg["evaluate"]["alpha"])
+    shift = outcome_diffs(flat.groupby(["arm", "seed"], as_index=False)["share"].mean(), "share", keys=("seed",))
+    return _min_seeds(_from_test("C3", ev, res, direction=-1, note=f"flat share of loss mass (none: {level:.3f}), "
+                                 f"eisbach − none averaged over training: {shift['d'].mean():+.4f} (the shift itself, "
+                                 f"not its trend); sesoi = {C3_SESOI_FRACTION} × none's share / {n_phases - 1} phases"), d)
 
 
 def claim_c4(cfg: dict, adir: Path) -> dict:
-    ev = "within-clip Spearman ρ(t, h) of the base model's output, mean over clips (either direction)"
+    ev = (f"share of the within-clip variance of log w explained by the noise level t (base model), "
+          f"against a minimum of {C4_MIN_SHARE:.0%}")
     e = _anatomy_csv(adir, "entropy_vs_t.csv")
     if e is None:
         return _missing("C4", ev, "entropy_vs_t.csv", "anatomy.barrier_anatomy")
-    note = []
     checkpoints = _anatomy_csv(adir, "entropy_vs_t_checkpoints.csv")
-    if checkpoints is not None:
+    if checkpoints is not None and len(checkpoints):
         e = pd.concat([e, checkpoints], ignore_index=True)
-    per_stage = {}
-    for stage, g in e.groupby("stage", sort=False):
-        r = stats.within_unit_rank_corr(g, "t", "h", "id")
-        per_stage[stage] = (r, stats.paired_verdict(pd.DataFrame({"d": r["rho"].to_numpy()}), alpha=cfg["evaluate"]["alpha"]))
-    r, res = per_stage.get("base", next(iter(per_stage.values())))
-    for stage, (rs, rr) in per_stage.items():
-        note.append(f"{stage}: ρ {rr['estimate']:+.3f} [{rr['ci_lo']:+.3f}, {rr['ci_hi']:+.3f}], SD across clips "
-                    f"{rs['rho'].std(ddof=1):.3f}")
-    res = {**res, "verdict": "supported" if res["verdict"] in ("supported", "contradicted") else "inconclusive"}
-    return _from_test("C4", ev, res, note="; ".join(note))
+    e = e.assign(log_w=np.log(e["w"].clip(lower=1e-12)))
+    alpha, n_boot = cfg["evaluate"]["alpha"], cfg["evaluate"]["n_boot"]
+    per_stage = {stage: stats.factor_share_test(g, "log_w", "t", "id", C4_MIN_SHARE, n_boot=n_boot, alpha=alpha)
+                 for stage, g in e.groupby("stage", sort=False)}
+    res = per_stage.get("base", next(iter(per_stage.values())))
+    word = {1: "w rises with t", -1: "w falls with t", 0: "no direction"}
+    note = "; ".join(f"{stage}: share {r['estimate']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}], {word[r['direction']]}"
+                     for stage, r in per_stage.items())
+    return _row("C4", ev, "primary", +1, res["verdict"], note, estimate=res["estimate"], ci_lo=res["ci_lo"],
+                ci_hi=res["ci_hi"], p=res["p"], sesoi=C4_MIN_SHARE, n=int(res["n"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,14 +342,26 @@ def _tables(mdir: Path) -> dict[str, pd.DataFrame]:
         f = mdir / fname  # the round-tripped reference (the generations' domain) wins over the raw one
         if f.exists():
             out[name] = pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f)
+    prompts = mdir.parent / "prompts.csv"
+    if prompts.exists():
+        out["prompts"] = pd.read_csv(prompts, keep_default_na=False)
     return out
+
+
+def _primary(t: dict, df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `df` on the primary prompt set (prompts.csv `set` == PRIMARY_SET); all rows when the
+    prompt file has no `set` column (a run from before the prompt sets) or `df` no prompt_id."""
+    p = t.get("prompts")
+    if p is None or "set" not in p or "prompt_id" not in df:
+        return df
+    return df[df["prompt_id"].isin(p.loc[p["set"] == PRIMARY_SET, "prompt_id"])]
 
 
 def metric_sesoi(t: dict, cfg: dict, metric: str, mdir: Path) -> float:
     """The sesoi of `metric` for this run (`reference_sesoi` on the evaluation tables' reference, with
     the Vendi bandwidth recorded in <mdir>/vendi_bandwidth.json and the profile's seed); nan when the
     tables have no reference or the metric is not in it."""
-    if "reference" not in t or (metric != "vendi_intra" and metric not in t["reference"]):
+    if "reference" not in t or (metric not in SET_METRICS and metric not in t["reference"]):
         return np.nan
     bw = None
     f = mdir / "vendi_bandwidth.json"
@@ -303,17 +369,21 @@ def metric_sesoi(t: dict, cfg: dict, metric: str, mdir: Path) -> float:
         import json
 
         bw = float(json.loads(f.read_text())["bandwidth"])
-    return reference_sesoi(t["reference"], metric, set_size=cfg["generate"]["samples_per_prompt"], bandwidth=bw,
-                           seed=int(cfg["seed"]))
+    if metric == "vendi_intra":
+        size = cfg["generate"]["samples_per_prompt"]
+    else:  # vendi_inter: a set of one (mean) clip per primary prompt
+        size = len(_primary(t, t["prompts"])) if "prompts" in t else t["clips"]["prompt_id"].nunique() if "clips" in t else None
+    return reference_sesoi(t["reference"], metric, set_size=size, bandwidth=bw, seed=int(cfg["seed"]))
 
 
 def _outcome_test(t: dict, cfg: dict, mdir: Path, claim: str, metric: str, table: str, direction: int, arm: str,
-                  role: str, statement: str | None = None) -> dict:
+                  role: str, statement: str | None = None, baseline: str = BASELINE) -> dict:
     adapter = cfg["finetune"]["adapters"][0]
-    ev = f"{metric}, {arm} − {BASELINE}, paired by seed and prompt"
+    ev = f"{metric}, {arm} − {baseline}, paired by seed and prompt"
     if table not in t or metric not in t[table]:
         return _row(claim, ev, role, direction, note=f"no {metric} in the evaluation tables", statement=statement)
-    d = outcome_diffs(_final(t[table], cfg, adapter), metric, arm=arm)
+    final = _primary(t, _final(t[table], cfg, adapter))
+    d = _vs_base(final, metric, arm) if baseline == "base" else outcome_diffs(final, metric, arm=arm)
     if d.empty:
         return _row(claim, ev, role, direction, note=f"arm {arm} not generated at this profile", statement=statement)
     sesoi = metric_sesoi(t, cfg, metric, mdir)
@@ -336,44 +406,67 @@ def _validity(t: dict, metric: str) -> str | None:
     return None
 
 
+def pc_gate(row: dict) -> str | None:
+    """The positive control's gate on its readout row: None when it passes, else which part failed.
+    Passes when the estimate lies on the intended side (row direction), the 95 % CI excludes 0 and
+    |estimate| ≥ sesoi; fixed before any run (a move the wrong way, or smaller than the smallest effect
+    of interest, does not show that the design can see the effect the claims are about)."""
+    if row["n"] == 0 or not np.isfinite(row["estimate"]):
+        return f"no positive control ({POSITIVE_CONTROL}) readout at this profile"
+    sign = +1 if row["direction"] == "+" else -1
+    est = f"{row['estimate']:+.3g} [{row['ci_lo']:+.3g}, {row['ci_hi']:+.3g}], sesoi {row['sesoi']:.3g}"
+    if sign * row["estimate"] <= 0:
+        return f"the positive control moved the readout the wrong way ({est})"
+    if not (sign * row["ci_lo"] > 0 and sign * row["ci_hi"] > 0):
+        return f"the positive control's CI includes 0 ({est})"
+    if not abs(row["estimate"]) >= row["sesoi"]:
+        return f"the positive control moved the readout by less than its sesoi ({est})"
+    return None
+
+
+def m1_gate(row: dict) -> str | None:
+    """M1's gate: None when none − base moved the readout by ≥ M1_MIN_SESOI sesoi with its CI excluding
+    0 (either direction: the base model never saw the primary caption style), else why not."""
+    if row["n"] == 0 or not np.isfinite(row["estimate"]):
+        return "no texture readout of none and base"
+    if row["ci_lo"] <= 0 <= row["ci_hi"]:
+        return "the fine-tune did not move the readout (CI includes 0)"
+    if not abs(row["estimate"]) >= M1_MIN_SESOI * row["sesoi"]:
+        return f"the fine-tune moved the readout by {abs(row['estimate']) / row['sesoi']:.2g} sesoi (< {M1_MIN_SESOI:g})"
+    return None
+
+
 def control_rows(t: dict, cfg: dict, mdir: Path) -> list[dict]:
-    """The positive control (oracle_texture must move flatness/contrast) and the negative control
-    (constant must be equivalent to none on every outcome metric)."""
-    rows = []
+    """PC: oracle_texture − none on the texture readout (the gate), then on flatness and contrast
+    (secondary, audio domain); NC: constant − none on the readout and every outcome metric."""
+    rows = [_outcome_test(t, cfg, mdir, "PC", READOUT, "clips", -1, POSITIVE_CONTROL, "control",
+                          statement=f"positive control: {POSITIVE_CONTROL} makes fewer flat textures (the gate)")]
+    reason = pc_gate(rows[0])
+    rows[0]["note"] = (f"gate {'passed' if reason is None else 'failed: ' + reason}. {rows[0]['note']}").strip()
     for metric, direction in CONTROL_METRICS.items():
-        table = "clips"
-        rows.append(_outcome_test(t, cfg, mdir, "PC", metric, table, direction, POSITIVE_CONTROL, "control",
-                                  statement=f"positive control: {POSITIVE_CONTROL} moves {metric}"))
-    for claim, (metric, table, direction) in OUTCOMES.items():
+        rows.append(_outcome_test(t, cfg, mdir, "PC", metric, "clips", direction, POSITIVE_CONTROL, "control",
+                                  statement=f"positive control (secondary, audio): {POSITIVE_CONTROL} moves {metric}"))
+    for metric, table, direction in [(READOUT, "clips", -1), *OUTCOMES.values()]:
         rows.append(_outcome_test(t, cfg, mdir, "NC", metric, table, direction, NEGATIVE_CONTROL, "control",
                                   statement=f"negative control: {NEGATIVE_CONTROL} is equivalent to none on {metric}"))
     return rows
 
 
-def _positive_control_moved(rows: list[dict]) -> str | None:
-    """None when the positive control moved at least one of its metrics beyond that metric's MDE
-    (|estimate| ≥ MDE and the CI excluding 0: the issue's "moves ... beyond their MDE"), else why not."""
-    pc = [r for r in rows if r["claim"] == "PC"]
-    if not pc or all(r["n"] == 0 for r in pc):
-        return f"no positive control ({POSITIVE_CONTROL}) at this profile"
-    if any(r["verdict"] in ("supported", "contradicted") and abs(r["estimate"]) >= r["mde"] for r in pc):
-        return None
-    moves = "; ".join(f"{r['evidence'].split(',')[0]} {r['estimate']:+.3g} (MDE {r['mde']:.3g})" for r in pc if r["n"])
-    return f"the positive control ({POSITIVE_CONTROL}) did not move flatness or contrast beyond their MDE ({moves})"
-
-
-def manipulation_rows(t: dict, cfg: dict, adir: Path) -> list[dict]:
-    """M1 the fine-tune moves the generations, M2 the adapters differ, M3 the training mix changes."""
+def manipulation_rows(t: dict, cfg: dict, mdir: Path, adir: Path) -> list[dict]:
+    """M1 the fine-tune moves the generations (readout: the gate; flatness and contrast beside it),
+    M2 the adapters differ, M3 the training mix changes."""
     rows, alpha = [], cfg["evaluate"]["alpha"]
     adapter = cfg["finetune"]["adapters"][0]
     if "clips" in t and "base" in set(t["clips"]["arm"]):
-        for metric in CONTROL_METRICS:
-            d = _vs_base(_final(t["clips"], cfg, adapter), metric)
-            if len(d):
-                res = stats.paired_verdict(d, alpha=alpha)
-                res["verdict"] = "supported" if res["verdict"] in ("supported", "contradicted") else res["verdict"]
-                rows.append(_from_test("M1", f"{metric}, none (final) − base model, paired by prompt and noise", res,
-                                       "manipulation", statement="the fine-tune moves the generations"))
+        for metric in (READOUT, *CONTROL_METRICS):
+            row = _outcome_test(t, cfg, mdir, "M1", metric, "clips", +1, BASELINE, "manipulation",
+                                statement="the fine-tune moves the generations", baseline="base")
+            if metric == READOUT:
+                reason = m1_gate(row)
+                row["note"] = f"gate {'passed' if reason is None else 'failed: ' + reason}. {row['note']}".strip()
+            elif row["verdict"] == "contradicted":  # either direction counts for the secondary rows
+                row["verdict"] = "supported"
+            rows.append(row)
     dist = _anatomy_csv(adir, "output_distances.csv")
     if dist is not None:
         rows.append(_adapter_distance_row(dist, adapter, alpha))
@@ -414,33 +507,53 @@ def _adapter_distance_row(dist: pd.DataFrame, adapter: str, alpha: float) -> dic
                            f"{df['base'].mean():.4f} (RMS, in units of the base output's RMS)")
 
 
-def claim_c8(t: dict, cfg: dict) -> dict:
-    """Non-inferiority per seed on inter-prompt Vendi (+), FD (−) and KID (−) to the reference."""
+def c8_margins(t: dict, cfg: dict, mdir: Path) -> dict[str, float]:
+    """The pre-registered non-inferiority margins of C8, anchored on the reference, not on `none`:
+    FD and KID: C8_CEILING_SDS × the SD of that metric between two halves of the round-tripped
+    reference split (ceiling.csv; the sampling noise of real music of this distribution), inter-prompt
+    Vendi: its sesoi (`metric_sesoi`). nan where the input is missing."""
+    ceil = t.get("ceilings")
+    row = ceil[ceil["comparison"].str.contains("round-tripped") & ceil["comparison"].str.startswith("reference")] \
+        if ceil is not None else pd.DataFrame()
+    sd = lambda m: float(row[f"{m}_sd"].iloc[0]) if len(row) and f"{m}_sd" in row else np.nan  # noqa: E731
+    return {"vendi_inter": metric_sesoi(t, cfg, "vendi_inter", mdir), "fd_ref": C8_CEILING_SDS * sd("fd"),
+            "kid_ref": C8_CEILING_SDS * sd("kid")}
+
+
+def claim_c8(t: dict, cfg: dict, mdir: Path) -> dict:
+    """Non-inferiority per seed on inter-prompt Vendi (+), FD (−) and KID (−) to the reference, each
+    against its reference-anchored margin (`c8_margins`); all three non-inferior → supported (an
+    intersection-union test: p is the largest of the three), any inferior → contradicted."""
     ev = "inter-prompt Vendi, FD and KID to the round-tripped reference, non-inferiority per seed"
     if "runs" not in t:
         return _row("C8", ev, note="missing runs.csv (eisbach evaluate)")
     runs = _final(t["runs"], cfg, cfg["finetune"]["adapters"][0])
+    margins = c8_margins(t, cfg, mdir)
     parts, notes, verdicts = [], [], []
     for metric, direction in (("vendi_inter", +1), ("fd_ref", -1), ("kid_ref", -1)):
-        if metric not in runs:
-            notes.append(f"{metric}: not computed")
+        if metric not in runs or not (np.isfinite(margins[metric]) and margins[metric] > 0):
+            notes.append(f"{metric}: not computed or no margin")
+            verdicts.append("inconclusive")
             continue
         d = outcome_diffs(runs, metric, keys=("seed",))
         if d.empty:
             continue
-        base = runs[runs["arm"] == BASELINE][metric].mean()
-        res = stats.noninferiority(d, margin=C8_MARGIN * abs(base), direction=direction, alpha=cfg["evaluate"]["alpha"])
+        res = stats.noninferiority(d, margin=margins[metric], direction=direction, alpha=cfg["evaluate"]["alpha"])
         parts.append((metric, res, d))
         verdicts.append(res["verdict"])
         notes.append(f"Δ {metric} {res['estimate']:.3g} [{res['ci_lo']:.3g}, {res['ci_hi']:.3g}], margin "
-                     f"{'−' if direction > 0 else '+'}{res['margin']:.3g} ({BASELINE} {base:.3g}): {res['verdict']}")
+                     f"{'−' if direction > 0 else '+'}{res['margin']:.3g}: {res['verdict']}")
     if not parts:
-        return _row("C8", ev, note=f"no paired {ARM}/{BASELINE} runs")
+        return _row("C8", ev, note=f"no paired {ARM}/{BASELINE} runs. " + "; ".join(notes))
     verdict = ("contradicted" if "contradicted" in verdicts else
                "supported" if all(v == "supported" for v in verdicts) else "inconclusive")
     metric, res, d = parts[0]
-    row = _from_test("C8", ev, res, note="; ".join(notes))
-    row["verdict"] = verdict
+    row = _from_test("C8", ev, res, note=f"margins: FD, KID {C8_CEILING_SDS:g} SDs of the reference-halves ceiling, "
+                     f"Vendi its sesoi; " + "; ".join(notes))
+    # p of the verdict's own hypothesis: non-inferiority of all three (the largest one-sided p), or
+    # inferiority of one (the smallest p of H0 'harm ≤ margin', 1 − p of the non-inferiority test)
+    bad = [1 - r["p"] for _, r, _ in parts if r["verdict"] == "contradicted"]
+    row.update(verdict=verdict, p=min(bad) if bad else max(r["p"] for _, r, _ in parts))
     return _min_seeds(row, d)
 
 
@@ -460,21 +573,37 @@ def claim_c9(t: dict, cfg: dict) -> dict:
 
 
 def claim_c10(t: dict, cfg: dict) -> dict:
+    """C10 as an intersection-union test: the eisbach − none intra-prompt Vendi gap at the sweet spot
+    exceeds the gap at each neighbouring checkpoint (d_n = gap(sweet) − gap(n), `paired_verdict`,
+    direction +). Supported when every d_n is; contradicted when any neighbour's gap is larger (d_n's
+    CI below 0); p = the largest. Fewer than C10_MIN_CHECKPOINTS generated checkpoints: not testable
+    (with two, "sweet spot" cannot be told from a gap that simply shrinks or grows)."""
     sweet = cfg["finetune"].get("sweet_spot")
-    ev = f"intra-prompt Vendi gap (eisbach − none) at step {sweet} minus its mean over the other checkpoints, exploratory"
+    ev = f"intra-prompt Vendi gap (eisbach − none) at step {sweet} minus the gap at each neighbouring checkpoint"
     intra = t.get("intra")
     adapter = cfg["finetune"]["adapters"][0]
     steps = sorted(set(intra[intra["adapter"] == adapter]["step"]) - {0}) if intra is not None else []
-    if sweet is None or sweet not in steps or len(steps) < 2:
-        return _row("C10", ev, "exploratory", note=f"not tested (sweet_spot {sweet}, checkpoints generated {steps})")
+    if sweet is None or sweet not in steps or len(steps) < C10_MIN_CHECKPOINTS:
+        return _row("C10", ev, "exploratory", note=f"not tested (sweet_spot {sweet}, checkpoints generated {steps}; "
+                    f"needs ≥ {C10_MIN_CHECKPOINTS})")
     keys = ["seed", "prompt_id"]
-    d = intra[intra["adapter"] == adapter]
+    d = _primary(t, intra[intra["adapter"] == adapter])
     gaps = {s: outcome_diffs(d[d["step"] == s], "vendi_intra").set_index(keys)["d"] for s in steps}
-    other = pd.concat([gaps[s] for s in steps if s != sweet], axis=1).mean(axis=1)
-    j = pd.concat([gaps[sweet].rename("sweet"), other.rename("other")], axis=1).dropna().reset_index()
-    res = stats.paired_verdict(j.assign(d=j["sweet"] - j["other"]), alpha=cfg["evaluate"]["alpha"])
-    note = "gap by step: " + ", ".join(f"{s}: {gaps[s].mean():.3g}" for s in steps)
-    return _min_seeds(_from_test("C10", ev, res, "exploratory", note=note), j)
+    i = steps.index(sweet)
+    tests = []
+    for n in [steps[k] for k in (i - 1, i + 1) if 0 <= k < len(steps)]:
+        j = pd.concat([gaps[sweet].rename("sweet"), gaps[n].rename("other")], axis=1).dropna().reset_index()
+        tests.append((n, stats.paired_verdict(j.assign(d=j["sweet"] - j["other"]), alpha=cfg["evaluate"]["alpha"]), j))
+    verdicts = [r["verdict"] for _, r, _ in tests]
+    verdict = ("supported" if all(v == "supported" for v in verdicts) else
+               "contradicted" if "contradicted" in verdicts else "inconclusive")
+    n, res, j = min(tests, key=lambda x: x[1]["estimate"])  # the closest competitor is the row's estimate
+    note = ("gap by step: " + ", ".join(f"{s}: {gaps[s].mean():.3g}" for s in steps) + "; "
+            + "; ".join(f"vs {m}: {r['estimate']:+.3g} [{r['ci_lo']:+.3g}, {r['ci_hi']:+.3g}] {r['verdict']}"
+                        for m, r, _ in tests))
+    row = _from_test("C10", ev, res, "exploratory", note=note)
+    row.update(verdict=verdict, p=max(r["p"] for _, r, _ in tests))
+    return _min_seeds(row, j)
 
 
 def ceiling_rows(t: dict) -> list[dict]:
@@ -502,11 +631,10 @@ def build_scorecard(cfg: dict) -> pd.DataFrame:
     """Every claim, control, manipulation check and ceiling as one table (rules: module docstring)."""
     layout = Layout.of(cfg)
     adir, mdir = layout.anatomy, layout.metrics
-    rows = [*claim_c1(cfg, adir), claim_c2(cfg, adir), claim_c3(cfg, adir), claim_c4(cfg, adir)]
     t = _tables(mdir)
     controls = control_rows(t, cfg, mdir)
-    pc_reason = _positive_control_moved(controls)
-    outcomes = []
+    pc_reason = pc_gate(controls[0])
+    primary = [*claim_c1(cfg, adir), claim_c2(cfg, adir), claim_c3(cfg, adir), claim_c4(cfg, adir)]
     for claim, (metric, table, direction) in OUTCOMES.items():
         row = _outcome_test(t, cfg, mdir, claim, metric, table, direction, ARM, "primary")
         if claim in SECONDARY:
@@ -515,12 +643,13 @@ def build_scorecard(cfg: dict) -> pd.DataFrame:
             reason2 = _validity(t, m2)
             row["note"] += (f" secondary {m2}: Δ {sec['estimate']:.3g} [{sec['ci_lo']:.3g}, {sec['ci_hi']:.3g}], "
                             f"{'not testable: ' + reason2 if reason2 else sec['verdict']}")
-        reason = _validity(t, metric) or (pc_reason if row["verdict"] != "not testable" else None)
-        outcomes.append(_not_testable(row, reason) if reason else row)
-    _holm(outcomes, cfg["evaluate"]["alpha"])
-    rows += outcomes
-    rows += [claim_c8(t, cfg), claim_c9(t, cfg), claim_c10(t, cfg)]
-    rows += controls + manipulation_rows(t, cfg, adir) + ceiling_rows(t)
+        reason = _validity(t, metric) or (f"positive-control gate failed: {pc_reason}"
+                                          if pc_reason and row["verdict"] != "not testable" else None)
+        primary.append(_not_testable(row, reason) if reason else row)
+    primary.append(claim_c8(t, cfg, mdir))
+    _holm(primary, cfg["evaluate"]["alpha"])
+    rows = primary + [claim_c9(t, cfg), claim_c10(t, cfg)]
+    rows += controls + manipulation_rows(t, cfg, mdir, adir) + ceiling_rows(t)
     card = pd.DataFrame(rows, columns=COLUMNS)
     listeners = listener_rows(cfg)
     return pd.concat([card, listeners.reindex(columns=COLUMNS)], ignore_index=True) if len(listeners) else card
@@ -536,14 +665,19 @@ def listener_rows(cfg: dict) -> pd.DataFrame:
 
 
 def _holm(rows: list[dict], alpha: float) -> None:
-    """Holm across the testable primary outcome claims; a decisive verdict needs Holm p < α."""
-    live = [r for r in rows if r["claim"] in HOLM_FAMILY and r["verdict"] != "not testable"]
+    """Holm across the primary claims (HOLM_FAMILY rows of role primary) that reach a verdict (not "not
+    testable", with a p); a supported/contradicted verdict needs Holm p < α. The family is named in
+    each member's note. Equivalence (an intersection-union test) is not adjusted."""
+    live = [r for r in rows if r["claim"] in HOLM_FAMILY and r.get("role", "primary") == "primary"
+            and r["verdict"] != "not testable" and np.isfinite(r["p"])]
     adj = stats.holm([r["p"] for r in live])
+    family = ", ".join(r["claim"] for r in live)
     for r, pa in zip(live, adj):
         r["p_holm"] = float(pa)
         if r["verdict"] in ("supported", "contradicted") and not pa < alpha:
             r["note"] = f"CI excludes 0 but Holm p = {pa:.3g} ≥ α. {r['note']}".strip()
             r["verdict"] = "inconclusive"
+        r["note"] = f"{r['note']} [Holm family: {family}]".strip()
 
 
 def write_scorecard(card: pd.DataFrame, out_dir: Path) -> None:
@@ -564,7 +698,7 @@ def write_scorecard(card: pd.DataFrame, out_dir: Path) -> None:
     (out_dir / "scorecard.md").write_text("\n".join(lines) + "\n")
 
 
-def effects_in_sesoi(card: pd.DataFrame, claims: tuple[str, ...] = ("C5", "C6", "C7", "PC", "NC")) -> pd.DataFrame:
+def effects_in_sesoi(card: pd.DataFrame, claims: tuple[str, ...] = ("C5", "C6", "C7", "PC", "NC", "M1")) -> pd.DataFrame:
     """The rows of `claims` that have a positive sesoi and a CI, in units of their sesoi: effect
     (estimate / sesoi), err_lo and err_hi (the CI's distances below and above it), mde, and a label
     "claim evidence-head: verdict"."""

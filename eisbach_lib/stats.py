@@ -653,3 +653,52 @@ def within_unit_rank_corr(df: pd.DataFrame, x: str, y: str, unit: str | Sequence
         rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))), "rho": rho,
                      "n": int((np.isfinite(a) & np.isfinite(b)).sum())})
     return pd.DataFrame(rows, columns=keys + ["rho", "n"])
+
+
+def factor_share(table: np.ndarray) -> float:
+    """The share of the within-unit variance of y explained by a factor common to all units (claim C4).
+
+    `table` Y[u, k]: unit u (e.g. a clip) at level k of the factor (e.g. noise level t), complete.
+    Two-way decomposition without replication, y_uk = μ + a_u + b_k + e_uk: with R = Y − row means,
+    SS_within = Σ R², SS_factor = U·Σ_k b̂_k² (b̂ = column means of R), SS_e = SS_within − SS_factor,
+    MS_e = SS_e / ((U − 1)(K − 1)). The share is bias-corrected like ω² (Hays 1963):
+
+        share = (SS_factor − (K − 1)·MS_e) / SS_within,
+
+    so it is ≈ 0, not ≈ 1/U, when the factor explains nothing; it can fall slightly below 0 by chance.
+    nan for fewer than 2 units or levels or no within-unit variance."""
+    Y = np.asarray(table, dtype=np.float64)
+    U, K = Y.shape
+    R = Y - Y.mean(axis=1, keepdims=True)
+    ss_within = float((R**2).sum())
+    if U < 2 or K < 2 or not ss_within > 0:
+        return float("nan")
+    ss_factor = U * float((R.mean(axis=0) ** 2).sum())
+    ms_e = (ss_within - ss_factor) / ((U - 1) * (K - 1))
+    return (ss_factor - (K - 1) * ms_e) / ss_within
+
+
+def factor_share_test(df: pd.DataFrame, value: str, factor: str, unit: str, minimum: float, n_boot: int = 2000,
+                      alpha: float = 0.05, seed: int = 0) -> dict:
+    """Is the share of within-unit variance of `value` explained by `factor` (`factor_share`) above a
+    pre-registered `minimum`? Units are resampled (percentile bootstrap, (1 − α) CI); only units seen
+    at every level are used. 'supported': ci_lo > minimum; 'contradicted': ci_hi < minimum; else
+    'inconclusive'. p: two-sided bootstrap p of share = minimum, 2·min(P*(s ≤ m), P*(s ≥ m)) (floored
+    at 1/n_boot). direction: the sign of Spearman ρ between the factor's levels and their effects b̂_k
+    (+1 when `value` rises with the factor). Returns estimate, ci_lo, ci_hi, p, minimum, direction, n."""
+    wide = df.pivot_table(index=unit, columns=factor, values=value, aggfunc="mean").dropna()
+    Y = wide.to_numpy(dtype=np.float64)
+    est = factor_share(Y)
+    rng = np.random.default_rng(seed)
+    boots = np.array([factor_share(Y[rng.integers(0, len(Y), len(Y))]) for _ in range(n_boot)]) if len(Y) >= 2 else np.array([])
+    boots = boots[np.isfinite(boots)]
+    if boots.size == 0 or not np.isfinite(est):
+        return {"estimate": est, "ci_lo": np.nan, "ci_hi": np.nan, "p": np.nan, "minimum": minimum, "direction": 0,
+                "n": len(Y), "verdict": "inconclusive"}
+    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    p = max(2 * min((boots <= minimum).mean(), (boots >= minimum).mean()), 1 / boots.size)
+    effects = (Y - Y.mean(axis=1, keepdims=True)).mean(axis=0)
+    rho, _ = spearman(wide.columns.to_numpy(dtype=np.float64), effects)
+    verdict_ = "supported" if lo > minimum else "contradicted" if hi < minimum else "inconclusive"
+    return {"estimate": float(est), "ci_lo": float(lo), "ci_hi": float(hi), "p": float(min(p, 1.0)), "minimum": minimum,
+            "direction": int(np.sign(rho)) if np.isfinite(rho) else 0, "n": len(Y), "verdict": verdict_}

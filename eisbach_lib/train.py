@@ -76,7 +76,7 @@ import pandas as pd
 import torch
 from .progress import Progress
 
-from .barrier import (ARMS, ORACLE_WEIGHTS, barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy,
+from .barrier import (ARMS, ORACLE_FACTOR, barrier_weights, oracle_weights, new_tmatched_state, per_sample_loss, temporal_entropy,
                       weighted_loss)
 from .cache import PreEncoded
 from .config import device_name, training_settings
@@ -462,12 +462,14 @@ class Placement:
 @dataclass(frozen=True)
 class ArmInputs:
     """What the barrier of one arm reads besides v and t: λ, each clip's texture label (None when the
-    data has none; only `oracle_texture` uses them) and the `constant` arm's weight."""
+    data has none; only `oracle_texture` uses them), the `constant` arm's weight and the oracle's
+    flat-class factor (`finetune.oracle_factor`)."""
 
     arm: str
     lam: float = 0.5
     textures: list[str] | None = None
     constant: float | None = None
+    oracle_factor: float = ORACLE_FACTOR
 
 
 @dataclass
@@ -543,10 +545,12 @@ def weighted_step(forward, batch: Batch, arm: ArmInputs, opt: torch.optim.Optimi
     textures = None if arm.textures is None else [arm.textures[i] for i in batch.idx.tolist()]
     if arm.arm == "eisbach_grad":  # per sample, differentiated through this process's v
         w = barrier_weights(v, arm.arm, lam=arm.lam, t=t, mask=frame_mask[mine], generator=gens["shuffle"],
-                            state=tmatched, textures=None if textures is None else textures[mine], constant=arm.constant)
+                            state=tmatched, textures=None if textures is None else textures[mine], constant=arm.constant,
+                            oracle_factor=arm.oracle_factor)
     else:  # detached; the batch-coupled arms (norm, shuffle, tmatched) see the whole batch
         w = barrier_weights(v_all, arm.arm, lam=arm.lam, t=batch.t.to(dev), mask=frame_mask, generator=gens["shuffle"],
-                            state=tmatched, textures=textures, constant=arm.constant)[mine]
+                            state=tmatched, textures=textures, constant=arm.constant,
+                            oracle_factor=arm.oracle_factor)[mine]
     loss = weighted_loss(w, per_sample)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -720,7 +724,7 @@ def _set_up(cfg: dict, data: PreEncoded, out_dir: Path, hp: dict, arm: str, seed
     if arm == "oracle_texture":
         if textures is None:
             raise ValueError("arm 'oracle_texture' needs texture labels: the data's manifest has no 'texture' column")
-        arm_config = {"oracle_weights": dict(ORACLE_WEIGHTS)}
+        arm_config = {"oracle_weights": oracle_weights(float(hp.get("oracle_factor", ORACLE_FACTOR)))}
         barrier_weights(torch.zeros(len(textures), 1, 1), arm, textures=textures)  # unknown labels raise now
     model, base_used = _build_model(cfg, data, adapter, seed, hp, base_dir)
     if arm == "constant":
@@ -738,7 +742,8 @@ def _set_up(cfg: dict, data: PreEncoded, out_dir: Path, hp: dict, arm: str, seed
         out_dir.mkdir(parents=True, exist_ok=True)
         _check_run_meta(out_dir, meta)
     model.to(place.device).train()
-    return place, model, ArmInputs(arm, float(hp["lam"]), textures, arm_config.get("weight")), meta
+    return place, model, ArmInputs(arm, float(hp["lam"]), textures, arm_config.get("weight"),
+                                   float(hp.get("oracle_factor", ORACLE_FACTOR))), meta
 
 
 def _placement(cfg: dict, batch_size: int) -> Placement:

@@ -196,3 +196,16 @@ def test_constant_weight_moves_adamw_like_no_weight():
     ones = run(torch.ones(8))
     assert torch.allclose(run(torch.full((8,), 0.37)), ones, atol=1e-5)
     assert not torch.allclose(run(torch.linspace(0.1, 1.0, 8)), ones, atol=1e-3)
+
+
+def test_the_oracle_factor_sets_the_dose_and_factor_one_is_the_unweighted_arm():
+    from eisbach_lib.barrier import oracle_weights
+
+    tex = ["sustained", "mixed", "plucked", "percussive"]
+    v = torch.randn(4, 3, 8)
+    w = barrier_weights(v, "oracle_texture", textures=tex, oracle_factor=0.3)
+    assert torch.allclose(w, torch.tensor([0.3, 0.3 ** 0.5, 1.0, 1.0]))
+    assert torch.equal(barrier_weights(v, "oracle_texture", textures=tex, oracle_factor=1.0), barrier_weights(v, "none"))
+    assert oracle_weights()["sustained"] == 0.1
+    with pytest.raises(ValueError, match="oracle factor"):
+        oracle_weights(0.0)

@@ -1,0 +1,197 @@
+"""The pilot: can this design see an effect, and how big must the recorded run be? (`eisbach pilot`)
+
+Before any `eisbach` outcome is looked at, the pilot trains only `none` and the positive control
+`oracle_texture` at several doses (the flat-class weight `finetune.oracle_factor`: 1 is `none`, then
+0.3, 0.1) for a few seeds, generates the primary prompt sets from each and from the base model, and
+reads the texture of every generated clip with the bundle's classifier (`readout.py`). It reports
+
+- the dose-response: oracle(f) − none on the flat share, per prompt set (primary at CFG 1, the same
+  captions at the profile's CFG, unconditional), in units of the readout's sesoi, with `paired_verdict`;
+  the readout must move monotonically with the dose (checked, not assumed);
+- M1: none − base on the same readout (did the fine-tune learn the new conditional?);
+- the variance components of oracle − none and the measured stage times, written to
+  <runs_dir>/pilot/plan_inputs.json, from which `eisbach plan` sizes the recorded run.
+
+`variants` repeats the none/oracle pair under other fine-tune settings (a "lever": e.g. {"lr": 2e-4}),
+so the levers tried are measured on the same readout. The pilot lives in <runs_dir>/pilot/ (its own
+adapters, prompts, samples), sharing the profile's corpus, cache and base model through links, so a
+later `eisbach reproduce` of the same profile reuses them and never sees the pilot's runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .layout import Layout
+from .plan import Components, Costs, variance_components, write_plan_inputs
+
+DOSES = (0.3, 0.1)          # oracle flat-class factors besides 1 (= none)
+PILOT_SEEDS = (0, 1)
+SHARED = ("corpus", "cache", "base")  # the parent profile's folders the pilot links to
+
+
+def pilot_config(cfg: dict) -> dict:
+    """The profile with runs_dir → <runs_dir>/pilot, whose corpus/, cache/ and base/ link to the
+    profile's own (created empty first, so the pilot renders and pretrains them for both)."""
+    parent = Layout.of(cfg).runs
+    pcfg = copy.deepcopy(cfg)
+    pcfg["runs_dir"] = str(parent / "pilot")
+    pcfg["figures_dir"] = str(parent / "pilot" / "figures")
+    (parent / "pilot").mkdir(parents=True, exist_ok=True)
+    for name in SHARED:
+        (parent / name).mkdir(parents=True, exist_ok=True)
+        link = parent / "pilot" / name
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(Path("..") / name, target_is_directory=True)
+    return pcfg
+
+
+def arm_label(arm: str, factor: float, variant: str) -> str:
+    """A pilot run's label: 'none', 'oracle0.1', with '@variant' for a lever other than the recipe."""
+    core = "none" if arm == "none" else f"oracle{factor:g}"
+    return core if variant == "recipe" else f"{core}@{variant}"
+
+
+def _timed(fn, *args, **kw):
+    t0 = time.perf_counter()
+    out = fn(*args, **kw)
+    return out, time.perf_counter() - t0
+
+
+def clip_readout(cfg: dict, manifest: pd.DataFrame, readout) -> pd.DataFrame:
+    """`manifest` (one generated folder's rows) with `flat_prob`: the readout's probability that each
+    clip's texture is flat, read from the folder's latents.npy (rows `latent_row`)."""
+    out = []
+    for folder, rows in manifest.groupby("folder", sort=False):
+        z = np.load(Path(folder) / "latents.npy")[rows["latent_row"].to_numpy()]
+        out.append(rows.assign(flat_prob=readout.flat_prob(z)))
+    return pd.concat(out, ignore_index=True)
+
+
+def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dict] | None = None,
+              progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Train, generate and read the pilot (module docstring); writes <runs_dir>/pilot/pilot.csv (one row
+    per comparison × prompt set), clips.parquet, plan_inputs.json and timings.json. Safe to re-run:
+    finished runs and generations are reused (their times are then read back from timings.json)."""
+    from .datasets import load_corpus
+    from .generate import generate_run, prompt_set
+    from .readout import fit_readout
+    from .train import pretrain, train_run
+
+    variants = {"recipe": {}, **(variants or {})}
+    pcfg = pilot_config(cfg)
+    layout = Layout.of(pcfg)
+    tfile = layout.runs / "timings.json"
+    times = json.loads(tfile.read_text()) if tfile.exists() else {}
+    data, t_corpus = _timed(load_corpus, pcfg)
+    _, t_pre = _timed(pretrain, pcfg, data.split("base"), progress=progress)
+    times.setdefault("corpus_pretrain_s", t_corpus + t_pre)
+    adapter = pcfg["finetune"]["adapters"][0]
+    prompts = prompt_set(pcfg)
+    jobs = [("none", 1.0)] + [("oracle_texture", f) for f in doses]
+    manifests = []
+    base_m, t_gen = _timed(generate_run, pcfg, None, name="pilot_base", meta={"adapter": "none", "arm": "base", "seed": -1},
+                           progress=progress)
+    manifests.append(base_m.assign(label="base", variant="", folder=str(layout.sample_dir("pilot_base"))))
+    for variant, overrides in variants.items():
+        for seed in seeds:
+            for arm, factor in jobs:
+                label = arm_label(arm, factor, variant)
+                vcfg = copy.deepcopy(pcfg)
+                vcfg["finetune"].update(overrides, oracle_factor=factor)
+                run_dir = layout.adapters / f"{adapter}_{label}_s{seed}"
+                _, t = _timed(train_run, vcfg, data.split("finetune"), run_dir, arm=arm, seed=seed, adapter=adapter,
+                              progress=progress)
+                times.setdefault(f"train {run_dir.name}", t)
+                name = f"pilot_{label}_s{seed}"
+                m, t = _timed(generate_run, vcfg, run_dir, name=name, meta={"adapter": adapter, "arm": arm, "seed": seed},
+                              progress=progress)
+                times.setdefault(f"generate {name}", t)
+                manifests.append(m.assign(label=label, variant=variant, folder=str(layout.sample_dir(name))))
+    tfile.write_text(json.dumps(times, indent=2))
+    readout = fit_readout(pcfg)
+    clips = clip_readout(pcfg, pd.concat(manifests, ignore_index=True), readout)
+    clips = clips.merge(prompts[["prompt_id", "set"]], on="prompt_id", how="left")
+    clips.to_parquet(layout.runs / "clips.parquet", index=False)
+    sesoi = readout_sesoi(pcfg, readout)
+    table = dose_response(clips, sesoi, alpha=float(cfg["evaluate"]["alpha"]))
+    table.to_csv(layout.runs / "pilot.csv", index=False)
+    n_clips = len(clips)
+    gen_s = sum(v for k, v in times.items() if k.startswith("generate"))
+    train_s = [v for k, v in times.items() if k.startswith("train")]
+    costs = Costs(fixed_s=times["corpus_pretrain_s"], train_run_s=float(np.median(train_s)),
+                  generate_clip_s=gen_s / max(n_clips, 1), evaluate_clip_s=_metric_seconds_per_clip(layout.runs, clips))
+    comps = {f"{arm_label('oracle_texture', doses[-1], 'recipe')} − none ({s})":
+             variance_components(paired_rows(clips, arm_label("oracle_texture", doses[-1], "recipe"), "none", s))
+             for s in ("primary",) if s in set(clips["set"])}
+    n_arms = len(cfg["finetune"]["arms"])
+    write_plan_inputs(layout.runs / "plan_inputs.json", comps, costs, sesoi, n_arms)
+    return {"pilot": table, "clips": clips}
+
+
+def readout_sesoi(cfg: dict, readout) -> float:
+    """The readout's sesoi: SESOI_FRACTION × the SD of flat_prob over the reference split's clips (the
+    same rule as every other metric's sesoi, `scorecard.reference_sesoi`)."""
+    from .scorecard import SESOI_FRACTION
+
+    p = readout.reference_flat_prob(cfg)
+    return SESOI_FRACTION * float(np.std(p, ddof=1))
+
+
+def paired_rows(clips: pd.DataFrame, arm: str, baseline: str, prompt_set: str) -> pd.DataFrame:
+    """d = flat_prob(arm) − flat_prob(baseline) per (seed, prompt, sample) on one prompt set; the
+    baseline 'base' (generated once) pairs with every seed by prompt and sample (the same noise)."""
+    c = clips[clips["set"] == prompt_set]
+    a = c[c["label"] == arm].set_index(["seed", "prompt_id", "sample"])["flat_prob"]
+    if baseline == "base":
+        b = c[c["label"] == "base"].set_index(["prompt_id", "sample"])["flat_prob"]
+        j = a.reset_index().merge(b.rename("b").reset_index(), on=["prompt_id", "sample"])
+    else:
+        b = c[c["label"] == baseline].set_index(["seed", "prompt_id", "sample"])["flat_prob"]
+        j = a.rename("flat_prob").reset_index().merge(b.rename("b").reset_index(), on=["seed", "prompt_id", "sample"])
+    return j.assign(d=j["flat_prob"] - j["b"])[["seed", "prompt_id", "sample", "d"]]
+
+
+def dose_response(clips: pd.DataFrame, sesoi: float, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per comparison (every pilot label − none, and none − base) × prompt set: estimate, CI,
+    p, MDE (paired_verdict over seeds × prompts), the effect in sesoi, and for the oracle doses of one
+    variant whether the readout falls monotonically with the dose (`monotone`)."""
+    rows = []
+    labels = [lb for lb in dict.fromkeys(clips["label"]) if lb not in ("base",)]
+    for s in [x for x in ("primary", "primary_cfg", "unconditional", "card") if x in set(clips["set"])]:
+        pairs = [(lb, "none" if "@" not in lb else "none@" + lb.split("@")[1]) for lb in labels if not lb.startswith("none")]
+        pairs += [(lb, "base") for lb in labels if lb.startswith("none")]
+        for arm, base in pairs:
+            d = paired_rows(clips, arm, base, s)
+            if d.empty:
+                continue
+            cells = d.groupby(["seed", "prompt_id"], as_index=False)["d"].mean()
+            res = stats.paired_verdict(cells, direction=-1, sesoi=sesoi, alpha=alpha)
+            rows.append({"set": s, "comparison": f"{arm} − {base}", "estimate": res["estimate"], "ci_lo": res["ci_lo"],
+                         "ci_hi": res["ci_hi"], "p": res["p"], "mde": res["mde"], "effect_sesoi": res["estimate"] / sesoi,
+                         "sesoi": sesoi, "n_seeds": res["n_seeds"], "n_prompts": res["n_prompts"], "verdict": res["verdict"]})
+    table = pd.DataFrame(rows)
+    table["monotone"] = np.nan
+    for (s,), g in table.groupby(["set"]):
+        dose = g[g["comparison"].str.match(r"^oracle[0-9.]+ − none$")]
+        if len(dose) >= 2:
+            f = dose["comparison"].str.extract(r"^oracle([0-9.]+)")[0].astype(float)
+            order = dose.assign(f=f.to_numpy()).sort_values("f", ascending=False)  # weaker dose first
+            table.loc[dose.index, "monotone"] = bool(np.all(np.diff(np.r_[0.0, order["estimate"].to_numpy()]) < 0))
+    return table
+
+
+def _metric_seconds_per_clip(runs: Path, clips: pd.DataFrame, n: int = 16) -> float:
+    """Seconds per clip of the audio metric suite (`metrics.metrics_table`, 2 workers) on `n` generated clips."""
+    from .metrics import metrics_table
+
+    paths = [str(runs / p) for p in clips["path"].head(n)]
+    _, t = _timed(metrics_table, paths, None, n_jobs=2)
+    return t / max(len(paths), 1)
