@@ -124,6 +124,8 @@ def _from_test(claim: str, evidence: str, res: dict, role: str = "primary", dire
                statement: str | None = None) -> dict:
     """A row from a `stats.paired_verdict` / `stats.noninferiority` result."""
     es = res.get("es_prompt") if np.isfinite(res.get("es_prompt", np.nan)) else res.get("es_seed", np.nan)
+    if res.get("negligible"):
+        note = f"negligible: the 95 % CI excludes 0, but the 90 % CI lies inside ±sesoi. {note}".strip()
     return _row(claim, evidence, role, direction, res["verdict"], note, statement, estimate=res["estimate"],
                 ci_lo=res["ci_lo"], ci_hi=res["ci_hi"], p=res["p"], mde=res.get("mde", np.nan), effect_size=es,
                 sesoi=res.get("sesoi", res.get("margin", np.nan)), n=int(res.get("n", 0)))
