@@ -31,6 +31,10 @@ SECTION_DEFAULTS = {
                  "timesteps": "trunc_logit_normal", "ot": "exact", "cond_dropout": 0.1, "checkpoints": None,
                  "checkpoint_count": 1, "log_every": 1, "compile": False, "grad_checkpointing": False,
                  "rank": 16, "alpha": 16, "oracle_factor": 0.1},
+    # The evaluation prompts (generate.prompt_set): the held-out captions at primary_cfg (1: the model's
+    # conditional, the primary readout) and again at `cfg`; unconditional_prompts rows of the null
+    # condition; the card's four prompts (a secondary set) unless card_prompts is false.
+    "generate": {"primary_cfg": 1.0, "unconditional_prompts": 1, "card_prompts": True},
 }
 # How much of the model and corpus each anatomy measurement looks at (a profile's `anatomy:` section overrides).
 ANATOMY_DEFAULTS = {

@@ -18,13 +18,14 @@ How a corpus is built (`build_chamber_corpus`), all deterministic from `seed`:
    stream order (in parallel) and each usable one goes to the split with the largest remaining
    need, so every split gets the same mix of sources. Parsed pieces are cached in
    `out_dir/pieces_cache.json.gz` (independent of the seed).
-3. Clip k of a split uses piece k mod n_pieces; its texture comes from a balanced, shuffled list
-   of `TEXTURES`. Everything else is drawn from `numpy.random.default_rng([seed, clip index])`:
+3. Clip k of a split uses piece k mod n_pieces; its texture comes from a shuffled list of
+   `TEXTURES` in the split's mix (`split_textures`: balanced in base, skewed to the flat class in
+   finetune and reference). Everything else is drawn from `numpy.random.default_rng([seed, clip index])`:
    the instruments (by texture, `TEXTURE_INSTRUMENTS`), the articulation (a duration factor,
    `ARTICULATIONS`), the tempo (60–130 BPM: note times are quarter notes × 60 / BPM, the score's
    own tempo marks are ignored), the transposition (−5..+6 semitones), the excerpt start (a note
    onset, so the clip starts on sound; a piece shorter than the excerpt is looped), velocities
-   and the caption.
+   and the caption (`clip_caption`: card style in base, ambiguous elsewhere).
 4. Parts are ordered by median pitch and given to the instruments ordered by register (several
    parts per instrument, or one part doubled by several instruments for a single-line tune);
    each instrument's line is moved by octaves into its range. An instrument with no note in the
@@ -40,10 +41,28 @@ Speed: the cpu profile (1,500 six-second clips from 378 pieces) takes ≈ 230 s 
 about 2 minutes on 2 free cores (notebook 00 of the recorded cpu series: 1:51, README); most of it is FluidSynth
 (≈ 0.1 s a clip) and music21 parsing (≈ 0.2 s a piece).
 
-Captions come in two styles, chosen per clip: `plain` (MusicCaps-like sentences) and `scene`
-(the model card's literary prompts: a character, a scene, instruments, a mood, an arc, "NN BPM").
-Both name the clip's instruments by their palette names and its tempo as "NN BPM" and no other
-palette name (`caption_instruments` finds them; the tests check every clip).
+Splits differ in what the fine-tune must learn (docs/design.md §1.1, issue 23):
+
+- `base` (pretraining): a balanced texture mix and card-style captions, chosen per clip: `plain`
+  (MusicCaps-like sentences) and `scene` (the model card's literary prompts: a character, a scene,
+  instruments, a mood, an arc, "NN BPM"). Both name the clip's instruments by their palette names,
+  a texture phrase, and its tempo as "NN BPM", and no other palette name (`caption_instruments`
+  finds them; the tests check every clip).
+- `finetune` and `reference`: `ambiguous` captions (`make_ambiguous_caption`), a style the base
+  never saw: the source, tempo, key and mood, no instrument and no texture or articulation phrase.
+  Every fact they state is drawn independently of the texture (the tempo, transposition and
+  excerpt are drawn per clip whatever the texture, the mood from the key's mode and the tempo, the
+  source piece by position, the texture from a shuffled list), so the conditional target of such a
+  caption is a mixture of textures, and a per-sample loss weight shifts that mixture; with the
+  card captions the caption fixed the texture and a per-sample weight could not change the target.
+  Their texture mix is skewed to the flat class (`texture_mix`: `sustained` = `flat_share`, 40 %
+  by default, the three others sharing the rest), for two reasons: the fine-tune then has a mix to
+  learn that the balanced base does not produce (the manipulation check M1 can move), and a
+  reweighting of flat clips has room to act (the oracle's 0.1 on sustained takes the weighted share
+  from 40 % to 8 %, 32 points, where a balanced mix gives 25 % → 4 %).
+
+The base split's clips (audio and captions) are the ones corpus version 2 rendered: its texture
+list and the draws of every base clip are unchanged, so a base pretrained on version 2 stays valid.
 """
 
 from __future__ import annotations
@@ -64,7 +83,8 @@ import soundfile as sf
 from .progress import Progress
 from .files import atomic_write
 
-CORPUS_VERSION = 2          # bump when the rendering changes, so old corpora are rebuilt
+CORPUS_VERSION = 3          # bump when the rendering or captions change, so old corpora are rebuilt
+                            # (3: finetune/reference get ambiguous captions and a skewed texture mix)
 PEAK = 0.9                  # peak level of every clip after normalisation
 MAX_FILE_BYTES = 60_000     # single-piece files larger than this are skipped (parse time)
 SILENCE_DB = -60.0          # leading samples below this (re the clip's peak) are skipped
@@ -72,6 +92,9 @@ MIN_NOTES = 16              # a usable piece has at least this many notes ...
 MIN_BEATS = 8.0             # ... and lasts at least this many quarter notes
 SPLIT_ORDER = ("base", "finetune", "reference")
 TEXTURES = ("sustained", "mixed", "plucked", "percussive")
+FLAT_TEXTURE = "sustained"  # the temporally flat class (barrier.ORACLE_WEIGHTS, anatomy.FLAT_CLASSES)
+FLAT_SHARE = 0.4            # share of FLAT_TEXTURE clips in finetune and reference (module docstring)
+CARD_CAPTION_SPLITS = ("base",)  # splits captioned in the card's style; every other split: ambiguous
 MANIFEST_COLUMNS = ("id", "split", "source_piece", "composer", "instruments", "tempo_bpm", "key", "transpose",
                     "articulation", "texture", "caption", "caption_style", "path", "seconds")
 
@@ -611,17 +634,102 @@ def make_caption(instruments: list[str], tempo_bpm: int, key: str, texture: str,
     return ", ".join(fields) + ".", "scene"
 
 
+# Source descriptions that name an instrument are replaced in ambiguous captions (the base split's
+# captions keep Source.description, so the base clips stay as they were).
+_AMBIG_SOURCE = {"ryansMammoth": "an old dance tune"}
+_AMBIG_OPEN = ("This is an instrumental chamber arrangement of {src}.", "An instrumental piece based on {src}.",
+               "This is a short instrumental recording of {src}.", "A chamber rendition of {src}.")
+_AMBIG_TEMPO = ("It is in {key} at {bpm} BPM, a {w} tempo.", "The tempo is {w} at {bpm} BPM, in {key}.",
+                "It moves at {bpm} BPM in {key}.")
+
+
+def make_ambiguous_caption(tempo_bpm: int, key: str, source: str, rng: np.random.Generator) -> tuple[str, str]:
+    """(caption, "ambiguous"): the source, tempo ("NN BPM" and its word), key and mood of a clip,
+    and nothing about its instruments, texture or articulation (module docstring). Takes no
+    texture and no instruments, so it cannot leak them; the mood comes from the key's mode and the
+    tempo, as in `make_caption`. Half of the captions are sentences (MusicCaps-like), half the
+    card's literary form (a character, a scene, the mood, an arc, "NN BPM"), both without the
+    instrument list and the texture phrase the base split's captions carry."""
+    src = next(s for s in SOURCES if s.name == source)
+    described = _AMBIG_SOURCE.get(source, src.description)
+    mode = "minor" if key.endswith("minor") else "major"
+    mood = str(rng.choice(_MOODS[(mode, tempo_bpm >= 100)]))
+    if rng.random() < 0.5:
+        parts = [str(rng.choice(_AMBIG_OPEN)).format(src=described),
+                 str(rng.choice(_AMBIG_TEMPO)).format(key=key, bpm=tempo_bpm, w=tempo_word(tempo_bpm)),
+                 f"The mood is {mood}."]
+        if rng.random() < 0.5:
+            parts.append(str(rng.choice(_PLAIN_CLOSE)))
+        return " ".join(parts), "ambiguous"
+    character = str(rng.choice(_CHARACTERS))
+    scene = f"{_article(character.lower())} {rng.choice(_SCENES)}"
+    fields = [f"{character} {rng.choice(_PORTRAITS)}", scene, described, f"{mood} mood", f"in {key}",
+              str(rng.choice(_ARCS)), f"{tempo_bpm} BPM", "no vocals"]
+    return ", ".join(fields) + ".", "ambiguous"
+
+
+def clip_caption(split: str, plan: ClipPlan, texture: str, source: str, rng: np.random.Generator) -> tuple[str, str]:
+    """(caption, style) of a clip of `split`: the card's styles (`make_caption`, naming the
+    instruments and the texture) in CARD_CAPTION_SPLITS, else `make_ambiguous_caption`."""
+    if split in CARD_CAPTION_SPLITS:
+        return make_caption(plan.instruments, plan.tempo_bpm, plan.key, texture, source, rng)
+    return make_ambiguous_caption(plan.tempo_bpm, plan.key, source, rng)
+
+
 # --- the corpus ------------------------------------------------------------------------------
+
+def texture_mix(split: str, flat_share: float = FLAT_SHARE) -> dict[str, float]:
+    """The texture shares of a split: balanced in CARD_CAPTION_SPLITS (the base split), else
+    FLAT_TEXTURE at `flat_share` and the other textures sharing the rest equally."""
+    if split in CARD_CAPTION_SPLITS:
+        return {t: 1 / len(TEXTURES) for t in TEXTURES}
+    if not 0.0 <= flat_share <= 1.0:
+        raise ValueError(f"chamber corpus: flat_share must be in [0, 1], got {flat_share!r}")
+    rest = (1.0 - flat_share) / (len(TEXTURES) - 1)
+    return {t: (flat_share if t == FLAT_TEXTURE else rest) for t in TEXTURES}
+
+
+def split_textures(split: str, n: int, rng: np.random.Generator, flat_share: float = FLAT_SHARE) -> list[str]:
+    """The textures of a split's `n` clips, shuffled by `rng`: for the base split the cycled,
+    permuted TEXTURES of corpus version 2 (so the base clips stay the same), else counts from
+    `texture_mix` by largest remainder (they sum to n), permuted."""
+    if split in CARD_CAPTION_SPLITS:
+        return [str(t) for t in rng.permutation(np.resize(np.array(TEXTURES), n))]
+    shares = texture_mix(split, flat_share)
+    raw = np.array([shares[t] * n for t in TEXTURES])
+    counts = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - counts), kind="stable")[: n - int(counts.sum())]:
+        counts[i] += 1
+    return [str(t) for t in rng.permutation(np.repeat(np.array(TEXTURES), counts))]
+
+
+def split_jobs(split: str, k_split: int, n: int, pieces: list[dict], seed: int, first_index: int, seconds: float,
+               sample_rate: int, out_dir: str, flat_share: float = FLAT_SHARE) -> list[dict]:
+    """The `make_clip` jobs of one split (module docstring, 3): clip k plays piece k mod len(pieces),
+    its texture from `split_textures` (generator seeded (seed, 2000 + k_split)), its draws from
+    (seed, first_index + k)."""
+    textures = split_textures(split, n, np.random.default_rng([seed, 2000 + k_split]), flat_share)
+    return [{"index": first_index + k, "id": f"{split}_{k:05d}", "split": split, "texture": textures[k],
+             "piece": pieces[k % len(pieces)], "seed": int(seed), "seconds": float(seconds),
+             "sample_rate": int(sample_rate), "out_dir": str(out_dir)} for k in range(n)]
+
+
+def plan_and_caption(job: dict) -> tuple[ClipPlan, str, str]:
+    """(plan, caption, style) of a `make_clip` job, without rendering: the clip's draws come from
+    numpy.random.default_rng([seed, index]), plan first, then the caption (`clip_caption`)."""
+    rng = np.random.default_rng([job["seed"], job["index"]])
+    plan = plan_clip(job["piece"], job["texture"], job["seconds"], rng)
+    caption, style = clip_caption(job["split"], plan, job["texture"], job["piece"]["source"], rng)
+    return plan, caption, style
+
 
 def make_clip(job: dict) -> dict:
     """Plan, caption and (unless its WAV exists) render one clip; returns its manifest row.
 
-    Top-level so process pools can run it. Deterministic from (seed, index, piece, texture).
+    Top-level so process pools can run it. Deterministic from (seed, index, piece, texture, split).
     """
-    rng = np.random.default_rng([job["seed"], job["index"]])
     piece = job["piece"]
-    plan = plan_clip(piece, job["texture"], job["seconds"], rng)
-    caption, style = make_caption(plan.instruments, plan.tempo_bpm, plan.key, job["texture"], piece["source"], rng)
+    plan, caption, style = plan_and_caption(job)
     out = Path(job["out_dir"])
     wav = out / "audio" / f"{job['id']}.wav"
     if not wav.exists():
@@ -703,17 +811,21 @@ def choose_pieces(need: dict[str, int], seed: int, pool, cache: dict[str, dict |
     return chosen
 
 
-def corpus_params(clips: dict[str, int], seconds: float, sample_rate: int, seed: int, clips_per_piece: int) -> dict:
+def corpus_params(clips: dict[str, int], seconds: float, sample_rate: int, seed: int, clips_per_piece: int,
+                  flat_share: float = FLAT_SHARE) -> dict:
     """The parameters that define a corpus (stored in corpus.json)."""
     return {"clips": {k: int(v) for k, v in clips.items()}, "seconds": float(seconds), "sample_rate": int(sample_rate),
-            "seed": int(seed), "clips_per_piece": int(clips_per_piece), "version": CORPUS_VERSION}
+            "seed": int(seed), "clips_per_piece": int(clips_per_piece), "flat_share": float(flat_share),
+            "version": CORPUS_VERSION}
 
 
 def build_chamber_corpus(out_dir: str | Path, clips: dict[str, int], seconds: float, sample_rate: int, seed: int = 0,
-                         workers: int = 2, progress: bool = True, clips_per_piece: int = 4) -> pd.DataFrame:
+                         workers: int = 2, progress: bool = True, clips_per_piece: int = 4,
+                         flat_share: float = FLAT_SHARE) -> pd.DataFrame:
     """Render the chamber corpus into `out_dir` and return its manifest (module docstring).
 
-    `clips` maps split name (base / finetune / reference) to a number of clips. Writes
+    `clips` maps split name (base / finetune / reference) to a number of clips; `flat_share` is
+    the share of the flat texture in the splits other than base (`texture_mix`). Writes
     out_dir/audio/<id>.wav, out_dir/midi/<id>.mid, out_dir/manifest.csv (columns
     MANIFEST_COLUMNS, path relative to out_dir), out_dir/corpus.json (the parameters) and
     out_dir/pieces_cache.json.gz. Safe to re-run: an existing corpus with the same parameters is
@@ -721,7 +833,7 @@ def build_chamber_corpus(out_dir: str | Path, clips: dict[str, int], seconds: fl
     the old audio first. `workers` processes render in parallel (1 = in this process).
     """
     out = Path(out_dir)
-    params = corpus_params(clips, seconds, sample_rate, seed, clips_per_piece)
+    params = corpus_params(clips, seconds, sample_rate, seed, clips_per_piece, flat_share)
     meta_path, manifest_path = out / "corpus.json", out / "manifest.csv"
     old = json.loads(meta_path.read_text()) if meta_path.exists() else None
     if old == params and manifest_path.exists():
@@ -752,15 +864,10 @@ def build_chamber_corpus(out_dir: str | Path, clips: dict[str, int], seconds: fl
         pieces = choose_pieces(need, seed, pool, cache, progress)
         if len(cache) > n_cached:
             _save_piece_cache(cache_path, cache)
-        jobs, index = [], 0
+        jobs: list[dict] = []
         for k_split, split in enumerate(splits):
-            n = params["clips"][split]
-            textures = np.random.default_rng([seed, 2000 + k_split]).permutation(np.resize(np.array(TEXTURES), n))
-            for k in range(n):
-                jobs.append({"index": index, "id": f"{split}_{k:05d}", "split": split, "texture": str(textures[k]),
-                             "piece": pieces[split][k % len(pieces[split])], "seed": int(seed),
-                             "seconds": float(seconds), "sample_rate": int(sample_rate), "out_dir": str(out)})
-                index += 1
+            jobs += split_jobs(split, k_split, params["clips"][split], pieces[split], seed, len(jobs), seconds,
+                               sample_rate, str(out), flat_share)
         rows = _map(pool, make_clip, jobs, "render clips", progress, chunksize=4)
     finally:
         if pool is not None:

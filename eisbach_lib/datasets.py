@@ -426,6 +426,7 @@ def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = Tr
     skipped rows go to corpus/skipped.csv. `codec` and `text_encoder` default to the
     profile's (`codec_for`, `text_encoder_for`: the Stable Audio 3 autoencoder and text encoder
     when model.base_dir is set, else MelCodec and MiniLM). Optional config keys: corpus.clips_per_piece (4),
+    corpus.flat_share (corpus.FLAT_SHARE: the flat texture's share in finetune and reference),
     corpus.encode_batch_size (32).
     """
     c = cfg["corpus"]
@@ -433,12 +434,13 @@ def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = Tr
     corpus_dir = layout.corpus
     sr, seconds, source = int(c["sample_rate"]), float(c["seconds"]), c["source"]
     if source == "chamber":
-        from .corpus import build_chamber_corpus, corpus_params
+        from .corpus import FLAT_SHARE, build_chamber_corpus, corpus_params
 
-        cpp = int(c.get("clips_per_piece", 4))
+        cpp, flat = int(c.get("clips_per_piece", 4)), float(c.get("flat_share", FLAT_SHARE))
         manifest = build_chamber_corpus(corpus_dir, dict(c["clips"]), seconds, sr, seed=int(cfg.get("seed", 0)),
-                                        workers=int(c.get("workers", 2)), progress=progress, clips_per_piece=cpp)
-        corpus_key = corpus_params(dict(c["clips"]), seconds, sr, int(cfg.get("seed", 0)), cpp)
+                                        workers=int(c.get("workers", 2)), progress=progress, clips_per_piece=cpp,
+                                        flat_share=flat)
+        corpus_key = corpus_params(dict(c["clips"]), seconds, sr, int(cfg.get("seed", 0)), cpp, flat)
     elif source in ("musiccaps", "folder"):
         corpus_key = {"source": source, "musiccaps_csv": c.get("musiccaps_csv"), "audio_dir": c.get("audio_dir"),
                       "sample_rate": sr, "seconds": seconds}

@@ -1,9 +1,11 @@
 """The generation grid: a fixed prompt set, several samples per prompt, the same initial noise for
-every arm and seed, ping-pong (or Euler) sampling with CFG, decoded to WAV with a manifest.
+every arm and seed, ping-pong (or Euler) sampling with each prompt's own CFG scale, decoded to WAV
+with a manifest, and the generated latents saved beside them.
 
 Layout: <runs_dir>/prompts.csv (written once, shared by all runs) and
-<runs_dir>/samples/<run>/step_<k>/p<prompt>_s<sample>.wav + manifest.csv (a finished folder is
-skipped). Noise for (prompt i, sample j) comes from its own generator seeded by (i, j) only.
+<runs_dir>/samples/<run>/step_<k>/p<prompt>_s<sample>.wav + latents.npy + manifest.csv (a folder
+with both latents.npy and manifest.csv is finished and skipped). Noise for (prompt i, sample j)
+comes from its own generator seeded by (i, j) only.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import soundfile as sf
 import torch
 from .progress import Progress
 
-from .config import REPO, checkpoint_arms, heldout_prompts
+from .config import REPO, SECTION_DEFAULTS, checkpoint_arms, heldout_prompts
 from .config import workers as config_workers
 from .datasets import codec_for, read_manifest, text_encoder_for
 from .files import atomic_write
@@ -27,29 +29,39 @@ CARD_PROMPTS = REPO / "data" / "card_prompts.csv"
 NOISE_SEED = 1234  # base seed of the fixed sampling noise, the same for every arm and seed
 HELDOUT_SPLIT = "reference"                    # evaluation captions come from here (never trained on)
 HELDOUT_EXCLUDED_SPLITS = ("base", "finetune")  # the training splits the prompts must be disjoint from
+AMBIGUOUS_STYLE = "ambiguous"                  # corpus.make_ambiguous_caption's caption_style
+PROMPT_COLUMNS = ("prompt_id", "name", "caption", "source", "set", "cfg")
+PROMPT_SETS = ("primary", "primary_cfg", "unconditional", "card")
+LATENTS_FILE = "latents.npy"  # per sample folder: float32 [N, C, T], row i = manifest row with latent_row i
 
 
-def prompt_set(cfg: dict) -> pd.DataFrame:
-    """The profile's fixed evaluation prompts: `generate.heldout_prompts` captions of the `reference`
-    split (never trained on: the base model trains on `base`, the adapters on `finetune`), spread
-    over texture classes and chosen with the profile seed, plus the model card's four prompts
-    (`generate.card_prompts`, default true). Columns: prompt_id, name, caption, source
-    ("reference" | "model_card").
+def generate_settings(cfg: dict) -> dict:
+    """The profile's `generate` section completed from config.SECTION_DEFAULTS["generate"]
+    (primary_cfg, unconditional_prompts, card_prompts), checked: primary_cfg and cfg are numbers
+    >= 0, unconditional_prompts an integer >= 0. Raises ValueError naming the key."""
+    gen = {**SECTION_DEFAULTS["generate"], **cfg["generate"]}
+    for key in ("cfg", "primary_cfg"):
+        value = gen.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{cfg.get('_path', 'profile')}: generate.{key} must be a number >= 0, got {value!r}")
+    n = gen["unconditional_prompts"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"{cfg.get('_path', 'profile')}: generate.unconditional_prompts must be an integer >= 0, "
+                         f"got {n!r}")
+    return gen
 
-    Checked here, each raising ValueError that names what is wrong: the reference split shares no
-    source piece with base/finetune (when the manifest has `source_piece`); no chosen caption occurs
-    verbatim among the training captions (such captions are never chosen); every prompt fits
-    text.max_tokens of the profile's text encoder (text.CaptionTooLong otherwise: no silent
-    truncation). `generate.finetune_prompts`, the old name of the count, is read as
-    `heldout_prompts` with a warning (the captions now come from `reference`, not `finetune`).
-    Written to <runs_dir>/prompts.csv; the selection is recomputed on every call (deterministic) and
-    the file rewritten, with a warning, when it differs (e.g. a file from before this change)."""
+
+def _heldout_captions(cfg: dict, n_wanted: int) -> pd.DataFrame:
+    """`n_wanted` reference-split rows of the corpus manifest (id, caption, ...) for the primary
+    prompts, chosen at random with the profile seed. Only captions of the ambiguous style when the
+    manifest has such captions (the chamber corpus: all of the reference split), so a primary prompt
+    names no instrument and no texture; not stratified by the clip's texture, which such a caption
+    does not carry (the generations' texture mix is the outcome, not a design factor). Checks: the
+    reference split shares no source piece with base/finetune (when the manifest has
+    `source_piece`); no chosen caption occurs verbatim among the training captions (such captions
+    are never chosen). Warns when fewer than `n_wanted` captions are usable."""
     import warnings
 
-    from .text import check_token_lengths, profile_tokenizer
-
-    gen = cfg["generate"]
-    n_wanted = heldout_prompts(cfg)
     layout = Layout.of(cfg)
     manifest = read_manifest(cfg)
     train = manifest[manifest["split"].isin(HELDOUT_EXCLUDED_SPLITS)]
@@ -59,24 +71,59 @@ def prompt_set(cfg: dict) -> pd.DataFrame:
         if shared:
             raise ValueError(f"{layout.corpus_manifest}: the reference split shares {len(shared)} source "
                              f"piece(s) with base/finetune (e.g. {shared[0]!r}); its captions are not held out")
+    if "caption_style" in ref.columns and (ref["caption_style"] == AMBIGUOUS_STYLE).any():
+        ref = ref[ref["caption_style"] == AMBIGUOUS_STYLE]
     ref = ref[~ref["caption"].isin(set(train["caption"]))]
     if n_wanted > len(ref):
         warnings.warn(f"generate.heldout_prompts = {n_wanted}, but the reference split has {len(ref)} usable captions",
-                      stacklevel=2)
-    n = min(n_wanted, len(ref))
+                      stacklevel=3)
     rng = np.random.default_rng(cfg.get("seed", 0))
-    shuffled = ref.sample(frac=1, random_state=int(rng.integers(1 << 31)))
-    if "texture" in shuffled:  # round-robin over texture classes so every class is prompted
-        shuffled = shuffled.assign(_k=shuffled.groupby("texture").cumcount()).sort_values(["_k", "texture"], kind="stable")
-    rows = [{"name": r.id, "caption": r.caption, "source": HELDOUT_SPLIT} for r in shuffled.head(n).itertuples()]
+    return ref.sample(frac=1, random_state=int(rng.integers(1 << 31))).head(min(n_wanted, len(ref)))
+
+
+def prompt_set(cfg: dict) -> pd.DataFrame:
+    """The profile's fixed evaluation prompts, one row per (caption, CFG scale). Columns
+    PROMPT_COLUMNS: prompt_id, name, caption, source, set, cfg. In this order:
+
+    - `primary` (source "reference"): `generate.heldout_prompts` captions of the reference split
+      (never trained on; `_heldout_captions`), at `generate.primary_cfg` (default 1: the model's
+      own conditional, where guidance plays no part); name = the clip id;
+    - `primary_cfg`: the same captions at the profile's `generate.cfg` (left out when it equals
+      primary_cfg);
+    - `unconditional` (source "unconditional"): `generate.unconditional_prompts` (default 1) rows
+      with an empty caption: the null condition (an all-False token mask, `prompt_conditions`), at
+      cfg 1 (both guidance halves would be the null condition, so any scale gives v_u);
+    - `card` (source "model_card"): the model card's four prompts (`generate.card_prompts`,
+      default true), a secondary set, at `generate.cfg`.
+
+    The rest of the pipeline pairs by prompt_id, so a caption generated at two scales is two
+    prompts. Every caption fits text.max_tokens of the profile's text encoder
+    (text.CaptionTooLong otherwise: no silent truncation). `generate.finetune_prompts`, the old
+    name of the count, is read as `heldout_prompts` with a warning. Written to
+    <runs_dir>/prompts.csv; the selection is recomputed on every call (deterministic) and the file
+    rewritten, with a warning, when it differs (e.g. a file from before this change)."""
+    import warnings
+
+    from .text import check_token_lengths, profile_tokenizer
+
+    gen = generate_settings(cfg)
+    primary_cfg, guided = float(gen["primary_cfg"]), float(gen["cfg"])
+    held = _heldout_captions(cfg, heldout_prompts(cfg))
+    rows = [{"name": r.id, "caption": r.caption, "source": HELDOUT_SPLIT, "set": "primary", "cfg": primary_cfg}
+            for r in held.itertuples()]
+    if guided != primary_cfg:
+        rows += [{**r, "set": "primary_cfg", "cfg": guided} for r in list(rows)]
+    rows += [{"name": f"unconditional_{k}", "caption": "", "source": "unconditional", "set": "unconditional",
+              "cfg": 1.0} for k in range(int(gen["unconditional_prompts"]))]
     if gen.get("card_prompts", True):
         card = pd.read_csv(CARD_PROMPTS)
-        rows += [{"name": r.name, "caption": r.prompt, "source": "model_card"} for r in card.itertuples()]
-    prompts = pd.DataFrame(rows, columns=["name", "caption", "source"])
+        rows += [{"name": r.name, "caption": r.prompt, "source": "model_card", "set": "card", "cfg": guided}
+                 for r in card.itertuples()]
+    prompts = pd.DataFrame(rows, columns=list(PROMPT_COLUMNS[1:]))
     prompts.insert(0, "prompt_id", range(len(prompts)))
     tokenizer, limit = profile_tokenizer(cfg)
     check_token_lengths(list(prompts["caption"]), limit, names=list(prompts["name"]), tokenizer=tokenizer, what="prompt")
-    path = layout.prompts
+    path = Layout.of(cfg).prompts
     if path.exists():
         old = pd.read_csv(path, keep_default_na=False)
         if old.astype(str).equals(prompts.astype(str)):
@@ -87,6 +134,30 @@ def prompt_set(cfg: dict) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False)
 
 
+def null_prompts(prompts: pd.DataFrame) -> np.ndarray:
+    """Which prompt rows are the null condition: set `unconditional`, or an empty caption."""
+    empty = prompts["caption"].astype(str).str.strip() == ""
+    if "set" in prompts.columns:
+        empty |= prompts["set"] == "unconditional"
+    return empty.to_numpy()
+
+
+def prompt_conditions(prompts: pd.DataFrame, text_encoder) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, token_mask) of the prompts' captions, the mask all-False on the null rows
+    (`null_prompts`): the CFG null condition the model was trained with (condition dropout)."""
+    tokens, mask = text_encoder.encode(list(prompts["caption"].astype(str)))
+    mask = mask.clone()
+    mask[torch.tensor(null_prompts(prompts).tolist(), dtype=torch.bool, device=mask.device)] = False
+    return tokens, mask
+
+
+def prompt_scales(prompts: pd.DataFrame, default: float) -> torch.Tensor:
+    """The CFG scale of every prompt row (its `cfg` column; `default` for a file without one), float32 [P]."""
+    if "cfg" not in prompts.columns:
+        return torch.full((len(prompts),), float(default))
+    return torch.tensor(prompts["cfg"].astype(float).to_numpy(), dtype=torch.float32)
+
+
 def initial_noise(prompt_id: int, sample: int, shape: tuple[int, int]) -> torch.Tensor:
     """The fixed starting noise of (prompt, sample): identical for every arm, seed and run."""
     g = torch.Generator().manual_seed(NOISE_SEED + 10_000 * prompt_id + sample)
@@ -95,19 +166,29 @@ def initial_noise(prompt_id: int, sample: int, shape: tuple[int, int]) -> torch.
 
 @torch.no_grad()
 def sample_latents(model, tokens: torch.Tensor, token_mask: torch.Tensor, seconds: torch.Tensor,
-                   noise: torch.Tensor, gen_cfg: dict, generator: torch.Generator) -> torch.Tensor:
-    """Sample latents for one batch with classifier-free guidance, conditional and unconditional
-    halves in one forward pass: v = v_u + s·(v_c − v_u). The null condition is an all-False token mask."""
-    scale = float(gen_cfg["cfg"])
+                   noise: torch.Tensor, gen_cfg: dict, generator: torch.Generator,
+                   scale: float | torch.Tensor | None = None) -> torch.Tensor:
+    """Sample latents for one batch with classifier-free guidance per row: v = v_u + s·(v_c − v_u),
+    s a [B, 1, 1] tensor from `scale` (a number or one value per row; default gen_cfg["cfg"]). The
+    null condition is an all-False token mask. A row with s = 1 is its conditional prediction v_c
+    exactly (no unconditional half is computed for it); the rows with s ≠ 1 get their unconditional
+    half in the same forward pass as every row's conditional one."""
     b = noise.shape[0]
-    tok2 = torch.cat([tokens, tokens])
-    mask2 = torch.cat([token_mask, torch.zeros_like(token_mask)])
-    sec2 = torch.cat([seconds, seconds])
+    s = torch.as_tensor(gen_cfg["cfg"] if scale is None else scale, dtype=torch.float32).to(noise.device)
+    s = s.expand(b) if s.ndim == 0 else s.reshape(b)
+    gi = (s != 1).nonzero().squeeze(1)  # the rows that need v_u
+    s_g = s[gi].view(-1, 1, 1)
+    tok2 = torch.cat([tokens, tokens[gi]])
+    mask2 = torch.cat([token_mask, torch.zeros_like(token_mask[gi])])
+    sec2 = torch.cat([seconds, seconds[gi]])
 
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        v = model(torch.cat([x, x]), torch.cat([t, t]), tok2, mask2, sec2)
-        v_c, v_u = v[:b], v[b:]
-        return v_u + scale * (v_c - v_u)
+        if len(gi) == 0:
+            return model(x, t, tokens, token_mask, seconds)
+        v = model(torch.cat([x, x[gi]]), torch.cat([t, t[gi]]), tok2, mask2, sec2)
+        v_c, v_u = v[:b].clone(), v[b:]
+        v_c[gi] = v_u + s_g.to(v.dtype) * (v_c[gi] - v_u)
+        return v_c
 
     ts = rf_schedule(int(gen_cfg["steps"])).to(noise.device)
     if gen_cfg["sampler"] == "euler":
@@ -115,18 +196,29 @@ def sample_latents(model, tokens: torch.Tensor, token_mask: torch.Tensor, second
     return sample_pingpong(guided, noise, ts, generator=generator)
 
 
+def sample_folder_done(folder: Path) -> bool:
+    """Whether a sample folder is finished: its manifest.csv and LATENTS_FILE both exist (a folder
+    written before the latents were saved is generated again)."""
+    return (folder / "manifest.csv").exists() and (folder / LATENTS_FILE).exists()
+
+
 def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step: int | None = None,
                  model=None, codec=None, text_encoder=None, progress: bool = True) -> pd.DataFrame:
     """Generate the prompt x sample grid for one model (an adapter run at `step`, or the base).
 
-    `meta` (adapter, arm, seed) is copied into every manifest row. Returns the manifest; a folder
-    with a manifest already is returned as is."""
+    Each prompt row is sampled at its own CFG scale (prompts.csv `cfg`; the null rows with an
+    all-False mask). Writes, in the sample folder: p<prompt>_s<sample>.wav (decoded, for listening
+    and the audio metrics), LATENTS_FILE (float32 [N, C, T]: what the model generated, before
+    decoding, row i for manifest row i) and manifest.csv (written last). `meta` (adapter, arm, seed)
+    is copied into every manifest row, with run, step, prompt_id, prompt_name, source, set, cfg,
+    caption, sample, path and latent_row. Returns the manifest; a finished folder
+    (`sample_folder_done`) is returned as is."""
     from .train import load_run_model
 
     gen = cfg["generate"]
     layout = Layout.of(cfg)
     out = layout.sample_dir(name, step)
-    if (out / "manifest.csv").exists():
+    if sample_folder_done(out):
         return pd.read_csv(out / "manifest.csv", keep_default_na=False)
     prompts = prompt_set(cfg)
     codec = codec if codec is not None else codec_for(cfg)
@@ -137,28 +229,42 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
         model = load_run_model(cfg, run_dir, step=step).to(resolve_device(cfg))
     device = next(model.parameters()).device
     model.eval()
-    tokens, token_mask = text_encoder.encode(list(prompts["caption"]))
+    tokens, token_mask = prompt_conditions(prompts, text_encoder)
+    scales = prompt_scales(prompts, float(gen["cfg"]))
     n_frames = codec.frames(float(gen["seconds"]))
     jobs = [(p, s) for p in range(len(prompts)) for s in range(int(gen["samples_per_prompt"]))]
     out.mkdir(parents=True, exist_ok=True)
-    rows, bs = [], int(gen["batch_size"])
+    rows, latents, bs = [], [], int(gen["batch_size"])
     for k in Progress(range(0, len(jobs), bs), desc=f"generate {name}", disable=not progress, leave=False):
         chunk = jobs[k:k + bs]
         p_idx = torch.tensor([p for p, _ in chunk])
         noise = torch.stack([initial_noise(p, s, (codec_channels(codec), n_frames)) for p, s in chunk]).to(device)
         lat = sample_latents(model, tokens[p_idx].to(device), token_mask[p_idx].to(device),
                              torch.full((len(chunk),), float(gen["seconds"]), device=device), noise, gen,
-                             torch.Generator().manual_seed(NOISE_SEED + k))
-        audio = codec.decode(lat.float().cpu(), generator=torch.Generator().manual_seed(NOISE_SEED + k)).numpy()
+                             torch.Generator().manual_seed(NOISE_SEED + k), scale=scales[p_idx].to(device))
+        lat = lat.float().cpu()
+        latents.append(lat.numpy())
+        audio = codec.decode(lat, generator=torch.Generator().manual_seed(NOISE_SEED + k)).numpy()
         for (p, s), y in zip(chunk, audio):
             path = out / f"p{p:02d}_s{s}.wav"
             sf.write(path, exact_length(y, float(gen["seconds"]), codec_rate(codec)), codec_rate(codec))
             rows.append({**meta, "run": name, "step": step if step is not None else -1, "prompt_id": p,
                          "prompt_name": prompts.loc[p, "name"], "source": prompts.loc[p, "source"],
-                         "caption": prompts.loc[p, "caption"], "sample": s, "path": str(path.relative_to(layout.runs))})
+                         "set": prompts.loc[p, "set"], "cfg": float(prompts.loc[p, "cfg"]),
+                         "caption": prompts.loc[p, "caption"], "sample": s, "path": str(path.relative_to(layout.runs)),
+                         "latent_row": len(rows)})
+    stacked = np.concatenate(latents).astype(np.float32)
+    atomic_write(out / LATENTS_FILE, lambda tmp: np.save(tmp, stacked))
     manifest = pd.DataFrame(rows)
     atomic_write(out / "manifest.csv", lambda tmp: manifest.to_csv(tmp, index=False))
     return manifest
+
+
+def load_latents(folder: Path, manifest: pd.DataFrame | None = None) -> np.ndarray:
+    """The generated latents of a sample folder (LATENTS_FILE), float32 [N, C, T]; with `manifest`
+    (that folder's rows), the rows in the manifest's order (by its latent_row column)."""
+    lat = np.load(Path(folder) / LATENTS_FILE)
+    return lat if manifest is None else lat[manifest["latent_row"].to_numpy(dtype=int)]
 
 
 def exact_length(y, seconds: float, sample_rate: int) -> np.ndarray:
@@ -223,11 +329,15 @@ def _job_folder(cfg: dict, job: dict) -> Path:
     return Layout.of(cfg).sample_dir(job["name"], job["step"])
 
 
+def _job_done(cfg: dict, job: dict) -> bool:
+    return sample_folder_done(_job_folder(cfg, job))
+
+
 def _generate_job(cfg: dict, job: dict, codec, text_encoder, progress: bool) -> pd.DataFrame:
     """One job of `generation_jobs` through `generate_run`; the manifest's step is the job's own
     checkpoint, or `final` for the final weights."""
     model = None
-    if job["run_dir"] is None and not (_job_folder(cfg, job) / "manifest.csv").exists():
+    if job["run_dir"] is None and not _job_done(cfg, job):
         from .train import resolve_device
 
         model = base_model(cfg).to(resolve_device(cfg))
@@ -257,7 +367,7 @@ def _spawn_generate(cfg: dict, jobs: list[dict], workers: int, progress: bool) -
 
     failed = run_workers(_generate_worker, [(cfg, jobs[i::workers]) for i in range(workers)],
                          [f"generate {i}/{workers}" for i in range(workers)],
-                         lambda: sum((_job_folder(cfg, j) / "manifest.csv").exists() for j in jobs), len(jobs),
+                         lambda: sum(_job_done(cfg, j) for j in jobs), len(jobs),
                          f"generation grid ({workers} workers)", progress)
     if failed:
         raise RuntimeError(f"generate_grid: worker {', '.join(failed)} failed; its traceback is above. Finished "
@@ -278,7 +388,7 @@ def generate_grid(cfg: dict, progress: bool = True, workers: int | None = None) 
     jobs = generation_jobs(cfg)
     prompt_set(cfg)  # write prompts.csv once, before any worker reads it
     workers = generate_workers(cfg) if workers is None else int(workers)
-    todo = [j for j in jobs if not (_job_folder(cfg, j) / "manifest.csv").exists()]
+    todo = [j for j in jobs if not _job_done(cfg, j)]
     if workers > 1 and len(todo) > 1 and resolve_device(cfg).type == "cpu":
         _spawn_generate(cfg, todo, min(workers, len(todo)), progress)
     codec, text_encoder = codec_for(cfg), text_encoder_for(cfg)
@@ -307,15 +417,16 @@ def base_model(cfg: dict):
 
 def preview_inputs(cfg: dict) -> dict:
     """What one batch of the prompt set needs to be sampled by hand: prompts (`prompt_set`), codec,
-    tokens and mask (the profile's text encoder), noise (`initial_noise` of sample 0 for every
-    prompt) and seconds (generate.seconds for each prompt)."""
+    tokens and mask (`prompt_conditions`: the null rows all-False), scale (each row's CFG scale),
+    noise (`initial_noise` of sample 0 for every prompt) and seconds (generate.seconds for each
+    prompt)."""
     prompts = prompt_set(cfg)
     codec, text = codec_for(cfg), text_encoder_for(cfg)
-    tokens, mask = text.encode(list(prompts["caption"]))
+    tokens, mask = prompt_conditions(prompts, text)
     sec = float(cfg["generate"]["seconds"])
     noise = torch.stack([initial_noise(p, 0, (codec_channels(codec), codec.frames(sec))) for p in range(len(prompts))])
     return {"prompts": prompts, "codec": codec, "tokens": tokens, "mask": mask, "noise": noise,
-            "seconds": torch.full((len(prompts),), sec)}
+            "scale": prompt_scales(prompts, float(cfg["generate"]["cfg"])), "seconds": torch.full((len(prompts),), sec)}
 
 
 def condition_effect(model, inputs: dict, cfg: dict) -> tuple[float, float]:
@@ -331,11 +442,11 @@ def condition_effect(model, inputs: dict, cfg: dict) -> tuple[float, float]:
 
 
 def preview_audio(model, inputs: dict, cfg: dict) -> torch.Tensor:
-    """The prompts of `preview_inputs` sampled with the profile's sampler and guidance (generator
-    seed 0) and decoded (decoder generator seed 0): audio [prompts, samples]."""
+    """The prompts of `preview_inputs` sampled with the profile's sampler and each row's guidance
+    scale (generator seed 0) and decoded (decoder generator seed 0): audio [prompts, samples]."""
     x = inputs
     guided = sample_latents(model, x["tokens"], x["mask"], x["seconds"], x["noise"], dict(cfg["generate"]),
-                            torch.Generator().manual_seed(0))
+                            torch.Generator().manual_seed(0), scale=x.get("scale"))
     return x["codec"].decode(guided, generator=torch.Generator().manual_seed(0))
 
 

@@ -72,13 +72,32 @@ def test_other_seed_gives_another_corpus(built, tmp_path):
 
 
 def test_captions_are_true(built):
+    """Base captions (card style) name exactly the instruments playing; finetune and reference
+    captions (ambiguous) name none; every caption states the tempo."""
     _, m = built
     for row in m.itertuples():
         named = C.caption_instruments(row.caption)
-        assert named == set(row.instruments.split(";")), (row.caption, row.instruments)
+        if row.split == "base":
+            assert named == set(row.instruments.split(";")), (row.caption, row.instruments)
+            assert row.caption_style in ("plain", "scene")
+        else:
+            assert named == set() and row.caption_style == "ambiguous", row.caption
+            assert row.key in row.caption, row.caption
         assert re.findall(r"(\d+) BPM", row.caption) == [str(row.tempo_bpm)], row.caption
         assert 60 <= row.tempo_bpm <= 130
-    assert set(m["caption_style"]) == {"plain", "scene"}
+    assert set(m.loc[m["split"] == "base", "caption_style"]) == {"plain", "scene"}
+
+
+def test_split_texture_mixes_are_the_designed_ones(built):
+    """Base balanced; finetune and reference skewed to the flat class (corpus.texture_mix)."""
+    _, m = built
+    for split, n in CLIPS.items():
+        got = m[m["split"] == split]["texture"].value_counts().to_dict()
+        want = {t: k for t, k in zip(*np.unique(C.split_textures(split, n, np.random.default_rng(0)),
+                                                return_counts=True))}
+        assert got == {str(t): int(k) for t, k in want.items()}, (split, got)
+    assert (m[m["split"] == "base"]["texture"].value_counts() == CLIPS["base"] // 4).all()
+    assert m[m["split"] == "finetune"]["texture"].value_counts().idxmax() == C.FLAT_TEXTURE
 
 
 def test_caption_templates_never_name_an_absent_instrument():
@@ -95,6 +114,9 @@ def test_caption_templates_never_name_an_absent_instrument():
         assert C.caption_instruments(caption) == set(inst), caption
         assert re.findall(r"(\d+) BPM", caption) == [str(bpm)]
         assert style in ("plain", "scene")
+        caption, style = C.make_ambiguous_caption(bpm, key, source, rng)
+        assert C.caption_instruments(caption) == set() and style == "ambiguous", caption
+        assert re.findall(r"(\d+) BPM", caption) == [str(bpm)] and key in caption
     assert C.caption_instruments("contrabassoon and double bass") == {"contrabassoon", "double bass"}
     assert len(names) >= 20
 

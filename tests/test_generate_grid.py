@@ -1,4 +1,5 @@
-"""The generation grid's job list: checkpoints only for `generate.checkpoint_arms`, and its knobs' checks."""
+"""The generation grid's job list: checkpoints only for `generate.checkpoint_arms`, and its knobs'
+checks; per-row CFG and the saved latents of `generate_run` (issue 23, item 2)."""
 
 import json
 from pathlib import Path
@@ -101,8 +102,87 @@ def test_two_generation_workers_write_the_clips_of_one(tmp_path: Path, one_torch
     m1 = generate_grid(cfg1, progress=False, workers=1)
     cfg2["generate"]["workers"] = 2
     m2 = generate_grid(cfg2, progress=False)  # 3 jobs (base + 2 runs) over 2 spawned processes
-    assert len(m1) == 3 * 2 * 2
+    assert len(m1) == 3 * 5 * 2  # jobs x prompts (2 primary, 2 primary_cfg, 1 unconditional) x samples
     pd.testing.assert_frame_equal(m1, m2)
     blobs = {p: (tmp_path / "one" / p).read_bytes() for p in m1["path"]}
     assert all(blobs[p] == (tmp_path / "two" / p).read_bytes() for p in m1["path"])
     assert len(set(blobs.values())) == len(blobs)  # every clip differs: byte equality is informative
+    for folder in {str(Path(p).parent) for p in m1["path"]}:
+        assert (tmp_path / "one" / folder / "latents.npy").read_bytes() == (tmp_path / "two" / folder / "latents.npy").read_bytes()
+
+
+def test_generate_run_saves_the_latents_and_guides_each_row_at_its_cfg(tmp_path: Path, one_torch_thread):
+    """latents.npy holds what the model generated, float32 [N, C, T] in the manifest's order
+    (latent_row); its rows decode to the wav files; a row with cfg 1 is the conditional-only
+    sample (the same batch sampled at cfg 1 everywhere gives the same latents on those rows), a
+    row with cfg 3 is not."""
+    import numpy as np
+    import pandas as pd
+    import soundfile as sf
+    import torch
+
+    from eisbach_lib.datasets import codec_for, text_encoder_for
+    from eisbach_lib.generate import (LATENTS_FILE, NOISE_SEED, base_model, exact_length, generate_run,
+                                      initial_noise, load_latents, prompt_conditions, prompt_set, sample_latents)
+
+    cfg = tiny_generation_profile(tmp_path)
+    gen = cfg["generate"]
+    model = base_model(cfg)
+    m = generate_run(cfg, None, name="base", meta={"adapter": "none", "arm": "base", "seed": -1}, model=model,
+                     progress=False)
+    prompts = prompt_set(cfg)
+    assert list(prompts["set"]) == ["primary", "primary", "primary_cfg", "primary_cfg", "unconditional"]
+    folder = tmp_path / Path(m["path"][0]).parent
+    lat = np.load(folder / LATENTS_FILE)
+    codec = codec_for(cfg)
+    assert lat.dtype == np.float32 and lat.shape == (len(m), 64, codec.frames(gen["seconds"]))
+    assert list(m["latent_row"]) == list(range(len(m)))
+    assert list(m["cfg"]) == list(prompts.set_index("prompt_id").loc[m["prompt_id"], "cfg"])
+    assert list(m["set"]) == list(prompts.set_index("prompt_id").loc[m["prompt_id"], "set"])
+    np.testing.assert_array_equal(load_latents(folder, m.iloc[::-1]), lat[::-1])
+
+    # the second batch (batch_size 3): (prompt 1, sample 1) at cfg 1, (prompt 2, samples 0-1) at cfg 3
+    rows = m.iloc[3:6]
+    assert list(rows["cfg"]) == [1.0, 3.0, 3.0]
+    audio = codec.decode(torch.from_numpy(lat[3:6]), generator=torch.Generator().manual_seed(NOISE_SEED + 3)).numpy()
+    for y, path in zip(audio, rows["path"]):
+        wav, _ = sf.read(tmp_path / path, dtype="float32")
+        expect = np.clip(exact_length(y, gen["seconds"], codec.sample_rate), -1, 1)
+        np.testing.assert_allclose(wav, expect, atol=2e-4)
+    tokens, mask = prompt_conditions(prompts, text_encoder_for(cfg))
+    p_idx = torch.tensor(list(rows["prompt_id"]))
+    noise = torch.stack([initial_noise(int(p), int(s), lat.shape[1:]) for p, s in zip(rows["prompt_id"], rows["sample"])])
+    ones = sample_latents(model, tokens[p_idx], mask[p_idx], torch.full((3,), float(gen["seconds"])), noise, gen,
+                          torch.Generator().manual_seed(NOISE_SEED + 3), scale=1.0)
+    np.testing.assert_allclose(ones[0].numpy(), lat[3], atol=1e-5)  # the cfg-1 row: conditional only
+    assert np.abs(ones[1:].numpy() - lat[4:6]).max() > 1e-3        # the cfg-3 rows were guided
+    # the unconditional row: sampled with the all-False mask
+    assert not mask[torch.tensor(prompts["set"].eq("unconditional").tolist())].any() and mask[0].any()
+
+
+def test_sample_latents_guides_each_row_at_its_own_scale():
+    """v = v_u + s·(v_c − v_u) with s per row: a model giving 1 for a real condition and 0 for the
+    null one gives v = s (0 for a null row whatever s), so one Euler step from t = 1 returns noise − v.
+    Rows at s = 1 get no unconditional half (the model sees B + #rows with s ≠ 1 inputs)."""
+    import torch
+
+    from eisbach_lib.generate import sample_latents
+
+    seen = []
+
+    def model(x, t, tokens, mask, seconds):
+        seen.append(x.shape[0])
+        return mask.any(dim=1).to(x.dtype)[:, None, None].expand_as(x).clone()
+
+    noise = torch.randn(4, 2, 5)
+    tokens, seconds = torch.zeros(4, 3, 8), torch.full((4,), 4.0)
+    mask = torch.ones(4, 3, dtype=torch.bool)
+    mask[3] = False  # a null row
+    euler = {"cfg": 9.0, "steps": 1, "sampler": "euler"}
+    x = sample_latents(model, tokens, mask, seconds, noise, euler, torch.Generator(), scale=torch.tensor([1.0, 3.0, 0.0, 2.0]))
+    torch.testing.assert_close(x, noise - torch.tensor([1.0, 3.0, 0.0, 0.0])[:, None, None])
+    assert seen == [4 + 3]
+    seen.clear()
+    x = sample_latents(model, tokens, mask, seconds, noise, {**euler, "cfg": 1.0}, torch.Generator())
+    torch.testing.assert_close(x, noise - torch.tensor([1.0, 1.0, 1.0, 0.0])[:, None, None])
+    assert seen == [4]  # all rows at cfg 1: one conditional pass

@@ -1,4 +1,5 @@
-"""Evaluation prompts are held out for real and never truncated (issue 13, item 4)."""
+"""Evaluation prompts are held out for real and never truncated (issue 13, item 4); the prompt sets
+and their CFG scales (issue 23, item 2)."""
 
 import warnings
 from pathlib import Path
@@ -32,9 +33,10 @@ def fake_corpus(runs: Path, n: int = 8, shared_piece: bool = False, copy_caption
     return m
 
 
-def profile(runs: Path, n: int = 4, max_tokens: int = 128, card: bool = True, key: str = "heldout_prompts") -> dict:
+def profile(runs: Path, n: int = 4, max_tokens: int = 128, card: bool = True, key: str = "heldout_prompts",
+            **generate) -> dict:
     return {"runs_dir": str(runs), "seed": 0, "model": {"base_dir": None}, "text": {"max_tokens": max_tokens},
-            "generate": {key: n, "card_prompts": card}}
+            "generate": {key: n, "card_prompts": card, "cfg": 3.0, **generate}}
 
 
 def test_a_prompt_longer_than_max_tokens_fails_naming_it():
@@ -70,12 +72,12 @@ def test_the_card_prompts_fit_the_profiles_limit_and_not_64():
 def test_eval_prompts_come_from_the_reference_split_and_are_disjoint_from_training(tmp_path):
     m = fake_corpus(tmp_path)
     prompts = prompt_set(profile(tmp_path, n=4))
-    held = prompts[prompts["source"] == "reference"]
-    assert len(held) == 4 and len(prompts) == 4 + 4
+    held = prompts[prompts["set"] == "primary"]
+    assert len(held) == 4 and len(prompts) == 4 + 4 + 1 + 4  # primary, primary_cfg, unconditional, card
+    assert (held["source"] == "reference").all()
     assert set(held["name"]) <= set(m.loc[m["split"] == "reference", "id"])
     train = set(m.loc[m["split"].isin(["base", "finetune"]), "caption"])
     assert not set(prompts["caption"]) & train
-    assert set(m.set_index("id").loc[list(held["name"]), "texture"]) == set(TEXTURES)  # every class prompted
     assert list(prompts[prompts["source"] == "model_card"]["caption"]) == list(pd.read_csv(CARD_PROMPTS)["prompt"])
     again = prompt_set(profile(tmp_path, n=4))
     pd.testing.assert_frame_equal(prompts, again)  # deterministic, read back from prompts.csv
@@ -85,14 +87,14 @@ def test_a_profile_whose_limit_cuts_a_card_prompt_fails(tmp_path):
     fake_corpus(tmp_path)
     with pytest.raises(CaptionTooLong, match="prompt 'Little Piglet Prince' has 121 tokens, more than text.max_tokens = 64"):
         prompt_set(profile(tmp_path, max_tokens=64))
-    assert len(prompt_set(profile(tmp_path, max_tokens=64, card=False))) == 4  # corpus captions alone fit
+    assert len(prompt_set(profile(tmp_path, max_tokens=64, card=False))) == 4 + 4 + 1  # corpus captions alone fit
 
 
 def test_a_training_caption_is_never_an_eval_prompt(tmp_path):
     m = fake_corpus(tmp_path, copy_caption=True)
     with pytest.warns(UserWarning, match="has 7 usable captions"):
         prompts = prompt_set(profile(tmp_path, n=8, card=False))
-    assert "reference_00000" not in set(prompts["name"]) and len(prompts) == 7
+    assert "reference_00000" not in set(prompts["name"]) and (prompts["set"] == "primary").sum() == 7
     assert not set(prompts["caption"]) & set(m.loc[m["split"] != "reference", "caption"])
 
 
@@ -106,7 +108,7 @@ def test_the_old_knob_name_is_read_with_a_warning(tmp_path):
     fake_corpus(tmp_path)
     with pytest.warns(FutureWarning, match="heldout_prompts"):
         old = prompt_set(profile(tmp_path, n=3, key="finetune_prompts"))
-    assert list(old["source"]) == ["reference"] * 3 + ["model_card"] * 4
+    assert list(old["source"]) == ["reference"] * 6 + ["unconditional"] + ["model_card"] * 4
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pd.testing.assert_frame_equal(old, prompt_set(profile(tmp_path, n=3)))
@@ -138,4 +140,51 @@ def test_a_rendered_chamber_corpus_gives_held_out_prompts(tmp_path):
     prompts = prompt_set(profile(tmp_path, n=4))
     assert not set(prompts["caption"]) & set(train["caption"])
     assert set(prompts.loc[prompts["source"] == "reference", "name"]) == set(ref["id"])
+    assert (ref["caption_style"] == "ambiguous").all()
     assert torch.tensor(token_counts(list(prompts["caption"]))).max() <= 128
+
+
+def test_the_prompt_sets_and_their_cfg(tmp_path):
+    """primary (held-out captions at primary_cfg), primary_cfg (the same captions at cfg),
+    unconditional (empty captions, cfg 1), card (at cfg), in that order, ids 0..P-1."""
+    fake_corpus(tmp_path)
+    prompts = prompt_set(profile(tmp_path, n=3, unconditional_prompts=2))
+    assert list(prompts.columns) == ["prompt_id", "name", "caption", "source", "set", "cfg"]
+    assert list(prompts["prompt_id"]) == list(range(len(prompts)))
+    assert list(prompts["set"]) == ["primary"] * 3 + ["primary_cfg"] * 3 + ["unconditional"] * 2 + ["card"] * 4
+    by = {k: g for k, g in prompts.groupby("set")}
+    assert (by["primary"]["cfg"] == 1.0).all() and (by["primary_cfg"]["cfg"] == 3.0).all()
+    assert list(by["primary"]["caption"]) == list(by["primary_cfg"]["caption"])
+    assert list(by["primary"]["name"]) == list(by["primary_cfg"]["name"])
+    assert (by["unconditional"]["caption"] == "").all() and (by["unconditional"]["cfg"] == 1.0).all()
+    assert (by["unconditional"]["source"] == "unconditional").all()
+    assert (by["card"]["cfg"] == 3.0).all() and (by["card"]["source"] == "model_card").all()
+    again = pd.read_csv(tmp_path / "prompts.csv", keep_default_na=False)
+    pd.testing.assert_frame_equal(prompts, again)  # the empty captions survive the file
+    from eisbach_lib.generate import null_prompts, prompt_scales
+
+    assert list(null_prompts(prompts)) == [False] * 6 + [True] * 2 + [False] * 4
+    assert prompt_scales(prompts, 7.0).tolist() == [1.0] * 3 + [3.0] * 3 + [1.0] * 2 + [3.0] * 4
+
+
+def test_no_primary_cfg_rows_when_cfg_is_primary_cfg_and_defaults(tmp_path):
+    fake_corpus(tmp_path)
+    same = prompt_set(profile(tmp_path, n=2, card=False, cfg=1.0))
+    assert list(same["set"]) == ["primary"] * 2 + ["unconditional"]  # defaults: primary_cfg 1, one null row
+    with pytest.warns(UserWarning, match="rewritten"):
+        none = prompt_set(profile(tmp_path, n=2, card=False, unconditional_prompts=0, primary_cfg=2.0))
+    assert list(none["set"]) == ["primary"] * 2 + ["primary_cfg"] * 2 and list(none["cfg"]) == [2.0, 2.0, 3.0, 3.0]
+    for bad in ({"unconditional_prompts": -1}, {"unconditional_prompts": 1.5}, {"primary_cfg": "1"}):
+        with pytest.raises(ValueError, match="generate." + next(iter(bad))):
+            prompt_set(profile(tmp_path, **bad))
+
+
+def test_only_ambiguous_reference_captions_are_primary_prompts(tmp_path):
+    """When the manifest has caption styles, the primary prompts are the ambiguous captions only."""
+    m = fake_corpus(tmp_path)
+    m["caption_style"] = ["ambiguous" if k % 2 else "plain" for k in range(len(m))]
+    m.to_csv(tmp_path / "corpus" / "manifest.csv", index=False)
+    with pytest.warns(UserWarning, match="has 4 usable captions"):
+        prompts = prompt_set(profile(tmp_path, n=8, card=False, unconditional_prompts=0, cfg=1.0))
+    style = m.set_index("id")["caption_style"]
+    assert len(prompts) == 4 and (style.loc[list(prompts["name"])] == "ambiguous").all()

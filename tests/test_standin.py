@@ -211,7 +211,7 @@ def test_standin_chain_corpus_train_generate_evaluate(standin_profile):
     samples = pd.read_csv(runs / "samples" / "manifest.csv")
     trained = samples[samples["arm"] != "base"]
     assert set(trained["step"]) == {5} and set(samples.loc[samples["arm"] == "base", "step"]) == {0}
-    assert len(trained) == 4 * 6 * 2 and trained.groupby(["arm", "seed"]).size().tolist() == [12] * 4
+    assert len(trained) == 4 * 9 * 2 and trained.groupby(["arm", "seed"]).size().tolist() == [18] * 4
     for rel in samples["path"].head(3):
         info = sf.info(str(runs / rel))
         assert info.samplerate == 44100 and info.frames == 176400   # exactly generate.seconds = 4.0 s
