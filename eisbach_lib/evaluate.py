@@ -197,15 +197,17 @@ def vendi_bandwidth(cfg: dict, reference: pd.DataFrame) -> float:
 
 def set_metrics(clips: pd.DataFrame, reference: pd.DataFrame,
                 bandwidth: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Intra-prompt Vendi (per run, step, prompt) and, per run and step, inter-prompt Vendi (of the
-    prompt-mean embeddings), FD and KID to the reference, on embeddings standardised with the
-    reference's mean and std. `bandwidth` None: fit it on the reference (as `vendi_bandwidth`)."""
+    """Intra-prompt Vendi (per run, step, prompt) and, per run, step and prompt set (`set`, when the
+    clips have it: FD to the reference must not pool card and unconditional clips with the primary
+    ones), inter-prompt Vendi (of the prompt-mean embeddings), FD and KID to the reference, on
+    embeddings standardised with the reference's mean and std. `bandwidth` None: fit it on the
+    reference (as `vendi_bandwidth`)."""
     cols = _emb_cols(reference)
     mean, std = fit_standardizer(reference[cols].to_numpy())
     ref_z = standardize(reference[cols].to_numpy(), mean, std)
     sigma = fit_vendi_bandwidth(ref_z) if bandwidth is None else float(bandwidth)
     z = standardize(clips[cols].to_numpy(), mean, std)
-    keys = ["run", "adapter", "arm", "seed", "step"]
+    keys = ["run", "adapter", "arm", "seed", "step"] + (["set"] if "set" in clips else [])  # per prompt set
     intra, runs = [], []
     for key, g in clips.groupby(keys, sort=False):
         zg = z[g.index.to_numpy()]
@@ -320,12 +322,17 @@ def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
 # The summaries notebook 06 plots (also written by `evaluate`)
 
 
-def final_tables(cfg: dict, tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(clips, intra) of `write_metrics` at the final step (finetune.steps) of the profile's first adapter."""
-    step, adapter = cfg["finetune"]["steps"], cfg["finetune"]["adapters"][0]
-    clips, intra = tables["clips"], tables["intra"]
-    return (clips[(clips["step"] == step) & (clips["adapter"] == adapter)],
-            intra[(intra["step"] == step) & (intra["adapter"] == adapter)])
+def final_tables(cfg: dict, tables: dict[str, pd.DataFrame], prompt_set: str = "primary") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(clips, intra) of `write_metrics`: each run of the profile's first adapter at its own final step
+    (as the scorecard reads them), on one prompt set (`set`; every row for tables without one)."""
+    adapter = cfg["finetune"]["adapters"][0]
+
+    def pick(df: pd.DataFrame) -> pd.DataFrame:
+        df = df[df["adapter"] == adapter]
+        df = df[df["step"] == df.groupby("run")["step"].transform("max")]
+        return df[df["set"] == prompt_set] if "set" in df else df
+
+    return pick(tables["clips"]), pick(tables["intra"])
 
 
 def arm_means(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -351,8 +351,11 @@ def _tables(mdir: Path) -> dict[str, pd.DataFrame]:
 
 
 def _primary(t: dict, df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of `df` on the primary prompt set (prompts.csv `set` == PRIMARY_SET); all rows when the
-    prompt file has no `set` column (a run from before the prompt sets) or `df` no prompt_id."""
+    """The rows of `df` on the primary prompt set: its own `set` column when it has one (the base model's
+    rows included), else prompts.csv's `set` by prompt_id; all rows for a run from before the prompt
+    sets (no `set` anywhere)."""
+    if "set" in df:
+        return df[df["set"] == PRIMARY_SET]
     p = t.get("prompts")
     if p is None or "set" not in p or "prompt_id" not in df:
         return df
@@ -529,7 +532,7 @@ def claim_c8(t: dict, cfg: dict, mdir: Path) -> dict:
     ev = "inter-prompt Vendi, FD and KID to the round-tripped reference, non-inferiority per seed"
     if "runs" not in t:
         return _row("C8", ev, note="missing runs.csv (eisbach evaluate)")
-    runs = _final(t["runs"], cfg, cfg["finetune"]["adapters"][0])
+    runs = _primary(t, _final(t["runs"], cfg, cfg["finetune"]["adapters"][0]))
     margins = c8_margins(t, cfg, mdir)
     parts, notes, verdicts = [], [], []
     for metric, direction in (("vendi_inter", +1), ("fd_ref", -1), ("kid_ref", -1)):
