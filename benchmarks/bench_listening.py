@@ -103,14 +103,14 @@ def size_table(reps: int) -> tuple[list[str], bool]:
 def power_table(reps: int) -> list[str]:
     logit = math.log(0.7 / 0.3)
     rows = T.N_COMPARISONS * T.N_QUESTIONS
-    secondary = 3  # eisbach vs minsnr × preference
+    secondary = 3  # the second comparison × preference
     lines = [f"## Power at a 70 % preference (logit {logit:.2f}; {reps} simulated studies a cell, MCSE ≤ "
              f"{math.sqrt(0.25 / reps):.3f})", "",
              "The logit 0.85 is the preference of a typical rater on a typical seed; the population win rate is "
              "lower when the rater and seed SDs are large, and ties pull it towards 0.5 (0.64–0.68 in these cells). "
              "Primary only: the population prefers arm_a on the primary row (eisbach vs none × preference), no "
              "preference elsewhere. All rows: every row has the preference; the secondary column is one "
-             "Holm-corrected row gated on the primary (eisbach vs minsnr × preference).", "",
+             "Holm-corrected row gated on the primary (the second comparison × preference).", "",
              "| scenario | seed SD | raters | primary only: supported | all rows: primary supported | "
              "all rows: secondary supported | contradicted (share of rows) |",
              "|---|---|---|---|---|---|---|"]

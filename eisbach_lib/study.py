@@ -65,9 +65,8 @@ from .listen import audio_player, choice_buttons, final_steps, load_clip, loudne
 
 # ----------------------------------------------------------------------------- the study as data
 
-STRUCTURE_NOTE = ("exploratory reading of C6: at these clip lengths (6-20 s) the structure metrics fail their "
-                  "validation (no metric ranks a real tune above its own bar-shuffles in 80 % of pairs; "
-                  "benchmarks/results/structure_validation.md), so no metric backs or checks this judgement")
+STRUCTURE_NOTE = ("C6: at 6-20 s clips the structure metrics fail their validation "
+                  "(benchmarks/results/structure_validation.md), so no metric backs or checks this judgement")
 DEFAULT_QUESTIONS = [
     {"id": "development", "claim": "C6 thematic development", "note": STRUCTURE_NOTE,
      "text": "Which clip develops more over its length (ideas that return changed, sections that differ)?"},
