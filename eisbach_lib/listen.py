@@ -418,7 +418,8 @@ class BlindAB:
         share = "n/a" if math.isnan(s["share_a"]) else f"{s['share_a']:.0%}"
         p = "n/a" if math.isnan(s["p_binomial"]) else f"{s['p_binomial']:.3g}"
         self.summary.value = (
-            f"<b>Session done ({s['n']} judgements, saved to {html.escape(str(self.csv_path))}).</b><br>"
+            f"<b>Session done ({s['n']} judgement{'' if s['n'] == 1 else 's'}, saved to "
+            f"{html.escape(str(self.csv_path))}).</b><br>"
             f"{html.escape(self.arm_a)} preferred {s['wins_a']} times, {other} {s['wins_b']} times, "
             f"no preference {s['ties']}; share {html.escape(self.arm_a)} = {share}, "
             f"two-sided exact binomial p = {p}.")

@@ -11,9 +11,10 @@ The parts, in the order a study runs:
                      self-contained page, audio embedded as MP3, nothing fetched; see `build_page`);
 - `import_votes`     merges the CSVs the page downloads into ``<runs_dir>/listening/votes.csv``,
                      every row checked against study.json, all or nothing;
-- `study_verdicts`   one row per (comparison, question): win rate, a 95 % interval clustered by
-                     rater and by pair, position bias and a verdict; raters failing catch trials
-                     are excluded (`screen_raters`);
+- `study_verdicts`   one row per (comparison, question): win rate, 95 % and 90 % intervals
+                     clustered by rater and by training seed, position bias, a multiplicity-
+                     adjusted p and a verdict; raters failing catch trials are excluded
+                     (`screen_raters`);
 - `listener_rows`    the scorecard's "listeners" rows (when votes exist);
 - `bradley_terry`    an exploratory ranking of all arms, intervals resampling raters;
 - `StudyAB`          the same study as an ipywidgets widget in a live notebook (writes votes.csv).
@@ -22,14 +23,20 @@ Two hidden-arm rules hold everywhere: pair ids are opaque (``t01``, ``t02``, ...
 order), and the page holds no arm name at all: its clips are numbered in a random order and a
 trial only names its two clip numbers; study.json maps them back to arms at import.
 
-The statistics (see `clustered_win_rate`): a vote scores w = 1 when arm_a is preferred, 0 when
-arm_b is, 0.5 for "no preference"; the win rate is the mean of w. Votes of one rater, and votes
-about one pair, are correlated, so the variance is the two-way cluster-robust one of Cameron,
-Gelbach & Miller (2011): V = V_rater + V_pair − V_vote, each a one-way cluster ("sandwich")
-variance with the G/(G−1) small-sample factor, floored at max(V_rater, V_pair); that is the
-variance a bootstrap resampling raters and pairs estimates, computed in closed form so that it is
-deterministic and can be calibrated by simulation in seconds. The interval is
-win_rate ± t_{df}·√V with df = min(raters, pairs) − 1. Calibrated in tests/test_listen_study.py.
+The statistics (see `clustered_win_rate`, `family_adjust`, `decide_win_rate`): a vote scores
+w = 1 when arm_a is preferred, 0 when arm_b is, 0.5 for "no preference"; the win rate is the mean
+of w. Votes of one rater are correlated (the rater's leaning), and so are votes on clips of one
+training seed (a seed can train a better or a worse adapter: the arm's preference varies by seed),
+so the variance is the two-way cluster-robust one of Cameron, Gelbach & Miller (2011) with raters
+and training seeds as clusters (pairs are nested in seeds): V = V_rater + V_seed − V_rater∩seed,
+each a one-way CR1 variance with the G/(G−1) factor, floored at max(V_rater, V_seed); the interval
+is win_rate ± t_{df}·√V with df = min(raters, seeds) − 1. The kit draws every seed equally often
+per comparison. One comparison × question is pre-declared primary in study.json; it is tested at
+α = 0.05, the other rows are Holm-corrected among themselves and gated on the primary (serial
+gatekeeping), so the family-wise rate of false decisive verdicts across the listener rows is ≤ 5 %.
+The verdict checks equivalence first (90 % CI inside 0.5 ± 0.10), then the 95 % CI with the
+adjusted p. Calibrated by simulation with rater and seed effects in tests/test_listen_study.py
+(fast) and benchmarks/bench_listening.py (benchmarks/results/listening_calibration.md).
 """
 
 from __future__ import annotations
@@ -58,8 +65,10 @@ from .listen import audio_player, choice_buttons, final_steps, load_clip, loudne
 
 # ----------------------------------------------------------------------------- the study as data
 
+STRUCTURE_NOTE = ("C6: at 6-20 s clips the structure metrics fail their validation "
+                  "(benchmarks/results/structure_validation.md), so no metric backs or checks this judgement")
 DEFAULT_QUESTIONS = [
-    {"id": "development", "claim": "C6 thematic development",
+    {"id": "development", "claim": "C6 thematic development", "note": STRUCTURE_NOTE,
      "text": "Which clip develops more over its length (ideas that return changed, sections that differ)?"},
     {"id": "preference", "claim": "overall preference",
      "text": "Which clip do you prefer overall?"},
@@ -69,12 +78,15 @@ DEFAULT_STUDY = {
     "study_id": None,            # None: "<profile>-" + the first 8 hex digits of the trials' sha1
     "arm_a": "eisbach",
     "comparisons": None,         # None: arm_a vs none, vs minsnr, vs each control arm present
+    "primary": None,             # the pre-declared primary [arm_a, arm_b, question]; None: the first
+                                 # comparison (arm_a vs none when present) on the catch question
     "questions": DEFAULT_QUESTIONS,
     "catch_question": "preference",
     "adapter": None,             # None: dora when present, else the first adapter
     "prompts": None,             # prompt ids drawn from (None: all)
     "seeds": None,               # training seeds drawn from (None: all)
-    "pairs_per_comparison": 12,  # calibrated for 12 pairs: see tests/test_listen_study.py
+    "pairs_per_comparison": 12,  # rounded up to a multiple of the seeds (each seed equally often): 16 at
+                                 # 8 seeds; calibrated in tests/test_listen_study.py, bench_listening.py
     "catch_share": 0.125,        # about one trial in eight is a catch trial (at least MIN_CATCH)
     "seed": 0,
     "max_seconds": 10.0,
@@ -90,6 +102,11 @@ VOTE_COLUMNS = ("study_id", "rater", "pair_id", "question", "choice", "preferred
 PAGE_COLUMNS = ("study_id", "rater", "pair_id", "question", "choice", "clip_at_a", "timestamp")
 CHOICES = ("A", "B", "tie")
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+def plural(n: int, word: str) -> str:
+    """"1 vote", "0 votes", "2 votes" (English plural by -s)."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 class StudyError(ValueError):
@@ -118,6 +135,9 @@ def study_config(cfg: dict, path: str | Path | None = None) -> dict:
         raise StudyError(f"questions need a unique 'id' and a 'text' each, got {study['questions']}")
     if study["catch_question"] not in qids:
         raise StudyError(f"catch_question {study['catch_question']!r} is not one of the questions {qids}")
+    prim = study.get("primary")
+    if prim is not None and (not isinstance(prim, (list, tuple)) or len(prim) != 3 or prim[2] not in qids):
+        raise StudyError(f"primary must be [arm_a, arm_b, question] with a question among {qids}, got {prim!r}")
     return study
 
 
@@ -135,13 +155,25 @@ def default_comparisons(arms_present: Iterable[str], arm_a: str = "eisbach") -> 
 PAIR_ON = ["adapter", "seed", "prompt_id", "sample", "step"]
 
 
-def _spread_draw(keys: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """`n` rows of `keys` at random, spread over prompts: shuffle, then take every prompt's first
-    row before any prompt's second (round robin), so the prompts' counts differ by at most one."""
+def _balanced_draw(keys: pd.DataFrame, per_seed: int, rng: np.random.Generator) -> pd.DataFrame:
+    """`per_seed` rows of `keys` for every training seed in it (so each seed equally often), the
+    prompts spread: seeds in a random order, each taking, one at a time, a random row among those
+    whose prompt has been used least so far in this comparison. With at least as many prompts as
+    rows every prompt appears at most once, so a prompt's effect stays inside one seed's cluster."""
     keys = keys.iloc[rng.permutation(len(keys))].reset_index(drop=True)
-    keys["_rank"] = keys.groupby("prompt_id").cumcount()
-    keys["_tie"] = rng.permutation(len(keys))
-    return keys.sort_values(["_rank", "_tie"]).head(n).drop(columns=["_rank", "_tie"])
+    used: dict = {}
+    picked = []
+    for seed in rng.permutation(sorted(keys["seed"].unique())):
+        cand = keys[keys["seed"] == seed]
+        taken: set = set()
+        for _ in range(per_seed):
+            free = cand[~cand.index.isin(taken)]
+            usage = free["prompt_id"].map(lambda q: used.get(q, 0)).to_numpy()
+            i = free.index[int(np.argmin(usage))]  # first of the least used: random, keys are shuffled
+            taken.add(i)
+            used[keys.at[i, "prompt_id"]] = used.get(keys.at[i, "prompt_id"], 0) + 1
+            picked.append(i)
+    return keys.loc[picked]
 
 
 def draw_trials(samples: pd.DataFrame, study: dict) -> pd.DataFrame:
@@ -151,7 +183,11 @@ def draw_trials(samples: pd.DataFrame, study: dict) -> pd.DataFrame:
     paths relative to runs_dir): each run's final checkpoint, one adapter (`study['adapter']`), the
     base model left out. For each comparison (arm_a, arm_b) whose two arms are both present, the
     clips of the two arms that share (adapter, seed, prompt_id, sample, step) are partners (same
-    prompt and same initial noise); `pairs_per_comparison` of them are drawn, spread over prompts.
+    prompt and same initial noise). Balanced over training seeds: with S seeds present in both arms,
+    each seed gives k = ⌈pairs_per_comparison / S⌉ pairs (fewer, the same for every seed, when a
+    seed has fewer partners), so a comparison has k·S pairs, the prompts spread within that
+    (`_balanced_draw`). The analysis clusters by seed (`clustered_win_rate`); balance keeps every
+    seed's weight equal.
     Catch trials: max(MIN_CATCH, round(n·share/(1 − share))) clips drawn from the real pairs, each
     against its degraded copy (``arm_b = "anchor"``; the anchor file is written by `make_kit`).
 
@@ -183,7 +219,11 @@ def draw_trials(samples: pd.DataFrame, study: dict) -> pd.DataFrame:
         a = df.loc[df["arm"] == arm_a, PAIR_ON + ["caption", "path"]]
         b = df.loc[df["arm"] == arm_b, PAIR_ON + ["path"]]
         m = a.merge(b, on=PAIR_ON, suffixes=("_a", "_b")).sort_values(PAIR_ON).reset_index(drop=True)
-        m = _spread_draw(m, int(study["pairs_per_comparison"]), rng)
+        counts = m.groupby("seed").size()
+        if counts.empty:
+            raise StudyError(f"{arm_a} vs {arm_b}: no clips of the two arms share adapter, seed, prompt, sample, step")
+        per_seed = min(-(-int(study["pairs_per_comparison"]) // len(counts)), int(counts.min()))
+        m = _balanced_draw(m, per_seed, rng)
         parts.append(m.assign(comparison=f"{arm_a} vs {arm_b}", arm_a=arm_a, arm_b=arm_b, is_catch=False))
     real = pd.concat(parts, ignore_index=True)
     share = float(study["catch_share"])
@@ -210,10 +250,31 @@ def draw_trials(samples: pd.DataFrame, study: dict) -> pd.DataFrame:
     return trials[cols]
 
 
-def study_pairs(trials: pd.DataFrame, questions: Sequence[dict]) -> pd.DataFrame:
-    """study.json's ``pairs``: one row per (trial, question), the trial's columns plus ``question``."""
+def resolve_primary(trials: pd.DataFrame, study: dict) -> tuple[str, str, str]:
+    """The pre-declared primary (arm_a, arm_b, question): `study['primary']` when given (it must be a
+    drawn comparison), else the first comparison drawn (arm_a vs none when present) on the
+    catch question ("preference")."""
+    real = trials[~trials["is_catch"].astype(bool)]
+    drawn = list(dict.fromkeys(zip(real["arm_a"], real["arm_b"])))
+    if study.get("primary") is not None:
+        a, b, q = study["primary"]
+        if (a, b) not in drawn:
+            raise StudyError(f"primary comparison {a} vs {b} is not among the drawn comparisons {drawn}")
+        return str(a), str(b), str(q)
+    return drawn[0][0], drawn[0][1], study["catch_question"]
+
+
+def study_pairs(trials: pd.DataFrame, questions: Sequence[dict], primary: tuple[str, str, str] | None = None
+                ) -> pd.DataFrame:
+    """study.json's ``pairs``: one row per (trial, question), the trial's columns plus ``question``
+    and ``primary`` (True on the pre-declared primary comparison × question's rows)."""
     rows = [dict(t, question=q["id"]) for t in trials.to_dict("records") for q in questions]
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out["primary"] = False
+    if primary is not None:
+        out["primary"] = ((out["arm_a"] == primary[0]) & (out["arm_b"] == primary[1]) & (out["question"] == primary[2])
+                          & ~out["is_catch"].astype(bool))
+    return out
 
 
 # ----------------------------------------------------------------------------- audio for the kit
@@ -317,10 +378,15 @@ def make_kit(cfg: dict, study: dict | None = None, samples: pd.DataFrame | None 
         sf.write(runs / t.clip_b, degrade(y, sr, seed=seed), sr, subtype="FLOAT")
     digest = hashlib.sha1(trials.to_json(orient="records").encode()).hexdigest()[:8]
     study_id = study["study_id"] or f"{cfg.get('name', 'study')}-{digest}"
-    pairs = study_pairs(trials, study["questions"])
+    primary = resolve_primary(trials, study)
+    pairs = study_pairs(trials, study["questions"], primary)
     doc = {"study_id": study_id, "created_for_profile": cfg.get("name"), "questions": study["questions"],
            "catch_question": study["catch_question"], "min_raters": MIN_RATERS, "max_catch_fail": MAX_CATCH_FAIL,
-           "sesoi": SESOI, "settings": {k: v for k, v in study.items() if k not in ("questions",)},
+           "sesoi": SESOI, "primary": {"arm_a": primary[0], "arm_b": primary[1], "question": primary[2]},
+           "analysis": "win rate per comparison x question; 95 % CI clustered by rater and training seed "
+                       "(Cameron-Gelbach-Miller), t with min(raters, seeds) - 1 df; the primary row at alpha 0.05, "
+                       "the others Holm-corrected and gated on the primary (study.family_adjust)",
+           "settings": {k: v for k, v in study.items() if k not in ("questions",)},
            "pairs": json.loads(pairs.to_json(orient="records"))}
     (out / "study.json").write_text(json.dumps(doc, indent=1))
     (out / "study.html").write_text(build_page(doc, runs, study["target_dbfs"], study["max_seconds"]), encoding="utf-8")
@@ -453,7 +519,12 @@ def import_votes(study_path: str | Path, files: Sequence[str | Path], votes_path
     All or nothing: every row of every file is checked first (`_parse_rows`); the first bad row
     raises StudyError naming the file and the line, and votes.csv is left as it was. Rows already
     in votes.csv (identical in every column) are not added again, so importing a file twice adds
-    nothing. The file is rewritten through a temporary file and an atomic rename."""
+    nothing. A row with the same (study, rater, pair, question, timestamp) as one already in
+    votes.csv or earlier in the files, but another answer, is a conflict — one answer cannot have
+    been given twice at the same instant, so one of the copies was edited — and is refused
+    (StudyError naming the file, the rater and the pair). A changed answer given later has a later
+    timestamp and is imported (the latest counts: `latest_votes`). The file is rewritten through a
+    temporary file and an atomic rename."""
     study_path = Path(study_path)
     doc = load_study(study_path)
     votes_path = Path(votes_path) if votes_path else study_path.parent / "votes.csv"
@@ -461,11 +532,22 @@ def import_votes(study_path: str | Path, files: Sequence[str | Path], votes_path
     for f in files:
         if not Path(f).exists():
             raise FileNotFoundError(f"{f}: no such file")
-        new.extend(_parse_rows(Path(f), doc))
+        new.extend((Path(f), r) for r in _parse_rows(Path(f), doc))
     old = read_votes(votes_path)
     seen = set(map(tuple, old[list(VOTE_COLUMNS)].astype(str).to_numpy().tolist())) if len(old) else set()
+    when = ("study_id", "rater", "pair_id", "question", "timestamp")
+    answer_at = {tuple(r[c] for c in when): (r["choice"], r["preferred_arm"], str(votes_path))
+                 for r in old.to_dict("records")} if len(old) else {}
     added = []
-    for r in new:
+    for f, r in new:
+        at = tuple(r[c] for c in when)
+        if at in answer_at and answer_at[at][:2] != (r["choice"], r["preferred_arm"]):
+            choice, preferred, where = answer_at[at]
+            raise StudyError(f"{f}: rater {r['rater']!r}, pair {r['pair_id']} ({r['question']}) at {r['timestamp']}: "
+                             f"answer {r['choice']!r} ({r['preferred_arm'] or 'no preference'}) conflicts with "
+                             f"{choice!r} ({preferred or 'no preference'}) with the same timestamp in {where}; one of "
+                             f"the two copies was changed. Nothing was imported; remove the wrong copy and import again")
+        answer_at[at] = (r["choice"], r["preferred_arm"], str(f))
         key = tuple(r[c] for c in VOTE_COLUMNS)
         if key not in seen:
             seen.add(key)
@@ -484,36 +566,77 @@ def append_vote(votes_path: str | Path, row: dict) -> None:
 # ----------------------------------------------------------------------------- statistics
 
 
-def clustered_win_rate(W: np.ndarray) -> dict:
-    """Win rate and its two-way clustered standard error, batched over leading axes.
+def _onehot(groups: Sequence | np.ndarray | None, n: int) -> np.ndarray:
+    """[n, G] indicator of each pair's cluster (its training seed); None: every pair its own cluster."""
+    if groups is None:
+        return np.eye(n)
+    g = np.asarray(groups)
+    if g.shape != (n,):
+        raise ValueError(f"groups must have one label per pair ({n}), got shape {g.shape}")
+    _, idx = np.unique(g, return_inverse=True)
+    H = np.zeros((n, int(idx.max()) + 1 if n else 0))
+    H[np.arange(n), idx] = 1.0
+    return H
+
+
+def clustered_win_rate(W: np.ndarray, groups: Sequence | np.ndarray | None = None) -> dict:
+    """Win rate and its two-way (rater × training seed) cluster-robust standard error, batched
+    over leading axes.
 
     `W` [..., R, P]: the score of rater r's vote on pair p (1 arm_a, 0 arm_b, 0.5 tie), NaN where
-    there is no vote. With e = w − ŵ over the N votes and the one-way cluster variance
-    V_G = G/(G−1) · Σ_g (Σ_{i∈g} e_i)² / N² (G clusters), the variance of ŵ is
-    V = max(V_R + V_P − V_RP, V_R, V_P) (Cameron, Gelbach & Miller 2011; the vote-level term V_RP
-    is counted in both one-way terms, so it is taken out once; the floor keeps V positive).
-    df = min(R, P) − 1, R and P counting raters and pairs with at least one vote.
-    Returns arrays ``estimate, se, df, n_votes, n_raters, n_pairs`` (NaN where there are no votes).
+    there is no vote; `groups` [P]: the training seed of each pair (None: each pair its own
+    cluster, i.e. clustering by rater and pair). Pairs are nested in seeds, so a seed cluster
+    holds every pair of that seed and clustering by seed covers the correlation of votes on one
+    pair too.
+
+    Why two-way: votes of one rater share the rater's leaning (u_r), votes on clips of one
+    training seed share that seed's quality (s_k: a seed can simply train a better or worse
+    adapter), and the claim is about the arm, i.e. about a new rater *and* a new seed. With
+    e = w − ŵ over the N votes, C_rk = Σ_{votes of rater r on seed k} e, and the one-way cluster
+    ("sandwich") variance V_G = G/(G−1) · Σ_g (Σ_{i∈g} e_i)² / N² (CR1: G clusters with a vote,
+    G/(G−1) the small-sample factor), the variance of ŵ is Cameron, Gelbach & Miller's (2011,
+    J. Bus. Econ. Stat. 29:238, eq. 2.11) two-way estimator
+
+        V = V_rater + V_seed − V_rater∩seed,  floored at max(V_rater, V_seed)
+
+    (the rater×seed cells are counted in both one-way terms, so they are taken out once; the floor
+    keeps V positive and never below either one-way variance). In a balanced design (every rater
+    on every pair, the same number of pairs per seed) V_seed is s²(seed means)/S and V_rater
+    s²(rater means)/R, the textbook variances of a mean over S seeds and R raters, so a t
+    reference with S − 1 (R − 1) degrees of freedom is exact under normal effects when one of the
+    two dominates. Neither dominance is known, so df = min(R, S) − 1: the conservative end of
+    Satterthwaite's range (Cameron & Miller 2015, §VI.C recommend G − 1 with the smaller G). With
+    few seeds this gives wide intervals on purpose: the seed count, not the number of raters,
+    bounds what a study can show when arms differ by seed. Calibrated by simulation with rater
+    and seed effects in tests/test_listen_study.py and benchmarks/bench_listening.py.
+
+    Returns arrays ``estimate, se, df, n_votes, n_raters, n_seeds`` (NaN where there are no
+    votes; ``n_seeds`` counts the clusters of `groups`, pairs when it is None) and ``n_pairs``.
     """
     W = np.asarray(W, dtype=np.float64)
     M = np.isfinite(W)
     X = np.where(M, W, 0.0)
+    H = _onehot(groups, W.shape[-1])
     N = M.sum(axis=(-2, -1)).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         est = X.sum(axis=(-2, -1)) / N
         E = np.where(M, X - est[..., None, None], 0.0)
-        nr = M.any(axis=-1).sum(axis=-1)
+        C = E @ H                                   # [..., R, S]: residual sums per rater × seed cell
+        K = M.astype(np.float64) @ H                # votes per cell
+        nr = (K > 0).any(axis=-1).sum(axis=-1)
+        ns = (K > 0).any(axis=-2).sum(axis=-1)
+        ncell = (K > 0).sum(axis=(-2, -1))
         npr = M.any(axis=-2).sum(axis=-1)
 
         def one_way(sums: np.ndarray, g: np.ndarray) -> np.ndarray:
             return (sums**2).sum(axis=-1) / N**2 * g / np.maximum(g - 1, 1)
 
-        v_r = one_way(E.sum(axis=-1), nr)
-        v_p = one_way(E.sum(axis=-2), npr)
-        v_rp = (E**2).sum(axis=(-2, -1)) / N**2 * N / np.maximum(N - 1, 1)
-        var = np.maximum(np.maximum(v_r + v_p - v_rp, v_r), v_p)
-    return {"estimate": est, "se": np.sqrt(var), "df": np.minimum(nr, npr) - 1, "n_votes": N.astype(int),
-            "n_raters": nr, "n_pairs": npr}
+        v_r = one_way(C.sum(axis=-1), nr)
+        v_s = one_way(C.sum(axis=-2), ns)
+        v_rs = one_way(C.reshape(*C.shape[:-2], -1), ncell)
+        var = np.maximum(np.maximum(v_r + v_s - v_rs, v_r), v_s)
+    return {"estimate": est, "se": np.sqrt(var), "df": np.minimum(nr, ns) - 1, "n_votes": N.astype(int),
+            "n_raters": nr, "n_seeds": ns, "n_pairs": npr}
 
 
 def t_interval(estimate, se, df, level: float):
@@ -523,18 +646,91 @@ def t_interval(estimate, se, df, level: float):
     return np.asarray(estimate) - q * se, np.asarray(estimate) + q * se
 
 
+def t_pvalue(estimate, se, df, null: float = 0.5):
+    """Two-sided p of H0: win rate = `null`, 2·P(T_df > |ŵ − null|/se); vectorised. se = 0 gives
+    p = 0 (all votes alike, ŵ ≠ null) or 1 (ŵ = null); df < 1 or NaN gives NaN. p < α exactly
+    when the (1 − α) `t_interval` excludes `null`."""
+    est, se, df = (np.asarray(x, dtype=np.float64) for x in (estimate, se, df))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.abs(est - null) / se
+        p = np.where(se > 0, 2 * sps.t.sf(z, np.maximum(df, 1)), np.where(est == null, 1.0, 0.0))
+    return np.where((df >= 1) & np.isfinite(est) & np.isfinite(se), p, np.nan)
+
+
+def holm_adjust(p: np.ndarray) -> np.ndarray:
+    """Holm (1979) adjusted p-values along the last axis, batched; NaN stays NaN and does not count
+    towards m. Sorted p_(1) ≤ … ≤ p_(m): p̃_(i) = max_{j ≤ i} min(1, (m − j + 1)·p_(j)) (the same as
+    `stats.holm`, vectorised for the simulations)."""
+    p = np.asarray(p, dtype=np.float64)
+    ok = np.isfinite(p)
+    m = ok.sum(axis=-1, keepdims=True)
+    order = np.argsort(np.where(ok, p, np.inf), axis=-1, kind="stable")
+    ps = np.take_along_axis(np.where(ok, p, np.inf), order, axis=-1)
+    rank = np.arange(p.shape[-1])
+    with np.errstate(invalid="ignore"):
+        scaled = np.minimum(1.0, (m - rank) * ps)
+    scaled = np.where(np.isfinite(ps), scaled, np.nan)
+    adj_sorted = np.fmax.accumulate(scaled, axis=-1)
+    adj_sorted = np.where(np.isfinite(ps), adj_sorted, np.nan)
+    out = np.empty_like(adj_sorted)
+    np.put_along_axis(out, order, adj_sorted, axis=-1)
+    return out
+
+
+def family_adjust(p: np.ndarray, primary: np.ndarray | int | None) -> np.ndarray:
+    """Multiplicity-adjusted p over the study's listener rows (last axis), batched.
+
+    With a pre-declared primary row (its index, or a boolean mask with one True): serial
+    gatekeeping (Dmitrienko & Tamhane 2007, Stat. Med. 26:2465). The primary is tested alone at α
+    (p̃ = p); the other rows are Holm-adjusted among themselves and can only be decisive once the
+    primary is: p̃ = max(p_primary, p_Holm). The family-wise error rate is ≤ α: if the primary's
+    null is true, any false decision needs the primary rejected first (probability ≤ α); if it is
+    false, false decisions can only come from the other rows, and Holm holds them at α. Without
+    a primary (or when it has no p): plain Holm over all rows. NaN p (a row with too few votes)
+    does not count towards the family.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    if primary is None:
+        return holm_adjust(p)
+    mask = np.zeros(p.shape[-1], dtype=bool)
+    mask[primary] = True
+    if mask.sum() != 1:
+        raise ValueError(f"exactly one primary row, got {int(mask.sum())}")
+    p_primary = p[..., mask]                                   # [..., 1]
+    rest = holm_adjust(np.where(mask, np.nan, p))
+    gated = np.where(np.isfinite(p_primary), np.fmax(rest, p_primary), np.nan)
+    gated = np.where(np.isfinite(rest), gated, np.nan)
+    out = np.where(mask, p, gated)
+    no_primary = ~np.isfinite(p_primary[..., 0])
+    if np.any(no_primary):                                     # no primary verdict: Holm over all rows
+        out = np.where(no_primary[..., None], holm_adjust(p), out)
+    return out
+
+
 def decide_win_rate(ci_low, ci_high, eq_low, eq_high, n_raters, sesoi: float = SESOI,
-                    min_raters: int = MIN_RATERS):
-    """The scorecard's verdict rule on a win rate (null 0.5); vectorised.
+                    min_raters: int = MIN_RATERS, p_adj=None, alpha: float = 0.05):
+    """The listening verdict on a win rate (null 0.5); vectorised. Lakens, Scheel & Isager's (2018)
+    four outcomes, equivalence checked first (as `stats.decide`):
 
-    'too few votes' below `min_raters` raters; else 'supported' when the 95 % CI [ci_low, ci_high]
-    lies above 0.5 (arm_a preferred), 'contradicted' when below, 'equivalent' when the 90 % CI
-    [eq_low, eq_high] lies inside 0.5 ± sesoi (two one-sided tests at 5 %), else 'inconclusive'.
-    This is `stats.decide` on the win rate minus 0.5, plus the rater minimum."""
-    from .stats import decide
-
-    verdict = np.asarray(decide(np.asarray(ci_low, dtype=float) - 0.5, np.asarray(ci_high, dtype=float) - 0.5, +1,
-                                np.asarray(eq_low, dtype=float) - 0.5, np.asarray(eq_high, dtype=float) - 0.5, sesoi))
+    - 'too few votes' below `min_raters` screened raters;
+    - 'equivalent'   the 90 % CI [eq_low, eq_high] lies inside 0.5 ± sesoi (two one-sided tests
+                     at 5 %, Schuirmann 1987): a preference, if any, is negligible — whatever the
+                     95 % CI says (when it also excludes 0.5 the difference is real but negligible);
+    - 'supported'    else the 95 % CI [ci_low, ci_high] lies above 0.5 (arm_a preferred) and,
+                     when `p_adj` is given, the multiplicity-adjusted p < `alpha`;
+    - 'contradicted' the same below 0.5;
+    - 'inconclusive' otherwise, including a NaN interval.
+    """
+    lo, hi = np.asarray(ci_low, dtype=float), np.asarray(ci_high, dtype=float)
+    elo, ehi = np.asarray(eq_low, dtype=float), np.asarray(eq_high, dtype=float)
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    eq = np.isfinite(elo) & np.isfinite(ehi) & (elo > 0.5 - sesoi) & (ehi < 0.5 + sesoi)
+    passes = np.ones(np.broadcast(lo, hi).shape, dtype=bool)
+    if p_adj is not None:
+        passes = np.asarray(p_adj, dtype=float) < alpha      # NaN: False
+    sup = ok & (lo > 0.5) & passes
+    con = ok & (hi < 0.5) & passes
+    verdict = np.select([eq, sup, con], ["equivalent", "supported", "contradicted"], "inconclusive")
     out = np.where(np.asarray(n_raters) < min_raters, "too few votes", verdict)
     return str(out) if out.ndim == 0 else out
 
@@ -576,49 +772,103 @@ def catch_table(votes: pd.DataFrame, pairs: pd.DataFrame, catch_question: str = 
 
 
 VERDICT_COLUMNS = ["arm_a", "arm_b", "question", "n_votes", "n_raters", "win_rate", "ci_low", "ci_high",
-                   "position_bias", "verdict"]
+                   "position_bias", "verdict", "basis", "n_seeds", "ci90_low", "ci90_high", "p", "p_adj", "role", "note"]
+
+
+def _basis(verdict: str, lo: float, hi: float, elo: float, ehi: float, p_adj: float, sesoi: float) -> str:
+    """The interval (and test) the verdict was read from, labelled, for printing beside it."""
+    ci95 = f"95 % CI [{lo:.3f}, {hi:.3f}]"
+    ci90 = f"90 % CI [{elo:.3f}, {ehi:.3f}]"
+    if verdict == "equivalent":
+        neg = "; 95 % CI excludes 0.5: real but negligible" if (lo > 0.5 or hi < 0.5) else ""
+        return f"{ci90} inside 0.5 ± {sesoi:g}{neg}"
+    if verdict in ("supported", "contradicted"):
+        return f"{ci95} excludes 0.5, p_adj {p_adj:.3g}"
+    if verdict == "too few votes":
+        return "too few screened raters"
+    if np.isfinite(lo) and (lo > 0.5 or hi < 0.5):
+        return f"{ci95} excludes 0.5 but p_adj {p_adj:.3g} ≥ 0.05 (multiplicity)"
+    return f"{ci95} holds 0.5; {ci90} not inside 0.5 ± {sesoi:g}" if np.isfinite(lo) else "no interval (one seed or one rater)"
+
+
+def primary_of(pairs: pd.DataFrame) -> tuple[str, str, str] | None:
+    """(arm_a, arm_b, question) of the pre-declared primary row: the pairs flagged ``primary`` in
+    study.json (see `draw_trials`/`study_pairs`), None for a study without one."""
+    if "primary" not in pairs.columns:
+        return None
+    hit = pairs[pairs["primary"].fillna(False).astype(bool) & ~pairs["is_catch"].astype(bool)]
+    keys = set(zip(hit["arm_a"], hit["arm_b"], hit["question"]))
+    if len(keys) > 1:
+        raise StudyError(f"study pairs declare more than one primary comparison × question: {sorted(keys)}")
+    return next(iter(keys)) if keys else None
 
 
 def study_verdicts(votes: pd.DataFrame, pairs: pd.DataFrame, catch_question: str = "preference",
                    min_raters: int = MIN_RATERS, max_catch_fail: float = MAX_CATCH_FAIL,
-                   sesoi: float = SESOI) -> pd.DataFrame:
+                   sesoi: float = SESOI, alpha: float = 0.05, notes: dict | None = None) -> pd.DataFrame:
     """One row per (arm_a, arm_b, question) of the study's non-catch pairs.
 
-    `votes`: votes.csv's rows; `pairs`: study.json's pairs. The latest vote per (rater, pair,
-    question) counts; raters failing more than `max_catch_fail` of their catch trials are excluded
+    `votes`: votes.csv's rows; `pairs`: study.json's pairs (with ``seed`` and, for a study made
+    since the seed-clustered analysis, ``primary``). The latest vote per (rater, pair, question)
+    counts; raters failing more than `max_catch_fail` of their catch trials are excluded
     (`catch_table`, kept in ``.attrs["catch"]`` and ``.attrs["excluded"]``). Columns:
-    ``arm_a, arm_b, question, n_votes, n_raters, win_rate`` (mean score for arm_a, a tie = ½),
-    ``ci_low, ci_high`` (95 %, `clustered_win_rate`: raters and pairs as clusters),
-    ``position_bias`` (share of "A" among the A/B choices) and ``verdict`` (`decide_win_rate`).
+
+    - ``arm_a, arm_b, question, n_votes, n_raters, win_rate`` (mean score for arm_a, a tie = ½);
+    - ``ci_low, ci_high``: the 95 % interval, `clustered_win_rate` with raters and training seeds
+      as clusters, t with min(raters, seeds) − 1 df; ``ci90_low, ci90_high`` the 90 % one (the
+      equivalence test's); ``n_seeds`` the seeds behind the pairs;
+    - ``p`` (two-sided, null 0.5) and ``p_adj``: `family_adjust` over the rows that reach an
+      interval — the primary row (``role`` "primary", flagged in study.json) alone at `alpha`, the
+      others Holm-corrected and gated on the primary (``role`` "secondary"), so the family-wise
+      rate of false decisive verdicts over all rows is ≤ `alpha`;
+    - ``position_bias`` (share of "A" among the A/B choices), ``verdict`` (`decide_win_rate`,
+      equivalence first), ``basis`` (the labelled interval the verdict was read from) and ``note``
+      (`notes[question]`, e.g. the development question's caveat).
     """
     catch = catch_table(votes, pairs, catch_question, max_catch_fail)
     excluded = set(catch.loc[catch["excluded"], "rater"])
     v = latest_votes(votes)
     v = v[~v["rater"].isin(excluded)] if len(v) else v
     real = pairs[~pairs["is_catch"].astype(bool)]
+    primary = primary_of(pairs)
+    notes = notes or {}
     rows = []
     for (arm_a, arm_b, question), grp in real.groupby(["arm_a", "arm_b", "question"], sort=False):
-        vv = v.merge(grp[["pair_id", "question"]], on=["pair_id", "question"]) if len(v) else v
+        vv = v.merge(grp[["pair_id", "question", "seed"]], on=["pair_id", "question"]) if len(v) else v
         row = {"arm_a": arm_a, "arm_b": arm_b, "question": question}
         if len(vv) == 0:
-            r = {"estimate": np.nan, "se": np.nan, "df": 0, "n_votes": 0, "n_raters": 0}
+            r = {"estimate": np.nan, "se": np.nan, "df": 0, "n_votes": 0, "n_raters": 0, "n_seeds": 0}
             pos = np.nan
         else:
             score = np.where(vv["choice"] == "tie", 0.5, (vv["preferred_arm"] == arm_a).astype(float))
             raters = sorted(set(vv["rater"]))
             pids = sorted(set(vv["pair_id"]))
+            seed_of = dict(zip(grp["pair_id"], grp["seed"]))
             W = np.full((len(raters), len(pids)), np.nan)
             W[[raters.index(x) for x in vv["rater"]], [pids.index(x) for x in vv["pair_id"]]] = score
-            r = {k: (v_.item() if hasattr(v_, "item") else v_) for k, v_ in clustered_win_rate(W).items()}
+            r = {k: (v_.item() if hasattr(v_, "item") else v_)
+                 for k, v_ in clustered_win_rate(W, [seed_of[p] for p in pids]).items()}
             ab = vv[vv["choice"].isin(["A", "B"])]
             pos = float((ab["choice"] == "A").mean()) if len(ab) else np.nan
         lo, hi = t_interval(r["estimate"], r["se"], r["df"], 0.95)
-        elo, ehi = t_interval(r["estimate"], r["se"], r["df"], 0.90)
+        elo, ehi = t_interval(r["estimate"], r["se"], r["df"], 1 - 2 * alpha)
+        p = t_pvalue(r["estimate"], r["se"], r["df"]) if r["n_raters"] >= min_raters else np.nan
         row.update(n_votes=int(r["n_votes"]), n_raters=int(r["n_raters"]), win_rate=float(r["estimate"]),
-                   ci_low=float(lo), ci_high=float(hi), position_bias=pos,
-                   verdict=decide_win_rate(lo, hi, elo, ehi, r["n_raters"], sesoi, min_raters))
+                   ci_low=float(lo), ci_high=float(hi), position_bias=pos, n_seeds=int(r["n_seeds"]),
+                   ci90_low=float(elo), ci90_high=float(ehi), p=float(p),
+                   role="primary" if (arm_a, arm_b, question) == primary else "secondary",
+                   note=str(notes.get(question, "")))
         rows.append(row)
     out = pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+    is_primary = (out["role"] == "primary").to_numpy()
+    out["p_adj"] = (family_adjust(out["p"].to_numpy(dtype=float), is_primary if is_primary.any() else None)
+                    if len(out) else [])
+    if len(out) and not is_primary.any():
+        out["role"] = "holm"  # no primary declared (or none drawn): Holm over every row
+    out["verdict"] = (decide_win_rate(out["ci_low"], out["ci_high"], out["ci90_low"], out["ci90_high"],
+                                      out["n_raters"], sesoi, min_raters, out["p_adj"], alpha) if len(out) else [])
+    out["basis"] = [_basis(r.verdict, r.ci_low, r.ci_high, r.ci90_low, r.ci90_high, r.p_adj, sesoi)
+                    for r in out.itertuples()]
     arm_rank = {a: i for i, a in enumerate(("none", "minsnr", *CONTROL_ARMS))}
     q_rank = {q: i for i, q in enumerate(dict.fromkeys(pairs["question"]))}
     out["_arm"] = [arm_rank.get(a, len(arm_rank)) for a in out["arm_b"]]  # none, minsnr, controls, others
@@ -626,6 +876,7 @@ def study_verdicts(votes: pd.DataFrame, pairs: pd.DataFrame, catch_question: str
     out = out.sort_values(["arm_a", "_arm", "arm_b", "_q"]).drop(columns=["_arm", "_q"]).reset_index(drop=True)
     out.attrs["catch"] = catch
     out.attrs["excluded"] = sorted(excluded)
+    out.attrs["primary"] = primary
     return out
 
 
@@ -692,37 +943,58 @@ def bradley_terry(votes: pd.DataFrame, pairs: pd.DataFrame, question: str, n_boo
     return out.sort_values("strength", ascending=False).reset_index(drop=True)
 
 
+def question_notes(doc: dict) -> dict:
+    """Each question's note (study.json's ``note``; the development question gets `STRUCTURE_NOTE`
+    also in a study file written before notes existed)."""
+    notes = {q["id"]: q.get("note", "") for q in doc["questions"]}
+    if "development" in notes and not notes["development"]:
+        notes["development"] = STRUCTURE_NOTE
+    return notes
+
+
 def study_summary(cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(verdicts, catch table, study doc) for a profile's listening folder (votes.csv may be absent)."""
     doc = load_study(listening_dir(cfg) / "study.json")
     votes = read_votes(listening_dir(cfg) / "votes.csv")
     votes = votes[votes["study_id"] == doc["study_id"]] if len(votes) else votes
-    table = study_verdicts(votes, doc["pairs"], doc.get("catch_question", "preference"))
+    table = study_verdicts(votes, doc["pairs"], doc.get("catch_question", "preference"), notes=question_notes(doc))
     return table, table.attrs["catch"], doc
+
+
+LISTENER_COLUMNS = ["claim", "role", "statement", "evidence", "direction", "estimate", "ci_lo", "ci_hi", "p", "p_holm",
+                    "n", "verdict", "note"]
 
 
 def listener_rows(cfg: dict) -> pd.DataFrame:
     """The scorecard's "listeners" rows, one per (comparison, question), only when the profile has
     a study and votes (else an empty frame): the scorecard's columns with ``claim`` "listeners",
     the question's text and its claim tag as ``statement``, the win rate of arm_a as ``estimate``
-    (null 0.5, not 0) with its clustered 95 % interval, ``n`` the votes, and the study's verdict.
+    (null 0.5, not 0) with its 95 % interval clustered by rater and training seed, ``p`` and
+    ``p_holm`` (`family_adjust`: the primary alone, the rest Holm-corrected and gated on it),
+    ``n`` the votes, the study's verdict, ``role`` "listeners (primary)" or "listeners" and a
+    note naming the family and, for the verdict, the interval it used (90 % for "equivalent").
     Kept apart from the metric-based claims (they are people's judgements, not metrics)."""
-    cols = ["claim", "statement", "evidence", "direction", "estimate", "ci_lo", "ci_hi", "p", "p_holm", "n",
-            "verdict", "note"]
     if not (listening_dir(cfg) / "study.json").exists() or not (listening_dir(cfg) / "votes.csv").exists():
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=LISTENER_COLUMNS)
     table, catch, doc = study_summary(cfg)
     if table["n_votes"].sum() == 0:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=LISTENER_COLUMNS)
     text = {q["id"]: f"{q['text']} [{q.get('claim', '')}]" for q in doc["questions"]}
-    rows = [{"claim": "listeners", "statement": text.get(r.question, r.question),
-             "evidence": f"{r.arm_a} vs {r.arm_b}: win rate of {r.arm_a} (0.5 = no preference), "
-                         f"{r.n_raters} raters, CI clustered by rater and pair",
-             "direction": "+", "estimate": r.win_rate, "ci_lo": r.ci_low, "ci_hi": r.ci_high, "p": np.nan,
-             "p_holm": np.nan, "n": r.n_votes, "verdict": r.verdict,
-             "note": f"study {doc['study_id']}; {len(table.attrs['excluded'])} raters excluded by catch trials; "
-                     f"position bias {r.position_bias:.2f}"} for r in table.itertuples()]
-    return pd.DataFrame(rows, columns=cols)
+    n_family = int(np.isfinite(table["p"]).sum())
+    family = (f"family: {n_family} listener rows, the primary at α = 0.05, the rest Holm-corrected and gated on it"
+              if (table["role"] == "primary").any() else f"family: {n_family} listener rows, Holm")
+    rows = []
+    for r in table.itertuples():
+        note = (f"{'PRIMARY (pre-declared in study.json); ' if r.role == 'primary' else ''}study {doc['study_id']}; "
+                f"{r.basis}; {family}; {r.n_seeds} training seeds; {len(table.attrs['excluded'])} raters excluded by "
+                f"catch trials; position bias {r.position_bias:.2f}" + (f"; {r.note}" if r.note else ""))
+        rows.append({"claim": "listeners", "role": "listeners (primary)" if r.role == "primary" else "listeners",
+                     "statement": text.get(r.question, r.question),
+                     "evidence": f"{r.arm_a} vs {r.arm_b}: win rate of {r.arm_a} (0.5 = no preference), "
+                                 f"{r.n_raters} raters, CI clustered by rater and training seed",
+                     "direction": "+", "estimate": r.win_rate, "ci_lo": r.ci_low, "ci_hi": r.ci_high, "p": r.p,
+                     "p_holm": r.p_adj, "n": r.n_votes, "verdict": r.verdict, "note": note})
+    return pd.DataFrame(rows, columns=LISTENER_COLUMNS)
 
 
 def plot_study(table: pd.DataFrame, catch: pd.DataFrame, sesoi: float = SESOI):
@@ -745,7 +1017,7 @@ def plot_study(table: pd.DataFrame, catch: pd.DataFrame, sesoi: float = SESOI):
     ax1.set_yticks(y, labels)
     ax1.set_xlim(0, 1)
     ax1.set_ylim(len(table) - 0.5, -0.5)
-    ax1.set_xlabel("win rate of arm_a (95 % CI, clustered by rater and pair)")
+    ax1.set_xlabel("win rate of arm_a (95 % CI, clustered by rater and training seed)")
     if len(catch):
         colors = ["tab:red" if e else "tab:green" for e in catch["excluded"]]
         names = [f"{r} (excluded)" if e else str(r) for r, e in zip(catch["rater"], catch["excluded"])]
@@ -853,8 +1125,9 @@ class StudyAB:
         votes = votes[votes["study_id"] == self.doc["study_id"]] if len(votes) else votes
         mine = int((votes["rater"] == self.rater).sum()) if len(votes) else 0
         n_raters = votes["rater"].nunique() if len(votes) else 0
-        self.summary.value = (f"<small>{html.escape(self.rater)}: {mine} votes saved · votes.csv: {len(votes)} votes "
-                              f"from {n_raters} raters ({html.escape(str(self.votes_path))})</small>")
+        self.summary.value = (f"<small>{html.escape(self.rater)}: {plural(mine, 'vote')} saved · votes.csv: "
+                              f"{plural(len(votes), 'vote')} from {plural(n_raters, 'rater')} "
+                              f"({html.escape(str(self.votes_path))})</small>")
 
     def choose(self, answer: str) -> None:
         """Record `answer` ("A", "B" or "tie") to the current question; next question or trial."""
@@ -927,7 +1200,9 @@ When you are done, press <b>save results</b> and send the downloaded file back.<
 <div id="questions"></div>
 <button id="prev">previous</button><button id="next" disabled>next</button>
 </section>
-<section id="end" class="hidden"><p><b>All trials answered. Thank you!</b> Press “save results” and send the file.</p></section>
+<section id="end" class="hidden"><p><b>All trials answered. Thank you!</b> Press “save results” and send the file.</p>
+<p>To check or change an answer: <button id="back">back to the last trial</button>
+<button id="review">review from the first trial</button></p></section>
 <p><button id="save" disabled>save results</button> <span id="saved"></span></p>
 <script id="study-data" type="application/json">__DATA__</script>
 <script>
@@ -1021,6 +1296,8 @@ $("replay").addEventListener("click", () => { play("A"); $("audioA").onended = (
 $("next").addEventListener("click", () => { S.pos += 1; store(); show(); });
 $("prev").addEventListener("click", () => { S.pos = Math.max(0, S.pos - 1); store(); show(); });
 $("save").addEventListener("click", save);
+$("back").addEventListener("click", () => { S.pos = S.order.length - 1; store(); show(); });
+$("review").addEventListener("click", () => { S.pos = 0; store(); show(); });
 const last = localStorage.getItem("listening-study:" + D.study_id + ":last");
 if (last) { $("rater").value = last; }
 </script></body></html>

@@ -95,6 +95,17 @@ def session(browser, tmp_path_factory):
             assert page.is_checked(f"input[name=q_development][value={dev_choice}]")
             page.click("#next")
     assert page.is_visible("#end")
+    # the end screen leads back to the answers: the last trial, then from the first
+    page.click("#back")
+    assert page.inner_text("#progress") == f"trial {n_trials} of {n_trials}"
+    assert page.is_checked(f"input[name=q_development][value={answers[n_trials - 1]}]")
+    page.click("#next")
+    assert page.is_visible("#end")
+    page.click("#review")
+    assert page.inner_text("#progress") == f"trial 1 of {n_trials}" and page.is_checked("input[name=q_preference][value=A]")
+    for _ in range(n_trials):
+        page.click("#next")
+    assert page.is_visible("#end")
     with page.expect_download() as dl:
         page.click("#save")
     csv_path = runs / "returned.csv"

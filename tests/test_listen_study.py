@@ -2,6 +2,8 @@
 
 import json
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from eisbach_lib.study import (
     clustered_win_rate,
     decide_win_rate,
     default_comparisons,
+    family_adjust,
     degrade,
     draw_trials,
     import_votes,
@@ -30,6 +33,7 @@ from eisbach_lib.study import (
     study_config,
     study_verdicts,
     t_interval,
+    t_pvalue,
     trials_of,
 )
 
@@ -113,7 +117,9 @@ def test_draw_trials_pairs_share_prompt_seed_noise(tmp_path):
     study = study_config({"listening": {"pairs_per_comparison": 10}})
     t = draw_trials(m, study)
     real = t[~t["is_catch"]]
-    assert real.groupby("comparison").size().to_dict() == {"eisbach vs none": 10, "eisbach vs constant": 10}
+    # balanced over the 3 training seeds: ⌈10 / 3⌉ = 4 pairs from each seed, 12 per comparison
+    assert real.groupby("comparison").size().to_dict() == {"eisbach vs none": 12, "eisbach vs constant": 12}
+    assert (real.groupby(["comparison", "seed"]).size() == 4).all()
     by = m.set_index("path")
     for r in real.itertuples():
         a, b = by.loc[r.clip_a], by.loc[r.clip_b]
@@ -123,7 +129,7 @@ def test_draw_trials_pairs_share_prompt_seed_noise(tmp_path):
         assert g["prompt"].value_counts().max() - g["prompt"].value_counts().min() <= 1  # spread over prompts
         assert abs((g["page_first"] == "a").sum() - len(g) / 2) <= 0.5
     catch = t[t["is_catch"]]
-    assert len(catch) == max(2, round(20 / 7)) and (catch["arm_b"] == "anchor").all()
+    assert len(catch) == max(2, round(24 / 7)) and (catch["arm_b"] == "anchor").all()
     assert t["pair_id"].is_unique and t["pair_id"].str.fullmatch(r"t\d+").all()
     pd.testing.assert_frame_equal(t, draw_trials(m, study))
 
@@ -161,6 +167,26 @@ def test_make_kit_files_and_no_arm_in_page(kit):
     before = page
     make_kit(cfg)  # deterministic: same study id and page
     assert (out / "study.html").read_text() == before
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node on PATH (the browser test checks the same in chromium)")
+def test_page_end_screen_leads_back_to_the_answers(kit):
+    """The page's own script, run by node over a minimal DOM (tests/page_dom.js): after the last
+    trial the end screen shows; "back to the last trial" reopens it with its answers checked,
+    "next" returns to the end, "review from the first trial" opens trial 1 with its answers."""
+    cfg, doc = kit
+    page = Path(cfg["runs_dir"]) / "listening" / "study.html"
+    out = subprocess.run(["node", str(Path(__file__).parent / "page_dom.js"), str(page), "ann"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    steps = {d["step"]: d for d in map(json.loads, out.stdout.splitlines())}
+    n = len(trials_of(doc["pairs"]))
+    assert not steps["done"]["end_hidden"] and steps["done"]["trial_hidden"]
+    assert steps["back"]["progress"] == f"trial {n} of {n}" and steps["back"]["end_hidden"]
+    assert sorted(steps["back"]["checked"]) == [f"q_development={['A', 'B', 'tie'][(n - 1) % 3]}", "q_preference=A"]
+    assert not steps["next"]["end_hidden"]
+    assert steps["review"]["progress"] == f"trial 1 of {n}" and not steps["review"]["trial_hidden"]
+    assert sorted(steps["review"]["checked"]) == ["q_development=A", "q_preference=A"]
 
 
 # ----------------------------------------------------------------------------- import
@@ -201,6 +227,32 @@ def test_import_refuses_tampered_file_and_changes_nothing(kit, tmp_path, tamper,
     assert (study.parent / "votes.csv").read_bytes() == before
 
 
+def test_import_refuses_a_changed_answer_with_the_same_timestamp(kit, tmp_path):
+    """Same rater, pair, question and timestamp but another choice: one of the copies was edited, so
+    the import is refused naming the file, the rater and the pair, and votes.csv is unchanged. A
+    changed answer with a later timestamp is a new vote (the latest counts)."""
+    cfg, doc = kit
+    study = Path(cfg["runs_dir"]) / "listening" / "study.json"
+    f = page_csv(tmp_path / "r1.csv", doc, "r1", prefer("eisbach"))
+    import_votes(study, [f])
+    before = (study.parent / "votes.csv").read_bytes()
+    df = pd.read_csv(f, dtype=str, keep_default_na=False)
+    real = df.merge(doc["pairs"][["pair_id", "question", "is_catch"]], on=["pair_id", "question"])
+    i = int(np.flatnonzero(~real["is_catch"].astype(bool))[0])
+    changed = df.copy()
+    changed.loc[i, "choice"] = "B" if df.loc[i, "choice"] == "A" else "A"
+    bad = tmp_path / "r1_edited.csv"
+    changed.to_csv(bad, index=False)
+    with pytest.raises(StudyError, match=rf"r1_edited.csv: rater 'r1', pair {df.loc[i, 'pair_id']} .*conflicts"):
+        import_votes(study, [bad])
+    assert (study.parent / "votes.csv").read_bytes() == before
+    with pytest.raises(StudyError, match="conflicts"):  # the same conflict between two new files
+        import_votes(study, [f, bad], votes_path=tmp_path / "fresh.csv")
+    later = changed.iloc[[i]].assign(timestamp="2026-12-01T08:00:00.000Z")
+    later.to_csv(tmp_path / "later.csv", index=False)
+    assert import_votes(study, [tmp_path / "later.csv"]) == 1
+
+
 # ----------------------------------------------------------------------------- statistics: known answers
 
 
@@ -229,6 +281,54 @@ def test_decide_win_rate_rule():
                           [0.78, 0.44, 0.54, 0.85, 0.88], [6, 6, 6, 6, MIN_RATERS - 1])
     assert list(got) == ["supported", "contradicted", "equivalent", "inconclusive", "too few votes"]
     assert decide_win_rate(np.nan, np.nan, np.nan, np.nan, 10) == "inconclusive"
+
+
+def test_decide_win_rate_checks_equivalence_first_and_the_adjusted_p():
+    """Lakens' order: a precise small preference (95 % CI [0.52, 0.56] excludes 0.5, 90 % CI inside
+    0.5 ± 0.10) is 'equivalent' (negligible), not 'supported'; a CI that excludes 0.5 is decisive
+    only when the multiplicity-adjusted p is below α."""
+    assert decide_win_rate(0.52, 0.56, 0.523, 0.557, 12) == "equivalent"
+    got = decide_win_rate([0.55, 0.55, 0.2], [0.8, 0.8, 0.45], [0.56, 0.56, 0.22], [0.78, 0.78, 0.44], [12, 12, 12],
+                          p_adj=[0.01, 0.2, np.nan])
+    assert list(got) == ["supported", "inconclusive", "inconclusive"]
+
+
+def test_t_pvalue_agrees_with_the_interval():
+    est, se, df = np.array([0.6, 0.6, 0.5, 0.7]), np.array([0.05, 0.03, 0.0, 0.0]), np.array([7, 7, 7, 7])
+    p = t_pvalue(est, se, df)
+    lo, _ = t_interval(est, se, df, 0.95)
+    assert ((p < 0.05) == (lo > 0.5))[:2].all() and p[2] == 1.0 and p[3] == 0.0
+    assert math.isnan(t_pvalue(0.6, 0.05, 0))
+
+
+def test_family_adjust_gatekeeping_and_holm():
+    p = np.array([0.04, 0.01, 0.02, 0.5, np.nan])
+    # primary row 0 at α alone; the rest Holm among themselves (m = 3 finite), then max with the primary's p
+    np.testing.assert_allclose(family_adjust(p, 0), [0.04, 0.04, 0.04, 0.5, np.nan])
+    # a primary that fails closes the gate: nothing else can pass
+    np.testing.assert_allclose(family_adjust(np.array([0.3, 0.001, 0.002]), 0), [0.3, 0.3, 0.3])
+    # no primary: plain Holm over the finite p (m = 4)
+    np.testing.assert_allclose(family_adjust(p, None), [0.08, 0.04, 0.06, 0.5, np.nan])
+    from eisbach_lib.stats import holm
+    rng = np.random.default_rng(1)
+    q = rng.uniform(0, 0.2, (50, 7))
+    np.testing.assert_allclose(family_adjust(q, None), np.array([holm(r) for r in q]))  # batched = stats.holm
+    with pytest.raises(ValueError, match="exactly one primary"):
+        family_adjust(p, np.zeros(5, dtype=bool))
+
+
+def test_clustered_se_by_seed_is_the_seed_level_t_test():
+    """Each seed's pairs get one score from every rater (the preference varies by seed only): the
+    raters add nothing and the SE is sd(seed means)/√S, df = min(R, S) − 1 = S − 1."""
+    seed_score = np.array([1.0, 0.0, 1.0, 0.5, 1.0, 1.0, 0.0, 1.0])
+    groups = np.repeat(np.arange(8), 2)
+    W = np.tile(seed_score[groups], (12, 1))
+    r = clustered_win_rate(W, groups)
+    assert r["estimate"] == pytest.approx(seed_score.mean())
+    assert r["se"] == pytest.approx(seed_score.std(ddof=1) / math.sqrt(8))
+    assert (r["n_seeds"], r["n_raters"], r["df"]) == (8, 12, 7)
+    # clustering by pair instead treats the 16 pairs as independent: too narrow
+    assert clustered_win_rate(W)["se"] < 0.8 * r["se"]
 
 
 def votes_frame(doc, raters_choose):
@@ -277,81 +377,189 @@ def test_study_verdicts_counts_excludes_and_decides(kit):
     assert study_verdicts(v.iloc[0:0], doc["pairs"])["n_votes"].eq(0).all()
 
 
+def test_study_verdicts_primary_basis_and_development_note(kit):
+    """study.json declares one primary row; every row says which interval its verdict used (the
+    90 % one beside 'equivalent'); the development question carries the structure-metric note."""
+    cfg, doc = kit
+    from eisbach_lib.study import STRUCTURE_NOTE, question_notes
+
+    assert doc["primary"] == {"arm_a": "eisbach", "arm_b": "none", "question": "preference"}
+    assert doc["pairs"].loc[doc["pairs"]["primary"], "question"].eq("preference").all()
+
+    def tie(p):
+        return ("A", p["arm_a"]) if p["is_catch"] else ("tie", "")
+
+    v = votes_frame(doc, {f"r{i}": tie for i in range(8)})
+    table = study_verdicts(v, doc["pairs"], notes=question_notes(doc))
+    row = table.set_index("question")
+    assert row.loc["preference", "role"] == "primary" and row.loc["development", "role"] == "secondary"
+    assert (table["verdict"] == "equivalent").all() and (table["win_rate"] == 0.5).all()
+    for r in table.itertuples():
+        assert r.basis.startswith(f"90 % CI [{r.ci90_low:.3f}, {r.ci90_high:.3f}] inside 0.5 ± 0.1")
+        assert r.ci_low <= r.ci90_low and r.ci90_high <= r.ci_high
+    assert row.loc["development", "note"] == STRUCTURE_NOTE and row.loc["preference", "note"] == ""
+    assert set(table["n_seeds"]) == {2}
+
+
 # ----------------------------------------------------------------------------- calibration by simulation
 
-N_PAIRS = 12                                 # the default pairs_per_comparison
-N_CATCH = max(2, round(N_PAIRS / 7))         # the kit's catch trials for one comparison
+N_SEEDS = 8                                  # the cpu and gpu profiles' training seeds
+PER_SEED = 2                                 # ⌈12 / 8⌉: the kit's pairs per seed at pairs_per_comparison 12
+N_COMPARISONS = 6                            # eisbach vs none, minsnr and the controls the cpu profile trains
+N_QUESTIONS = 2                              # development, preference
+N_CATCH = max(2, round(N_COMPARISONS * N_SEEDS * PER_SEED / 7))  # the kit's catch trials
 
 
-def simulate(n_sims, n_raters, pref, rng, rater_sd=1.0, pair_sd=0.5, pos_mu=0.5, pos_sd=0.5, share_random=0.25,
-             tie_max=0.2, catch_pass=0.97):
-    """Votes of simulated raters, scored for arm_a, [n_sims, R, P] (NaN for excluded raters).
+def _correlated(rng, shape, n_c, n_q, rho_c, rho_q):
+    """Standard normals [*shape, n_c·n_q] with corr(c q, c' q') = (1 or rho_c)·(1 or rho_q)."""
+    cc = np.full((n_c, n_c), rho_c) + (1 - rho_c) * np.eye(n_c)
+    cq = np.full((n_q, n_q), rho_q) + (1 - rho_q) * np.eye(n_q)
+    L = np.linalg.cholesky(np.kron(cc, cq))
+    return rng.standard_normal((*shape, n_c * n_q)) @ L.T
 
-    A rater r judging pair p picks arm_a with logit = pref + u_r + v_p (u: the rater's own leaning,
-    v: the pair's; both random with mean 0, so the population has preference `pref` only), shown
-    on the left in exactly half of the pairs (balanced per rater, as the page does) with a position
-    bias b_r added to the logit of answering "A"; says "no preference" with a rater-specific
-    probability up to `tie_max`. A share of raters answers A/B/tie at random. Catch trials: an
-    attentive rater prefers the original with probability `catch_pass`, a random one 1/3; raters
-    failing more than MAX_CATCH_FAIL of them are excluded (screen_raters)."""
-    S, R, P = n_sims, n_raters, N_PAIRS
-    u = rng.normal(0, rater_sd, (S, R, 1))
-    v = rng.normal(0, pair_sd, (S, 1, P))
-    b = rng.normal(pos_mu, pos_sd, (S, R, 1))
-    left = np.where(np.argsort(rng.random((S, R, P)), axis=2) < P // 2, 1.0, -1.0)  # arm_a shown as A
-    choose_a_pos = rng.random((S, R, P)) < 1 / (1 + np.exp(-(left * (pref + u + v) + b)))
+
+def simulate_study(n_sims, n_raters, rng, pref=0.0, seed_sd=0.5, rater_sd=1.0, pair_sd=0.5, n_seeds=N_SEEDS,
+                   per_seed=PER_SEED, n_comparisons=N_COMPARISONS, n_questions=N_QUESTIONS, rho_comparison=0.5,
+                   rho_question=0.7, pos_mu=0.5, pos_sd=0.5, share_random=0.25, tie_max=0.2, catch_pass=0.97,
+                   n_catch=None):
+    """A whole simulated study: scores for arm_a, W [n_sims, rows, R, P] (NaN for excluded raters),
+    rows = comparisons × questions (row 0: the first comparison's first... question order as given;
+    the primary is row `PRIMARY_ROW`), P = n_seeds·per_seed pairs per comparison, and the seed of
+    each pair, groups [P].
+
+    Rater r judging pair p (training seed k) of comparison c on question q picks arm_a with
+    logit = pref[c q] + u_{r c q} + s_{k c q} + v_{p c q}:
+    - s: the arm preference varies by training seed, SD `seed_sd`; a seed's effects are correlated
+      across comparisons (`rho_comparison`: arm_a's seed-k adapter is in every comparison) and
+      across questions (`rho_question`);
+    - u: the rater's own leaning, SD `rater_sd`, correlated the same way; v: the pair's, SD
+      `pair_sd` (independent across comparisons, `rho_question` across the two questions);
+    so with `pref` 0 the population (new raters, new seeds) has no preference. The pair is shown
+    with arm_a as "A" in half a comparison's trials (balanced per rater, as the page does), with a
+    rater-specific position bias (logit N(pos_mu, pos_sd)) for answering "A"; a rater says "no
+    preference" with a rater-specific probability up to `tie_max`; a share `share_random` of raters
+    answers A/B/tie at random. Catch trials: an attentive rater prefers the original with
+    probability `catch_pass`, a random one 1/3; raters failing more than MAX_CATCH_FAIL of them are
+    excluded (`screen_raters`), from every row."""
+    S, R, C, Q = n_sims, n_raters, n_comparisons, n_questions
+    P = n_seeds * per_seed
+    rows = C * Q
+    groups = np.repeat(np.arange(n_seeds), per_seed)
+    pref = np.broadcast_to(np.asarray(pref, dtype=float), (rows,))
+    s = seed_sd * _correlated(rng, (S, n_seeds), C, Q, rho_comparison, rho_question)      # [S, K, rows]
+    u = rater_sd * _correlated(rng, (S, R), C, Q, rho_comparison, rho_question)           # [S, R, rows]
+    v = pair_sd * _correlated(rng, (S, P, C), 1, Q, 0.0, rho_question).reshape(S, P, rows)  # [S, P, rows]
+    logit = (pref[None, :, None, None] + np.moveaxis(u, 2, 1)[..., None]
+             + np.moveaxis(s[:, groups, :] + v, 2, 1)[:, :, None, :])                     # [S, rows, R, P]
+    left = np.where(np.argsort(rng.random((S, C, R, P)), axis=-1) < P // 2, 1.0, -1.0)   # arm_a shown as A
+    left = np.repeat(left, Q, axis=1)                                                      # both questions of a trial
+    b = rng.normal(pos_mu, pos_sd, (S, 1, R, 1))
+    choose_a_pos = rng.random((S, rows, R, P)) < 1 / (1 + np.exp(-(left * logit + b)))
     w = (choose_a_pos == (left > 0)).astype(float)
-    w = np.where(rng.random((S, R, P)) < rng.uniform(0, tie_max, (S, R, 1)), 0.5, w)
-    random_rater = rng.random((S, R, 1)) < share_random
-    w = np.where(random_rater, rng.integers(0, 3, (S, R, P)) / 2.0, w)
-    passed = rng.random((S, R, N_CATCH)) < np.where(random_rater, 1 / 3, catch_pass)
-    excluded = screen_raters((~passed).sum(-1), np.full((S, R), N_CATCH))
-    return np.where(excluded[..., None], np.nan, w)
+    w = np.where(rng.random((S, rows, R, P)) < rng.uniform(0, tie_max, (S, 1, R, 1)), 0.5, w)
+    random_rater = rng.random((S, 1, R, 1)) < share_random
+    w = np.where(random_rater, rng.integers(0, 3, (S, rows, R, P)) / 2.0, w)
+    n_catch = N_CATCH if n_catch is None else n_catch
+    passed = rng.random((S, R, n_catch)) < np.where(random_rater[:, 0, :, :], 1 / 3, catch_pass)
+    excluded = screen_raters((~passed).sum(-1), np.full((S, R), n_catch))
+    return np.where(excluded[:, None, :, None], np.nan, w), groups
 
 
-def verdicts(W):
-    r = clustered_win_rate(W)
+PRIMARY_ROW = 1                              # eisbach vs none × preference (comparison 0, question 1)
+
+
+def analyse(W, groups, primary=PRIMARY_ROW, alpha=0.05):
+    """The study's analysis, vectorised over simulated studies [n_sims, rows]: the same functions
+    `study_verdicts` uses (clustered_win_rate, t_interval, t_pvalue, family_adjust, decide_win_rate).
+    Returns (raw decisive: the 95 % CI excludes 0.5, the verdicts after the family adjustment)."""
+    r = clustered_win_rate(W, groups)
     lo, hi = t_interval(r["estimate"], r["se"], r["df"], 0.95)
-    elo, ehi = t_interval(r["estimate"], r["se"], r["df"], 0.90)
-    return decide_win_rate(lo, hi, elo, ehi, r["n_raters"])
+    elo, ehi = t_interval(r["estimate"], r["se"], r["df"], 1 - 2 * alpha)
+    p = np.where(r["n_raters"] >= MIN_RATERS, t_pvalue(r["estimate"], r["se"], r["df"]), np.nan)
+    p_adj = family_adjust(p, primary)
+    verdict = decide_win_rate(lo, hi, elo, ehi, r["n_raters"], p_adj=p_adj, alpha=alpha)
+    raw = (r["n_raters"] >= MIN_RATERS) & ((lo > 0.5) | (hi < 0.5))
+    return raw, verdict
 
 
-N_SIMS = 2000
-MCSE = math.sqrt(0.05 * 0.95 / N_SIMS)
+def decisive(verdict):
+    return np.isin(verdict, ["supported", "contradicted"])
+
+
+# A rate is estimated from n simulated studies; the rows of one study share raters and seeds, so the
+# MCSE is taken at the worst case (rows perfectly correlated: n independent draws, not n × rows):
+# sqrt(0.05 · 0.95 / n). Bound: 0.05 + 3 MCSE, the same margin as tests/test_calibration.py (a correct
+# rule exceeds it by chance with probability ~0.13 % per check).
+N_SIMS = 600
+BOUND = 0.05 + 3 * math.sqrt(0.05 * 0.95 / N_SIMS)
+
+
+# "biased raters": rater SD 1.0 on the logit, position bias, ties, a quarter random raters (catch
+# trials screen most of them out); "attentive raters": rater SD 0.3, no random raters, ties up to 10 %,
+# so the seed effect dominates the variance, where ignoring it hurts most.
+SCENARIOS = {"biased raters": {}, "attentive raters": dict(rater_sd=0.3, pair_sd=0.3, share_random=0.0, tie_max=0.1)}
 
 
 @pytest.mark.parametrize("n_raters", [6, 12, 24])
-@pytest.mark.parametrize("scenario", ["biased raters", "pair effects only"])
-def test_calibration_no_preference_is_rarely_decisive(n_raters, scenario):
-    """No preference in the population, biased raters: a decisive verdict (supported or
-    contradicted) at most 5 % (+2 MCSE) of the time."""
-    rng = np.random.default_rng(1000 + n_raters)
-    kw = {} if scenario == "biased raters" else dict(rater_sd=0.0, pair_sd=0.8, pos_mu=0.0, pos_sd=0.0,
-                                                     share_random=0.0, tie_max=0.0)
-    v = verdicts(simulate(N_SIMS, n_raters, 0.0, rng, **kw))
-    decisive = np.isin(v, ["supported", "contradicted"]).mean()
-    print(f"\n{scenario}, {n_raters} raters: decisive {decisive:.4f} (MCSE {MCSE:.4f}), "
-          f"too few {np.mean(v == 'too few votes'):.3f}, equivalent {np.mean(v == 'equivalent'):.3f}")
-    assert decisive <= 0.05 + 2 * MCSE
+@pytest.mark.parametrize("seed_sd", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_calibration_no_preference_is_rarely_decisive(scenario, seed_sd, n_raters):
+    """No preference in the population; the preference varies by training seed (SD seed_sd on the
+    logit), by rater and by pair: per row, the 95 % CI excludes 0.5 at most 5 % (+3 MCSE) of the
+    time, and over the study's 12 listener rows some row is decisive after the family adjustment
+    at most 5 % (+3 MCSE) of the time."""
+    rng = np.random.default_rng(1000 + 10 * n_raters + int(10 * seed_sd) + 7 * len(scenario))
+    W, groups = simulate_study(N_SIMS, n_raters, rng, seed_sd=seed_sd, **SCENARIOS[scenario])
+    raw, verdict = analyse(W, groups)
+    per_row = raw.mean()
+    fwer = decisive(verdict).any(axis=1).mean()
+    print(f"\n{scenario}, seed SD {seed_sd}, {n_raters} raters: per-row raw {per_row:.4f} "
+          f"(max row {raw.mean(0).max():.4f}), family-wise {fwer:.4f}, bound {BOUND:.4f}")
+    assert per_row <= BOUND and fwer <= BOUND
 
 
-def test_calibration_power_at_70_percent():
-    """A true 70 % preference (logit 0.85) among 12 attentive raters, modest rater and pair
-    spread, ties up to 10 %, position bias: found ('supported') at least 80 % of the time."""
-    rng = np.random.default_rng(7)
-    W = simulate(N_SIMS, 12, math.log(0.7 / 0.3), rng, rater_sd=0.3, pair_sd=0.3, share_random=0.0, tie_max=0.1)
-    v = verdicts(W)
-    power = np.mean(v == "supported")
-    print(f"\npower at 70 %, 12 attentive raters x {N_PAIRS} pairs: {power:.3f}; contradicted {np.mean(v == 'contradicted'):.4f}")
-    assert power >= 0.80 and np.mean(v == "contradicted") == 0
+def test_the_bound_catches_the_rule_that_ignores_seeds():
+    """The rule this replaces (clusters rater and pair, no seed; no multiplicity) at seed SD 1.0,
+    12 attentive raters: per-row and family-wise rates far above the bound — the check can fail."""
+    rng = np.random.default_rng(5)
+    W, groups = simulate_study(N_SIMS, 12, rng, seed_sd=1.0, **SCENARIOS["attentive raters"])
+    r = clustered_win_rate(W)  # every pair its own cluster
+    lo, hi = t_interval(r["estimate"], r["se"], r["df"], 0.95)
+    raw = (r["n_raters"] >= MIN_RATERS) & ((lo > 0.5) | (hi < 0.5))
+    print(f"\nold rule, seed SD 1.0, 12 attentive raters: per-row {raw.mean():.4f}, family-wise {raw.any(axis=1).mean():.4f}")
+    assert raw.mean() > BOUND and raw.any(axis=1).mean() > BOUND
+
+
+def test_power_at_70_percent():
+    """A true 70 % preference (logit 0.85) on the primary row, 12 raters (rater SD 0.3, pair SD 0.3,
+    attentive, ties up to 10 %): without seed variation it is found at least 80 % of the time;
+    with seed SD 0.5 less often, and never called 'contradicted'. More raters help less than
+    more seeds would: the seed term does not shrink with raters."""
+    kw = dict(rater_sd=0.3, pair_sd=0.3, share_random=0.0, tie_max=0.1)
+    power = {}
+    for seed_sd in (0.0, 0.5):
+        rng = np.random.default_rng(7)
+        pref = np.zeros(N_COMPARISONS * N_QUESTIONS)
+        pref[PRIMARY_ROW] = math.log(0.7 / 0.3)
+        W, groups = simulate_study(N_SIMS, 12, rng, pref=pref, seed_sd=seed_sd, **kw)
+        _, verdict = analyse(W, groups)
+        power[seed_sd] = np.mean(verdict[:, PRIMARY_ROW] == "supported")
+        assert np.mean(verdict[:, PRIMARY_ROW] == "contradicted") == 0
+    print(f"\npower at 70 %, 12 raters, 8 seeds x 2 pairs: {power}")
+    mcse = math.sqrt(0.25 / N_SIMS)
+    assert power[0.0] >= 0.80 - 3 * mcse and power[0.5] < power[0.0]
 
 
 def test_screening_excludes_random_raters_more_than_attentive():
     rng = np.random.default_rng(3)
-    W = simulate(4000, 1, 0.0, rng, share_random=0.5)
-    excluded_share = np.isnan(W[:, 0, 0]).mean()
-    # attentive: 1 − 0.97^2 ≈ 0.06 excluded; random: 1 − (1/3)^2 ≈ 0.89 excluded; half of each
-    assert excluded_share == pytest.approx(0.5 * (1 - 0.97**N_CATCH) + 0.5 * (1 - (1 / 3) ** N_CATCH), abs=0.03)
+    W, _ = simulate_study(4000, 1, rng, share_random=0.5, n_comparisons=1, n_questions=1)
+    excluded_share = np.isnan(W[:, 0, 0, 0]).mean()
+    # attentive: 1 − 0.97^k excluded; random: P(fail more than a quarter of k catch trials at 2/3 each)
+    k = N_CATCH
+    p_random = sum(math.comb(k, j) * (2 / 3) ** j * (1 / 3) ** (k - j) for j in range(k + 1) if j / k > MAX_CATCH_FAIL)
+    p_att = sum(math.comb(k, j) * 0.03 ** j * 0.97 ** (k - j) for j in range(k + 1) if j / k > MAX_CATCH_FAIL)
+    se = math.sqrt(0.25 / 4000)
+    assert excluded_share == pytest.approx(0.5 * p_att + 0.5 * p_random, abs=4 * se)
     assert MAX_CATCH_FAIL < 0.5
 
 
@@ -376,8 +584,9 @@ def test_study_widget_writes_votes_with_hidden_arm(kit):
     assert "eisbach" not in text and "anchor" not in text
     first = w.plan.iloc[0]
     w.button_a.click()
-    assert "ann: 1 votes saved" in w.summary.value  # the summary refreshes after every vote
+    assert "ann: 1 vote saved · votes.csv: 1 vote from 1 rater " in w.summary.value  # refreshed after every vote
     w.button_tie.click()
+    assert "ann: 2 votes saved · votes.csv: 2 votes from 1 rater " in w.summary.value
     votes = read_votes(study.parent / "votes.csv")
     assert list(votes["question"]) == ["development", "preference"] and (votes["rater"] == "ann").all()
     at_a = first["arm_a"] if first["a_is"] == "a" else first["arm_b"]
@@ -445,6 +654,15 @@ def test_cli_listen_kit_import_summary(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["listen", "import", "--profile", str(prof)])
     assert e.value.code == 2
+    # seven more raters with no preference: every row printed with the intervals its verdict used,
+    # labelled (2 training seeds: df 1, so nothing is decided yet)
+    for i in range(2, 9):
+        main(["listen", "import", str(page_csv(tmp_path / f"r{i}.csv", doc, f"r{i}", lambda p, q: (
+            ("A" if (p["page_first"] == "a") else "B", 1) if p["is_catch"] else ("tie", 1)))), "--profile", str(prof)])
+    capsys.readouterr()
+    main(["listen", "summary", "--profile", str(prof)])
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if " inconclusive " in ln]
+    assert len(lines) == 2 and all("95 % CI [" in ln and "90 % CI [" in ln for ln in lines)
 
 
 def test_bradley_terry_recovers_known_strengths():
@@ -479,11 +697,14 @@ def test_bradley_terry_orders_the_arms(tmp_path):
 
 
 def test_decide_win_rate_matches_stats_decide():
-    """The local rule equals stats.decide on (win rate − 0.5) once that function is merged."""
+    """The local rule equals stats.decide on (win rate − 0.5) once stats.decide checks equivalence
+    first (issue 24 item 1, another branch); skipped while it still puts significance first."""
     from eisbach_lib import stats
 
     if not hasattr(stats, "decide"):
         pytest.skip("stats.decide not merged on this branch")
+    if stats.decide(0.01, 0.05, +1, 0.015, 0.045, sesoi=0.10) != "equivalent":
+        pytest.skip("stats.decide still puts significance before equivalence on this branch")
     rng = np.random.default_rng(0)
     c = rng.uniform(0.2, 0.8, 5000)
     h95, h90 = rng.uniform(0.01, 0.3, 5000), rng.uniform(0.01, 0.3, 5000) * 0.84
