@@ -666,7 +666,10 @@ def listener_rows(cfg: dict) -> pd.DataFrame:
     from .study import listener_rows as rows
 
     out = rows(cfg)
-    return out.assign(role="listeners", mde=np.nan, effect_size=np.nan, sesoi=np.nan) if len(out) else out
+    if not len(out):
+        return out
+    return out.assign(role=out["role"] if "role" in out.columns else "listeners", mde=np.nan, effect_size=np.nan,
+                      sesoi=np.nan)
 
 
 def _holm(rows: list[dict], alpha: float) -> None:
