@@ -25,7 +25,9 @@ multinomial logistic regression (`hidden` = 0) or a one-hidden-layer tanh MLP (`
 fitted full-batch by L-BFGS in float64 with an L2 penalty, initialised from a seeded generator:
 the same data and seed give bit-identical weights on the CPU. `embed` gives the penultimate
 representation (the hidden layer; the standardised features for the logistic model) for FD, KID
-and Vendi.
+and Vendi. A family head (`Readout.family_proba`, validated by `family_rows`) reads which
+instrument families play (`FAMILIES`: bowed, organ/pad, winds, plucked, struck), one binary
+classifier of the same kind per family on the same features.
 
 The flat share of a set of clips (`flat_share`): a classifier's raw count is biased under a shift
 of the class mix (Forman 2008, "Quantifying counts and costs via classification"): if it calls a
@@ -71,6 +73,14 @@ N_BANDS = 8
 ENERGY_LAGS = (1, 2, 4, 8)
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 DEFAULTS = {"hidden": 16, "l2": 1e-2, "max_iter": 200, "folds": 5, "seed": 0}
+# Instrument families of the chamber palette (corpus.PALETTE): the family head reads which are playing.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "bowed": ("violin", "viola", "cello", "double bass", "string ensemble"),
+    "organ_pad": ("organ", "warm pad"),
+    "winds": ("flute", "clarinet", "bassoon", "contrabassoon", "french horn"),
+    "plucked": ("harp", "pizzicato strings", "celesta", "music box"),
+    "struck": ("marimba", "xylophone", "glockenspiel", "timpani", "vibraphone"),
+}
 
 
 # --- features ---------------------------------------------------------------------------------
@@ -142,7 +152,7 @@ def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, hidden: int =
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 1e-9, scale, 1.0)
     xs = torch.from_numpy((x - mean) / scale)
-    yt = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    yt = torch.as_tensor(np.array(y), dtype=torch.long)
     g = torch.Generator().manual_seed(int(seed))
     f = xs.shape[1]
     params: dict[str, torch.Tensor] = {}
@@ -248,6 +258,7 @@ class Readout:
     b: float = 1.0
     n_bands: int = N_BANDS
     info: dict = field(default_factory=dict)
+    family_params: dict = field(default_factory=dict)   # family -> binary classifier params (may be empty)
 
     @property
     def flat_index(self) -> list[int]:
@@ -276,11 +287,18 @@ class Readout:
         """The penultimate representation [N, H] of latents z (for FD, KID and Vendi)."""
         return classifier_embed(self.params, self.features(z))
 
+    def family_proba(self, z: np.ndarray) -> pd.DataFrame:
+        """P(family plays) per clip (rows) and instrument family (columns, FAMILIES order) from the
+        family head: one binary classifier per family on the same features (multi-label)."""
+        x = self.features(z)
+        return pd.DataFrame({f: classifier_proba(p, x)[:, 1] for f, p in self.family_params.items()})
+
     def save(self, path: Path) -> Path:
         """One .npz: the parameter arrays and a JSON string of everything else (no pickle)."""
         meta = {"classes": list(self.classes), "flat_classes": list(self.flat_classes), "a": self.a, "b": self.b,
                 "n_bands": self.n_bands, "info": self.info}
         arrays = {f"param_{k}": v for k, v in self.params.items()}
+        arrays.update({f"family_{f}__{k}": v for f, p in self.family_params.items() for k, v in p.items()})
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
@@ -293,8 +311,13 @@ class Readout:
         with np.load(path, allow_pickle=False) as d:
             meta = json.loads(str(d["meta"]))
             params = {k[len("param_"):]: d[k].copy() for k in d.files if k.startswith("param_")}
+            family: dict[str, dict] = {}
+            for k in d.files:
+                if k.startswith("family_"):
+                    f, name = k[len("family_"):].split("__")
+                    family.setdefault(f, {})[name] = d[k].copy()
         return cls(params, tuple(meta["classes"]), tuple(meta["flat_classes"]), float(meta["a"]), float(meta["b"]),
-                   int(meta["n_bands"]), meta["info"])
+                   int(meta["n_bands"]), meta["info"], {f: family[f] for f in FAMILIES if f in family})
 
 
 def flat_share(proba: np.ndarray, readout: Readout) -> float:
@@ -310,13 +333,22 @@ def readout_settings(cfg: dict) -> dict:
     return s
 
 
+def family_labels(instruments) -> pd.DataFrame:
+    """0/1 per clip and family: whether any of the clip's instruments (';'-joined palette names, as
+    the manifest stores them) belongs to the family."""
+    sets = [set(str(s).split(";")) for s in instruments]
+    return pd.DataFrame({f: [int(bool(set(members) & names)) for names in sets] for f, members in FAMILIES.items()})
+
+
 def fit_on(latents: np.ndarray, textures: list[str] | np.ndarray, groups: np.ndarray | None = None,
            classes: tuple[str, ...] = TEXTURES, flat_classes: tuple[str, ...] = FLAT_CLASSES,
            hidden: int = 0, l2: float = 1e-3, max_iter: int = 200, folds: int = 5, seed: int = 0,
-           n_bands: int = N_BANDS) -> Readout:
+           n_bands: int = N_BANDS, instruments=None) -> Readout:
     """Fit a readout on latents [N, C, T] with texture labels: the PACC rates a, b from out-of-fold
     probabilities (group k-fold by `groups`, default one group per clip), then the classifier on all
-    rows. `info` records the sizes, the out-of-fold accuracy and the fit time."""
+    rows; with `instruments` (the manifest's column), also the family head (`family_labels`; one
+    binary classifier per family, families present in every clip or in none are left out). `info`
+    records the sizes, the out-of-fold accuracy and the fit time."""
     t0 = time.perf_counter()
     textures = np.asarray(textures).astype(str)
     unknown = sorted(set(textures) - set(classes))
@@ -332,11 +364,16 @@ def fit_on(latents: np.ndarray, textures: list[str] | np.ndarray, groups: np.nda
     p_flat = oof[:, flat_idx].sum(axis=1)
     a, b = float(p_flat[~is_flat].mean()), float(p_flat[is_flat].mean())
     params = train_classifier(x, y, len(classes), **fit)
+    family_params = {}
+    if instruments is not None:
+        for f, yf in family_labels(instruments).items():
+            if 0 < yf.sum() < len(yf):
+                family_params[f] = train_classifier(x, yf.to_numpy(), 2, **fit)
     info = {"n_train": int(len(y)), "n_features": int(x.shape[1]), "settings": {**fit, "folds": int(folds)},
             "oof_accuracy": float((oof.argmax(axis=1) == y).mean()),
             "oof_tpr_cc": float((p_flat[is_flat] > 0.5).mean()), "oof_fpr_cc": float((p_flat[~is_flat] > 0.5).mean()),
             "fit_seconds": round(time.perf_counter() - t0, 3)}
-    return Readout(params, tuple(classes), tuple(flat_classes), a, b, n_bands, info)
+    return Readout(params, tuple(classes), tuple(flat_classes), a, b, n_bands, info, family_params)
 
 
 def _split_arrays(pe, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -370,8 +407,11 @@ def fit_readout(cfg: dict, progress: bool = False, refit: bool = False) -> Reado
         cached = Readout.load(path)
         if cached.info.get("key") == key:
             return cached
-    z, textures, groups = _split_arrays(load_cache(folder), "base")
-    readout = fit_on(z, textures, groups, **settings)
+    pe = load_cache(folder)
+    z, textures, groups = _split_arrays(pe, "base")
+    m = pe.split("base").manifest
+    readout = fit_on(z, textures, groups, instruments=m["instruments"] if "instruments" in m.columns else None,
+                     **settings)
     readout.info["key"] = key
     path.parent.mkdir(parents=True, exist_ok=True)
     readout.save(path)
@@ -449,6 +489,24 @@ def validation_rows(cfg: dict, readout: Readout | None = None, min_accuracy: flo
              "max_abs_error": np.nan, "tolerance": np.nan, "pass": True, "n": int(len(textures)), "draws": 1,
              "note": "reported, not gated"}]
     rows += spike_in_rows(readout, proba, is_flat, shares, tol, draws, int(cfg.get("seed", 0)))
+    return pd.DataFrame(rows)
+
+
+def family_rows(cfg: dict, readout: Readout | None = None) -> pd.DataFrame:
+    """The family head on the reference split (reported, not gated): per family, the share of clips
+    playing it, accuracy and balanced accuracy (mean of the rates on clips with and without it)."""
+    from .datasets import load_corpus
+
+    readout = readout if readout is not None else fit_readout(cfg)
+    ref = load_corpus(cfg).split("reference")
+    truth = family_labels(ref.manifest["instruments"])
+    proba = readout.family_proba(ref.latents.numpy())
+    rows = []
+    for f in proba.columns:
+        y, hit = truth[f].to_numpy().astype(bool), proba[f].to_numpy() > 0.5
+        rates = [(hit[y] == 1).mean() if y.any() else np.nan, (hit[~y] == 0).mean() if (~y).any() else np.nan]
+        rows.append({"family": f, "share": float(y.mean()), "accuracy": float((hit == y).mean()),
+                     "balanced_accuracy": float(np.nanmean(rates)), "n": int(len(y))})
     return pd.DataFrame(rows)
 
 

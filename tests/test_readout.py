@@ -55,10 +55,13 @@ def synth_set(n_per_class: int, seed: int, noise: float = 0.3, shares: dict | No
     return np.stack([synth_latents(t, rng, noise=noise) for t in labels]), np.array(labels)
 
 
+SYNTH_INSTRUMENTS = {"sustained": "violin", "mixed": "flute;harp", "plucked": "harp", "percussive": "marimba"}
+
+
 @pytest.fixture(scope="module")
 def synth_readout():
     z, y = synth_set(60, seed=1)
-    return R.fit_on(z, y, folds=5, seed=0)
+    return R.fit_on(z, y, folds=5, seed=0, instruments=[SYNTH_INSTRUMENTS[t] for t in y])
 
 
 # --- the estimator ----------------------------------------------------------------------------------
@@ -159,6 +162,20 @@ def test_save_load_roundtrip(synth_readout, tmp_path):
     z, _ = synth_set(4, seed=9)
     np.testing.assert_array_equal(back.predict_proba(z), synth_readout.predict_proba(z))
     assert (back.a, back.b, back.classes) == (synth_readout.a, synth_readout.b, synth_readout.classes)
+    pd.testing.assert_frame_equal(back.family_proba(z), synth_readout.family_proba(z))
+
+
+def test_family_head_reads_the_families_that_play(synth_readout):
+    """Families absent from every training clip get no head; the others are read on held-out clips."""
+    assert list(synth_readout.family_params) == ["bowed", "winds", "plucked", "struck"]
+    labels = R.family_labels(["violin;harp", "warm pad", "marimba;vibraphone"])
+    assert labels.to_dict("list") == {"bowed": [1, 0, 0], "organ_pad": [0, 1, 0], "winds": [0, 0, 0],
+                                      "plucked": [1, 0, 0], "struck": [0, 0, 1]}
+    z, y = synth_set(20, seed=11)
+    truth = R.family_labels([SYNTH_INSTRUMENTS[t] for t in y])
+    hits = synth_readout.family_proba(z) > 0.5
+    for f in hits.columns:
+        assert (hits[f].to_numpy() == truth[f].to_numpy().astype(bool)).mean() >= 0.9, f
 
 
 def test_sample_flat_shares_reads_the_latents_generate_writes(synth_readout, tmp_path):
@@ -219,6 +236,8 @@ def test_real_corpus_validation_rows(real, min_accuracy=0.6, tol=SPIKE_TOL):
     acc = rows.loc["texture accuracy (reference)"]
     assert acc["read_back"] >= min_accuracy and acc["n"] == REAL_CLIPS["reference"]
     assert acc["pass"] == (acc["read_back"] >= 0.9)
+    fam = R.family_rows(cfg, ro)
+    assert list(fam["family"]) == list(R.FAMILIES) and fam["balanced_accuracy"].mean() >= 0.6
     for share in ("25%", "5%"):
         row = rows.loc[f"spike-in {share} flat"]
         assert row["pass"] == (abs(row["error"]) <= tol and row["max_abs_error"] <= 2 * tol)
