@@ -113,6 +113,19 @@ def test_synthetic_accuracy_and_spike_in(synth_readout, min_accuracy=0.9, tol=SP
         assert abs(row["error"]) <= tol, row
 
 
+def test_embedding_is_the_penultimate_layer_and_separates_textures(synth_readout, min_accuracy=0.9):
+    """embed(z) is the 16-unit hidden layer (the default MLP); on held-out clips the nearest
+    texture centroid of the training clips' embeddings reads the texture (an embedding for FD/KID/Vendi
+    that carries what the readout reads)."""
+    z, y = synth_set(60, seed=1)
+    zt, yt = synth_set(30, seed=12)
+    e, et = synth_readout.embed(z), synth_readout.embed(zt)
+    assert e.shape == (len(z), R.DEFAULTS["hidden"]) and np.isfinite(e).all()
+    centroids = np.stack([e[y == t].mean(axis=0) for t in TEXTURES])
+    nearest = np.array(TEXTURES)[((et[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)]
+    assert (nearest == yt).mean() >= min_accuracy
+
+
 def test_spike_in_sets_have_the_share_they_claim():
     is_flat = np.r_[np.ones(30, bool), np.zeros(90, bool)]
     for share in (0.25, 0.05):
