@@ -9,7 +9,8 @@
                          constant_weight.json (the constant arm's cached weight)
       prompts.csv        the evaluation prompts (held-out reference captions + the card's)
       samples/<name>/step_<n|final>/  generated WAVs + manifest.csv; samples/manifest.csv (eisbach generate)
-      metrics/           clips.parquet, runs.csv, ... (eisbach evaluate)
+      metrics/           clips.parquet, runs.csv, ... (eisbach evaluate);
+                         texture_readout.npz (the fitted texture classifier, readout.fit_readout)
       listening/         the listening-study kit
       notebooks/         executed notebooks; timings.json; report.html  (eisbach reproduce, report)
     <figures_dir>/       figures, scorecard.csv and scorecard.md
@@ -94,6 +95,11 @@ class Layout:
     @property
     def metrics(self) -> Path:
         return self.runs / "metrics"
+
+    @property
+    def readout_model(self) -> Path:
+        """The fitted texture readout (readout.fit_readout), keyed by the corpus cache it was fitted on."""
+        return self.metrics / "texture_readout.npz"
 
     @property
     def listening(self) -> Path:
