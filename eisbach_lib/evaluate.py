@@ -273,6 +273,34 @@ def ceiling_rows(raw: pd.DataFrame, roundtrip: pd.DataFrame, bandwidth: float | 
     return pd.DataFrame(rows)
 
 
+READOUT = "flat_share"  # per clip: its contribution to the texture readout's flat share (PACC)
+
+
+def readout_columns(cfg: dict, samples: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
+    """The texture readout (`readout.py`) of every generated clip (by `path`) and every reference clip
+    (by `id`), and the readout's validation rows. Each clip's value is (p_flat − a)/(b − a), its
+    contribution to the probabilistic adjusted count: the mean over any set of clips (a seed and
+    prompt's samples, an arm) is that set's PACC flat share (`Readout.flat_share`), so paired
+    differences and their sesoi live on the flat-share scale. Read from the latents the model made
+    (latents.npy), never from decoded audio. A corpus without texture labels has no readout: empty
+    results and a message."""
+    from .datasets import load_corpus
+    from .readout import fit_readout, sample_textures, validation_rows
+
+    try:
+        readout = fit_readout(cfg)
+    except ValueError as e:  # e.g. musiccaps / a folder: no texture labels
+        print(f"texture readout: none ({e})")
+        return pd.Series(dtype=float), pd.Series(dtype=float), pd.DataFrame()
+    scale = lambda p: (p - readout.a) / (readout.b - readout.a)  # noqa: E731
+    gen = sample_textures(cfg, samples, readout)
+    ref = load_corpus(cfg).split("reference")
+    ref_p = readout.p_flat(readout.predict_proba(ref.latents.numpy()))
+    ref_values = pd.Series(scale(ref_p), index=ref.manifest["id"].to_numpy())
+    return (pd.Series(scale(gen["p_flat"].to_numpy()), index=gen["path"].to_numpy()),
+            ref_values.reindex(reference["id"]).set_axis(reference.index), validation_rows(cfg, readout))
+
+
 def write_metrics(cfg: dict, n_jobs: int = 2) -> dict[str, pd.DataFrame]:
     """Every metrics file of the module docstring: per-clip metrics of the generations, the raw
     and round-tripped reference, the Vendi bandwidth, intra.csv, runs.csv, ceiling.csv and
@@ -285,6 +313,13 @@ def write_metrics(cfg: dict, n_jobs: int = 2) -> dict[str, pd.DataFrame]:
     clips = clip_metrics(cfg, samples, n_jobs=n_jobs).reset_index(drop=True)
     reference = reference_metrics(cfg, n_jobs=n_jobs)
     raw = reference_metrics(cfg, n_jobs=n_jobs, roundtrip=False)
+    gen_read, ref_read, readout_validation = readout_columns(cfg, samples, reference)
+    if len(gen_read):  # kept beside the cached metrics: recomputed from the latents on every call (seconds)
+        clips[READOUT] = clips["path"].map(gen_read).to_numpy()
+        reference = reference.assign(**{READOUT: ref_read.to_numpy()})
+        _write(reference, mdir / "reference_roundtrip.parquet")
+        _write(clips, mdir / "clips.parquet")
+    readout_validation.to_csv(mdir / "readout_validation.csv", index=False)
     sigma = vendi_bandwidth(cfg, reference)
     intra, runs = set_metrics(clips, reference, bandwidth=sigma)
     intra.to_csv(mdir / "intra.csv", index=False)
@@ -292,7 +327,7 @@ def write_metrics(cfg: dict, n_jobs: int = 2) -> dict[str, pd.DataFrame]:
     ceiling = ceiling_rows(raw, reference, bandwidth=sigma)
     ceiling.to_csv(mdir / "ceiling.csv", index=False)
     return {"clips": clips, "reference": reference, "raw": raw, "intra": intra, "runs": runs, "ceiling": ceiling,
-            "structure": structure_validation(cfg)}
+            "structure": structure_validation(cfg), "readout": readout_validation}
 
 
 def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
@@ -343,7 +378,7 @@ def arm_means(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
     fc, fi = final_tables(cfg, tables)
     rows = []
-    for metric, table in [*((m, fc) for m in PER_CLIP), ("vendi_intra", fi)]:
+    for metric, table in [*((m, fc) for m in (*PER_CLIP, READOUT) if m in fc), ("vendi_intra", fi)]:
         for arm, part in table.groupby("arm"):
             cells = part.groupby(["seed", "prompt_id"], as_index=False)[metric].mean().rename(columns={metric: "d"})
             r = paired_verdict(cells)
@@ -362,7 +397,7 @@ def differences_to_none(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFr
     from .stats import paired_verdict
 
     fc, fi = final_tables(cfg, tables)
-    metrics = [*((m, fc) for m in PER_CLIP), ("vendi_intra", fi)]
+    metrics = [*((m, fc) for m in (*PER_CLIP, READOUT) if m in fc), ("vendi_intra", fi)]
     sesois = {metric: metric_sesoi(tables, cfg, metric, _mdir(cfg)) for metric, _ in metrics}
     rows = []
     for arm in [a for a in cfg["finetune"]["arms"] if a != "none"]:

@@ -69,7 +69,7 @@ from .layout import Layout
 ARM, BASELINE = "eisbach", "none"
 POSITIVE_CONTROL, NEGATIVE_CONTROL = "oracle_texture", "constant"
 PRIMARY_SET = "primary"   # prompts.csv `set` of the primary prompts (held-out, texture-free captions at CFG 1)
-READOUT = "flat_prob"     # per generated clip: the readout's probability that its texture is flat (sustained)
+READOUT = "flat_share"    # per generated clip: its part of the texture readout's flat share (evaluate.readout_columns)
 MIN_SEEDS = 3             # a verdict on trained or generated runs needs at least this many seeds
 SESOI_FRACTION = 0.2      # smallest effect of interest: 0.2 reference-split SDs of the metric (Cohen's "small")
 C1_MAX_TURN = 0.25        # "direction kept": the barrier turns the update by < 1/4 of what new minibatches do
@@ -88,7 +88,8 @@ OUTCOMES = {              # claim: (metric, table, direction)
 SECONDARY = {"C6": ("novelty_sections", "clips", +1)}
 CONTROL_METRICS = {"temporal_flatness": -1, "spectral_contrast": +1}  # secondary: what the oracle moves in audio
 HOLM_FAMILY = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8")
-VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", "not testable", "too few votes", "")
+VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", "not testable", "too few votes", "passed",
+            "failed", "")
 CLAIMS = {
     "C1": "detached weights change each sample's step size, never its direction",
     "C2": "temporal entropy downweights flat samples, keeps high-contrast ones",
@@ -340,7 +341,8 @@ def _tables(mdir: Path) -> dict[str, pd.DataFrame]:
     out = {}
     for name, fname in (("clips", "clips.parquet"), ("intra", "intra.csv"), ("runs", "runs.csv"),
                         ("reference", "reference.parquet"), ("reference", "reference_roundtrip.parquet"),
-                        ("validation", "structure_validation.csv"), ("ceilings", "ceiling.csv")):
+                        ("validation", "structure_validation.csv"), ("ceilings", "ceiling.csv"),
+                        ("readout", "readout_validation.csv")):
         f = mdir / fname  # the round-tripped reference (the generations' domain) wins over the raw one
         if f.exists():
             out[name] = pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f)
@@ -611,6 +613,21 @@ def claim_c10(t: dict, cfg: dict) -> dict:
     return _min_seeds(row, j)
 
 
+def readout_rows(t: dict) -> list[dict]:
+    """The texture readout's validation (`readout.validation_rows`, metrics/readout_validation.csv):
+    accuracy on the reference split and the spike-in read-backs, each with its target and whether it
+    passed; the readout is the positive control's and M1's instrument, so a failed row says so."""
+    rows = []
+    v = t.get("readout")
+    for r in (v.to_dict("records") if v is not None and len(v) else []):
+        ok = bool(r["pass"]) if pd.notna(r.get("pass")) else None
+        rows.append(_row("READ", str(r["check"]), "validation", verdict="" if ok is None else "passed" if ok else "failed",
+                         statement="the texture readout reads what it should", estimate=float(r["read_back"]),
+                         note=f"target {r['target']:.3g}, tolerance {r.get('tolerance', np.nan):.3g}. {r.get('note', '')}".strip(),
+                         n=int(r.get("n", 0) or 0)))
+    return rows
+
+
 def ceiling_rows(t: dict) -> list[dict]:
     """What FD and KID read with no model (two halves of the reference, split by source piece) and
     what the codec round trip alone does (raw vs round-tripped reference; also its spectral-contrast
@@ -654,7 +671,7 @@ def build_scorecard(cfg: dict) -> pd.DataFrame:
     primary.append(claim_c8(t, cfg, mdir))
     _holm(primary, cfg["evaluate"]["alpha"])
     rows = primary + [claim_c9(t, cfg), claim_c10(t, cfg)]
-    rows += controls + manipulation_rows(t, cfg, mdir, adir) + ceiling_rows(t)
+    rows += controls + manipulation_rows(t, cfg, mdir, adir) + readout_rows(t) + ceiling_rows(t)
     card = pd.DataFrame(rows, columns=COLUMNS)
     listeners = listener_rows(cfg)
     return pd.concat([card, listeners.reindex(columns=COLUMNS)], ignore_index=True) if len(listeners) else card

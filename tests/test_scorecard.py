@@ -14,7 +14,7 @@ from eisbach_lib import scorecard
 from eisbach_lib.config import load_profile
 
 STEPS = 20
-METRICS = ("motif_recurrence", "novelty_sections", "spectral_contrast", "temporal_flatness", "flat_prob")
+METRICS = ("motif_recurrence", "novelty_sections", "spectral_contrast", "temporal_flatness", "flat_share")
 
 
 def make_cfg(tmp_path, seeds=5, adapters=("dora",), sweet_spot=10, checkpoints=(10, 20)) -> dict:
@@ -84,7 +84,7 @@ def card_row(card: pd.DataFrame, claim: str, role: str = "primary", contains: st
     return rows.iloc[0]
 
 
-PC_MOVES = {("oracle_texture", "flat_prob"): -1.0, ("oracle_texture", "temporal_flatness"): -1.0,
+PC_MOVES = {("oracle_texture", "flat_share"): -1.0, ("oracle_texture", "temporal_flatness"): -1.0,
             ("oracle_texture", "spectral_contrast"): 1.0}
 
 
@@ -331,7 +331,7 @@ def test_written_scorecard_has_the_new_columns(tmp_path):
 
 
 def _pc(estimate, lo, hi, sesoi=0.1):
-    return scorecard._row("PC", "flat_prob, oracle_texture − none", "control", -1, "supported", estimate=estimate,
+    return scorecard._row("PC", "flat_share, oracle_texture − none", "control", -1, "supported", estimate=estimate,
                           ci_lo=lo, ci_hi=hi, sesoi=sesoi, mde=0.05, n=96)
 
 
@@ -347,7 +347,7 @@ def test_the_positive_control_gate_is_directional_and_sized(row, fails_with):
 
 
 def test_a_failed_gate_blocks_the_outcome_verdicts_and_says_why(tmp_path):
-    write_eval(tmp_path, {("oracle_texture", "flat_prob"): +1.0, ("eisbach", "spectral_contrast"): 1.0}, noise=0.05)
+    write_eval(tmp_path, {("oracle_texture", "flat_share"): +1.0, ("eisbach", "spectral_contrast"): 1.0}, noise=0.05)
     card = scorecard.build_scorecard(make_cfg(tmp_path))
     for claim in ("C5", "C6", "C7"):
         row = card_row(card, claim)
@@ -357,9 +357,22 @@ def test_a_failed_gate_blocks_the_outcome_verdicts_and_says_why(tmp_path):
 
 @pytest.mark.parametrize("move,passes", [(1.0, True), (0.3, False)])
 def test_m1_gate_needs_three_sesoi(tmp_path, move, passes):
-    """sesoi of flat_prob = 0.2 reference SDs = 0.2: a move of 1.0 is 5 sesoi, of 0.3 only 1.5."""
-    write_eval(tmp_path, {**PC_MOVES, ("none", "flat_prob"): move, ("eisbach", "flat_prob"): move,
-                          ("oracle_texture", "flat_prob"): move - 1.0, ("constant", "flat_prob"): move}, noise=0.02)
+    """sesoi of flat_share = 0.2 reference SDs = 0.2: a move of 1.0 is 5 sesoi, of 0.3 only 1.5."""
+    write_eval(tmp_path, {**PC_MOVES, ("none", "flat_share"): move, ("eisbach", "flat_share"): move,
+                          ("oracle_texture", "flat_share"): move - 1.0, ("constant", "flat_share"): move}, noise=0.02)
     card = scorecard.build_scorecard(make_cfg(tmp_path))
-    row = card_row(card, "M1", "manipulation", "flat_prob")
+    row = card_row(card, "M1", "manipulation", "flat_share")
     assert row["note"].startswith("gate passed" if passes else "gate failed"), row.to_dict()
+
+
+def test_the_readouts_validation_rows_say_passed_or_failed(tmp_path):
+    write_eval(tmp_path, PC_MOVES)
+    pd.DataFrame([{"check": "texture accuracy (reference split)", "target": 0.9, "read_back": 0.98, "error": 0.08,
+                   "tolerance": np.nan, "pass": True, "n": 150, "note": ""},
+                  {"check": "spike-in 5 % flat", "target": 0.05, "read_back": 0.12, "error": 0.07, "tolerance": 0.03,
+                   "pass": False, "n": 117, "note": "20 draws"}]).to_csv(tmp_path / "metrics" / "readout_validation.csv",
+                                                                         index=False)
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    rows = card[card["claim"] == "READ"]
+    assert list(rows["verdict"]) == ["passed", "failed"] and set(rows["role"]) == {"validation"}
+    assert set(card["verdict"]) <= set(scorecard.VERDICTS)
