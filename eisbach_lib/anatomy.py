@@ -198,7 +198,7 @@ def _updates(model, data: PreEncoded, batches: list, arm: str, theta0: list[torc
 NOISE_FLOOR = "none_other_batches"  # the arm label of the minibatch-noise floor in update_cosines
 
 
-def update_cosines(model, data: PreEncoded, arms: list[str], n_seqs: int = 4, n_steps: int = 10,
+def update_cosines(model, data: PreEncoded, arms: list[str], n_seqs: int = 3, n_steps: int = 10,
                    batch_size: int = 4, lr: float = 5e-5, betas: tuple[float, float] = (0.9, 0.95),
                    weight_decay: float = 0.0, lam: float = 0.5, seed: int = 0,
                    timesteps: str = "trunc_logit_normal", init: int = 0) -> pd.DataFrame:

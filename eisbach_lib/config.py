@@ -42,7 +42,7 @@ ANATOMY_DEFAULTS = {
     "t_points": 10,       # noise levels on [0.05, 0.95] (C4)
     "weight_draws": 8,    # training-distribution timesteps per clip for each clip's mean weight (C2)
     "grad_batches": 6,    # batches for the per-sample / batch gradient cosines (C1)
-    "update_seqs": 4,     # batch sequences for the AdamW update cosines (C1), each with an independent second one (the noise floor)
+    "update_seqs": 3,     # batch sequences for the AdamW update cosines (C1), each with an independent second one (the noise floor)
     "update_inits": 3,    # adapter inits, crossed with the batch sequences (C1)
     "update_steps": 10,   # AdamW steps per sequence (C1)
     "distance_clips": 16, # held-out inputs for the adapters' output distances (manipulation check)
