@@ -66,13 +66,12 @@ def _timed(fn, *args, **kw):
 
 
 def clip_readout(cfg: dict, manifest: pd.DataFrame, readout) -> pd.DataFrame:
-    """`manifest` (one generated folder's rows) with `flat_prob`: the readout's probability that each
-    clip's texture is flat, read from the folder's latents.npy (rows `latent_row`)."""
-    out = []
-    for folder, rows in manifest.groupby("folder", sort=False):
-        z = np.load(Path(folder) / "latents.npy")[rows["latent_row"].to_numpy()]
-        out.append(rows.assign(flat_prob=readout.flat_prob(z)))
-    return pd.concat(out, ignore_index=True)
+    """`manifest` (generated clips) with `flat_share`: each clip's part of the readout's PACC flat share,
+    (p_flat − a)/(b − a), read from its folder's latents.npy (`readout.sample_textures`)."""
+    from .readout import sample_textures
+
+    gen = sample_textures(cfg, manifest.reset_index(drop=True), readout)
+    return manifest.reset_index(drop=True).assign(flat_share=(gen["p_flat"].to_numpy() - readout.a) / (readout.b - readout.a))
 
 
 def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dict] | None = None,
@@ -99,7 +98,7 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
     manifests = []
     base_m, t_gen = _timed(generate_run, pcfg, None, name="pilot_base", meta={"adapter": "none", "arm": "base", "seed": -1},
                            progress=progress)
-    manifests.append(base_m.assign(label="base", variant="", folder=str(layout.sample_dir("pilot_base"))))
+    manifests.append(base_m.assign(label="base", variant=""))
     for variant, overrides in variants.items():
         for seed in seeds:
             for arm, factor in jobs:
@@ -114,11 +113,12 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
                 m, t = _timed(generate_run, vcfg, run_dir, name=name, meta={"adapter": adapter, "arm": arm, "seed": seed},
                               progress=progress)
                 times.setdefault(f"generate {name}", t)
-                manifests.append(m.assign(label=label, variant=variant, folder=str(layout.sample_dir(name))))
+                manifests.append(m.assign(label=label, variant=variant))
     tfile.write_text(json.dumps(times, indent=2))
     readout = fit_readout(pcfg)
     clips = clip_readout(pcfg, pd.concat(manifests, ignore_index=True), readout)
-    clips = clips.merge(prompts[["prompt_id", "set"]], on="prompt_id", how="left")
+    if "set" not in clips:
+        clips = clips.merge(prompts[["prompt_id", "set"]], on="prompt_id", how="left")
     clips.to_parquet(layout.runs / "clips.parquet", index=False)
     sesoi = readout_sesoi(pcfg, readout)
     table = dose_response(clips, sesoi, alpha=float(cfg["evaluate"]["alpha"]))
@@ -137,32 +137,35 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
 
 
 def readout_sesoi(cfg: dict, readout) -> float:
-    """The readout's sesoi: SESOI_FRACTION × the SD of flat_prob over the reference split's clips (the
-    same rule as every other metric's sesoi, `scorecard.reference_sesoi`)."""
+    """The readout's sesoi: SESOI_FRACTION × the SD of the per-clip flat share over the reference split
+    (the same rule as every other metric's sesoi, `scorecard.reference_sesoi`)."""
+    from .datasets import load_corpus
     from .scorecard import SESOI_FRACTION
 
-    p = readout.reference_flat_prob(cfg)
-    return SESOI_FRACTION * float(np.std(p, ddof=1))
+    z = load_corpus(cfg).split("reference").latents.numpy()
+    values = (readout.p_flat(readout.predict_proba(z)) - readout.a) / (readout.b - readout.a)
+    return SESOI_FRACTION * float(np.std(values, ddof=1))
 
 
 def paired_rows(clips: pd.DataFrame, arm: str, baseline: str, prompt_set: str) -> pd.DataFrame:
-    """d = flat_prob(arm) − flat_prob(baseline) per (seed, prompt, sample) on one prompt set; the
+    """d = flat_share(arm) − flat_share(baseline) per (seed, prompt, sample) on one prompt set; the
     baseline 'base' (generated once) pairs with every seed by prompt and sample (the same noise)."""
     c = clips[clips["set"] == prompt_set]
-    a = c[c["label"] == arm].set_index(["seed", "prompt_id", "sample"])["flat_prob"]
+    a = c[c["label"] == arm].set_index(["seed", "prompt_id", "sample"])["flat_share"]
     if baseline == "base":
-        b = c[c["label"] == "base"].set_index(["prompt_id", "sample"])["flat_prob"]
+        b = c[c["label"] == "base"].set_index(["prompt_id", "sample"])["flat_share"]
         j = a.reset_index().merge(b.rename("b").reset_index(), on=["prompt_id", "sample"])
     else:
-        b = c[c["label"] == baseline].set_index(["seed", "prompt_id", "sample"])["flat_prob"]
-        j = a.rename("flat_prob").reset_index().merge(b.rename("b").reset_index(), on=["seed", "prompt_id", "sample"])
-    return j.assign(d=j["flat_prob"] - j["b"])[["seed", "prompt_id", "sample", "d"]]
+        b = c[c["label"] == baseline].set_index(["seed", "prompt_id", "sample"])["flat_share"]
+        j = a.rename("flat_share").reset_index().merge(b.rename("b").reset_index(), on=["seed", "prompt_id", "sample"])
+    return j.assign(d=j["flat_share"] - j["b"])[["seed", "prompt_id", "sample", "d"]]
 
 
 def dose_response(clips: pd.DataFrame, sesoi: float, alpha: float = 0.05) -> pd.DataFrame:
     """One row per comparison (every pilot label − none, and none − base) × prompt set: estimate, CI,
     p, MDE (paired_verdict over seeds × prompts), the effect in sesoi, and for the oracle doses of one
-    variant whether the readout falls monotonically with the dose (`monotone`)."""
+    variant whether the readout falls monotonically with the dose (`monotone`: 1.0 yes, 0.0 no, nan
+    for other rows): 0 > effect(weakest dose) > … > effect(strongest dose)."""
     rows = []
     labels = [lb for lb in dict.fromkeys(clips["label"]) if lb not in ("base",)]
     for s in [x for x in ("primary", "primary_cfg", "unconditional", "card") if x in set(clips["set"])]:
@@ -184,7 +187,7 @@ def dose_response(clips: pd.DataFrame, sesoi: float, alpha: float = 0.05) -> pd.
         if len(dose) >= 2:
             f = dose["comparison"].str.extract(r"^oracle([0-9.]+)")[0].astype(float)
             order = dose.assign(f=f.to_numpy()).sort_values("f", ascending=False)  # weaker dose first
-            table.loc[dose.index, "monotone"] = bool(np.all(np.diff(np.r_[0.0, order["estimate"].to_numpy()]) < 0))
+            table.loc[dose.index, "monotone"] = float(np.all(np.diff(np.r_[0.0, order["estimate"].to_numpy()]) < 0))
     return table
 
 
