@@ -269,13 +269,41 @@ def run_series(profile: str, cfg: dict, first: int = 0, last: int = 7) -> None:
     print(f"\nseries done in {fmt(time.time() - t_all)}; executed notebooks in {out_dir}", flush=True)
 
 
+class _AnyOrder(argparse.ArgumentParser):
+    """A subcommand's parser that takes its options and positionals in any order, as the README writes
+    them: `eisbach listen import --profile P FILE...` as well as `eisbach listen --profile P import FILE...`
+    or `... import FILE... --profile P`. Plain argparse stops filling `files` (nargs="*") at the first
+    option and then refuses the later FILE as "unrecognized"; parse_known_intermixed_args parses the
+    options first and then the positionals from what is left. It calls parse_known_args itself, hence
+    the re-entry guard."""
+
+    _intermixed = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._intermixed:
+            return super().parse_known_args(args, namespace)
+        self._intermixed = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixed = False
+
+
+#: --profile's help, on the top-level parser and on every subcommand
+PROFILE_HELP = "smoke | cpu | gpu, or a path to a YAML profile (default: cpu)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The `eisbach` parser. --profile is accepted before the subcommand (`eisbach --profile P corpus`)
+    and anywhere after it; the subcommand's value wins (its default is SUPPRESS, so that a subcommand
+    without --profile keeps the top-level one, default cpu)."""
     p = argparse.ArgumentParser(prog="eisbach", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--profile", default="cpu", help=PROFILE_HELP)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_AnyOrder)
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help)
-        sp.add_argument("--profile", default="cpu", help="smoke | cpu | gpu, or a path to a YAML profile")
+        sp.add_argument("--profile", default=argparse.SUPPRESS, help=PROFILE_HELP)
         return sp
 
     add("corpus", "render and pre-encode the chamber corpus (or pre-encode MusicCaps / an audio folder)")
