@@ -156,3 +156,26 @@ def test_options_and_files_in_any_order():
     for bad in (["train", "--profile", "smoke"], ["listen", "bogus"], ["corpus", "stray"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
+
+
+def test_documented_import_form_imports(tmp_path, capsys):
+    """`eisbach listen import --profile P FILE...` runs as written (the README's, notebook 05's and the
+    report's form, rc 2 "unrecognized arguments" before), on a tiny study in a temporary runs folder."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_listen_study import page_csv, prefer, smoke_profile_at, tiny_samples
+
+    from eisbach_lib.cli import main
+    from eisbach_lib.study import load_study
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    tiny_samples(runs)
+    prof = smoke_profile_at(runs, tmp_path)
+    main(["listen", "kit", "--profile", str(prof)])
+    doc = load_study(runs / "listening" / "study.json")
+    files = [page_csv(tmp_path / f"{r}.csv", doc, r, prefer("eisbach")) for r in ("r1", "r2")]
+    capsys.readouterr()
+    main(["listen", "import", "--profile", str(prof), *map(str, files)])
+    assert "32 new votes" in capsys.readouterr().out
