@@ -159,6 +159,12 @@ EXPECTED_S = {
 #: draws no transformers/huggingface_hub tqdm widget ("Loading weights"), a placeholder once saved
 KERNEL_ENV = {"MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+#: the kernel papermill runs the series on, given explicitly (papermill would otherwise take the name in
+#: the notebooks' metadata, "eisbach": the kernel `make lab` registers so that JupyterLab opens them with
+#: the project's environment, which a fresh machine or CI does not have). "python3" is ipykernel's own
+#: kernel, present wherever ipykernel is installed, and jupyter_client starts it with this interpreter
+#: (sys.executable), so the series runs in the environment `eisbach reproduce` runs in.
+SERIES_KERNEL = "python3"
 #: ipykernel >= 7 warns at every start that its local TCP sockets are unencrypted: its own log, not the notebook's
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
@@ -248,7 +254,7 @@ def run_series(profile: str, cfg: dict, first: int = 0, last: int = 7) -> None:
         beat.start()
         try:
             pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters={"profile": profile},
-                                cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3",
+                                cwd=str(NOTEBOOKS), progress_bar=False, kernel_name=SERIES_KERNEL,
                                 stdout_file=out, stderr_file=err, extra_arguments=KERNEL_ARGS)
         except PapermillExecutionError as e:
             print(f"\nFAILED: {nb.name}, cell {e.exec_count} ({e.ename}: {e.evalue})\n"
