@@ -49,7 +49,8 @@ def smoke_series(root: Path) -> SmokeRun:
     """`eisbach reproduce --profile <root>/smoke.yaml` (notebooks 00-07, then the report) with the
     runs in <root>/runs; the terminal output is kept in <runs>/reproduce.log.
     EISBACH_REUSE_SMOKE=<folder> (a developer's shortcut, never CI's) tests the series an earlier
-    session left in that folder (the `root` it printed) instead of running it again."""
+    session left in that folder (the `root` it printed with -s; pytest keeps the folders of its last
+    three sessions) instead of running it again."""
     reuse = os.environ.get("EISBACH_REUSE_SMOKE")
     if reuse and not os.environ.get("CI") and (Path(reuse) / "runs" / "reproduce.log").exists():
         profile = Path(reuse) / "smoke.yaml"
