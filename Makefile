@@ -80,9 +80,13 @@ report: install
 test: install browser-deps
 	$(PY) -m pytest -q
 
-# JupyterLab on 127.0.0.1 with the project's kernel, registered as "Eisbach ($(ENV_NAME))"
+# JupyterLab on 127.0.0.1 with the project's kernel, registered as KERNEL ("Eisbach ($(ENV_NAME))") in the
+# environment: the notebooks' metadata name that kernel, so JupyterLab starts it without asking
+# (`eisbach reproduce` runs them on ipykernel's python3 instead: a fresh machine has no "eisbach")
+KERNEL := eisbach
 lab: install
-	$(PY) -m ipykernel install --sys-prefix --name eisbach --display-name "Eisbach ($(ENV_NAME))"
+	@$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Eisbach ($(ENV_NAME))"
+	@echo "registered Jupyter kernel '$(KERNEL)' (\"Eisbach ($(ENV_NAME))\", $$($(PY) -c 'import sys; print(sys.executable)')): the notebooks open with it"
 	$(PY) -m jupyterlab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=$(CURDIR) $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/00_corpus.ipynb
 
 corpus pretrain generate evaluate: install

@@ -159,6 +159,12 @@ EXPECTED_S = {
 #: draws no transformers/huggingface_hub tqdm widget ("Loading weights"), a placeholder once saved
 KERNEL_ENV = {"MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+#: the kernel papermill runs the series on, given explicitly (papermill would otherwise take the name in
+#: the notebooks' metadata, "eisbach": the kernel `make lab` registers so that JupyterLab opens them with
+#: the project's environment, which a fresh machine or CI does not have). "python3" is ipykernel's own
+#: kernel, present wherever ipykernel is installed, and jupyter_client starts it with this interpreter
+#: (sys.executable), so the series runs in the environment `eisbach reproduce` runs in.
+SERIES_KERNEL = "python3"
 #: ipykernel >= 7 warns at every start that its local TCP sockets are unencrypted: its own log, not the notebook's
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
@@ -248,7 +254,7 @@ def run_series(profile: str, cfg: dict, first: int = 0, last: int = 7) -> None:
         beat.start()
         try:
             pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters={"profile": profile},
-                                cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3",
+                                cwd=str(NOTEBOOKS), progress_bar=False, kernel_name=SERIES_KERNEL,
                                 stdout_file=out, stderr_file=err, extra_arguments=KERNEL_ARGS)
         except PapermillExecutionError as e:
             print(f"\nFAILED: {nb.name}, cell {e.exec_count} ({e.ename}: {e.evalue})\n"
@@ -269,13 +275,41 @@ def run_series(profile: str, cfg: dict, first: int = 0, last: int = 7) -> None:
     print(f"\nseries done in {fmt(time.time() - t_all)}; executed notebooks in {out_dir}", flush=True)
 
 
+class _AnyOrder(argparse.ArgumentParser):
+    """A subcommand's parser that takes its options and positionals in any order, as the README writes
+    them: `eisbach listen import --profile P FILE...` as well as `eisbach listen --profile P import FILE...`
+    or `... import FILE... --profile P`. Plain argparse stops filling `files` (nargs="*") at the first
+    option and then refuses the later FILE as "unrecognized"; parse_known_intermixed_args parses the
+    options first and then the positionals from what is left. It calls parse_known_args itself, hence
+    the re-entry guard."""
+
+    _intermixed = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._intermixed:
+            return super().parse_known_args(args, namespace)
+        self._intermixed = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixed = False
+
+
+#: --profile's help, on the top-level parser and on every subcommand
+PROFILE_HELP = "smoke | cpu | gpu, or a path to a YAML profile (default: cpu)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The `eisbach` parser. --profile is accepted before the subcommand (`eisbach --profile P corpus`)
+    and anywhere after it; the subcommand's value wins (its default is SUPPRESS, so that a subcommand
+    without --profile keeps the top-level one, default cpu)."""
     p = argparse.ArgumentParser(prog="eisbach", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--profile", default="cpu", help=PROFILE_HELP)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_AnyOrder)
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help)
-        sp.add_argument("--profile", default="cpu", help="smoke | cpu | gpu, or a path to a YAML profile")
+        sp.add_argument("--profile", default=argparse.SUPPRESS, help=PROFILE_HELP)
         return sp
 
     add("corpus", "render and pre-encode the chamber corpus (or pre-encode MusicCaps / an audio folder)")

@@ -1,7 +1,11 @@
-"""Shared fixtures."""
+"""Shared fixtures. The autouse `runs_untouched` (tests/runs_guard.py) fails the session if it changed
+the user's runs/; `smoke_run` runs the smoke series once, in a temporary runs folder."""
 
 import pytest
 import torch
+
+from runs_guard import runs_untouched  # noqa: F401  (autouse, session)
+from series_run import SmokeRun, smoke_series
 
 
 @pytest.fixture(scope="module")
@@ -32,3 +36,10 @@ def standin_profile(sa3_standin, tmp_path):
         return write_profile(base_dir or sa3_standin, tmp_path / "standin.yaml", tmp_path / "runs", overrides=overrides)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> SmokeRun:
+    """`eisbach reproduce` on a copy of the smoke profile whose runs_dir and figures_dir lie in a
+    session temporary folder (never the user's runs/smoke), run once per session."""
+    return smoke_series(tmp_path_factory.mktemp("smoke_series"))

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from eisbach_lib.config import load_profile
-from series_run import assert_ok, smoke_series
-
-SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
+from series_run import assert_ok, profile_copy
 
 
 def _eisbach(*args: str) -> None:
@@ -21,14 +19,9 @@ def _eisbach(*args: str) -> None:
 
 
 @pytest.mark.slow
-def test_cli_chain_writes_the_series_scorecard(tmp_path):
-    series = smoke_series()  # the notebook series (shared with test_series.py)
-    assert_ok(series)
-    text = SMOKE.read_text()
-    text = text.replace("runs_dir: runs/smoke ", f"runs_dir: {tmp_path / 'runs'} ")
-    text = text.replace("figures_dir: runs/smoke/figures", f"figures_dir: {tmp_path / 'runs' / 'figures'}")
-    profile = tmp_path / "smoke.yaml"
-    profile.write_text(text)
+def test_cli_chain_writes_the_series_scorecard(tmp_path, smoke_run):
+    assert_ok(smoke_run.proc)  # the notebook series (shared with test_series.py), in its own temporary folder
+    profile = profile_copy(tmp_path / "smoke.yaml", tmp_path / "runs")
     cfg = load_profile(str(profile))
     assert cfg["runs_dir"] == str(tmp_path / "runs") and cfg["name"] == "smoke"
 
@@ -42,5 +35,5 @@ def test_cli_chain_writes_the_series_scorecard(tmp_path):
     _eisbach("evaluate", "--profile", str(profile))
 
     chain = tmp_path / "runs" / "figures" / "scorecard.csv"
-    notebooks = Path(load_profile("smoke")["figures_dir"]) / "scorecard.csv"
+    notebooks = Path(smoke_run.cfg["figures_dir"]) / "scorecard.csv"
     assert chain.read_bytes() == notebooks.read_bytes()

@@ -12,19 +12,12 @@ import soundfile as sf
 from eisbach_lib import anatomy, datasets, evaluate, generate, listen, scorecard, train
 from eisbach_lib.layout import Layout
 from eisbach_lib.notebook import setup
-
-SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
-
+from series_run import profile_copy
 
 @pytest.fixture
 def profile(tmp_path):
     """The smoke profile with runs_dir and figures_dir under tmp_path."""
-    text = SMOKE.read_text()
-    text = text.replace("runs_dir: runs/smoke ", f"runs_dir: {tmp_path / 'runs'} ")
-    text = text.replace("figures_dir: runs/smoke/figures", f"figures_dir: {tmp_path / 'runs' / 'figs'}")
-    path = tmp_path / "p.yaml"
-    path.write_text(text)
-    return path
+    return profile_copy(tmp_path / "p.yaml", tmp_path / "runs", tmp_path / "runs" / "figs")
 
 
 def test_setup_loads_the_profile_seeds_torch_and_says_where(profile, tmp_path, capsys):

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from eisbach_lib.config import load_profile
 from eisbach_lib.report import external_refs
-from series_run import assert_ok, smoke_series
+from series_run import assert_ok
 
 # Playwright waits on every media element's metadata together
 AUDIO_DURATIONS_JS = """
@@ -45,11 +44,11 @@ def _chromium() -> str:
 
 
 @pytest.mark.slow
-def test_report_opens_offline_with_figures_and_audio(tmp_path):
+def test_report_opens_offline_with_figures_and_audio(tmp_path, smoke_run):
     chromium = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in .[dev])")
-    assert_ok(smoke_series())
-    report = Path(load_profile("smoke")["runs_dir"]).resolve() / "report.html"
+    assert_ok(smoke_run.proc)
+    report = Path(smoke_run.cfg["runs_dir"]).resolve() / "report.html"
     page_text = report.read_text(encoding="utf-8")
     assert external_refs(page_text) == []
     n_img, n_audio = page_text.count("<img"), page_text.count("<audio")

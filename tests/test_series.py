@@ -10,9 +10,10 @@ import sys
 import pandas as pd
 import pytest
 
-from eisbach_lib.config import load_profile
 from eisbach_lib.scorecard import VERDICTS
-from series_run import assert_ok, smoke_series
+from series_run import assert_ok, profile_copy
+
+REPO = Path(__file__).resolve().parent.parent
 
 #: notebooks whose live widgets are meant to stay (the listening grid and blind A/B)
 LIVE_WIDGETS = {"05_samples.ipynb"}
@@ -21,14 +22,26 @@ TQDM_LEFT: set[str] = set()
 
 
 @pytest.mark.slow
-def test_smoke_series_end_to_end():
-    cfg = load_profile("smoke")
-    proc = smoke_series()
+def test_smoke_series_end_to_end(smoke_run):
+    cfg, proc = smoke_run.cfg, smoke_run.proc
     assert_ok(proc)
 
     runs, figs = Path(cfg["runs_dir"]), Path(cfg["figures_dir"])
     executed = sorted((runs / "notebooks").glob("0*.ipynb"))
     assert [p.name[:2] for p in executed] == [f"0{i}" for i in range(8)]
+    # the series ran on the profile copy: papermill handed its path to every notebook's parameters
+    # cell, and each notebook's setup() says it runs in the temporary folder, not the user's runs/
+    assert not runs.is_relative_to(REPO / "runs")
+    for p in executed:
+        cells = json.loads(p.read_text())["cells"]
+        injected = [c for c in cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(injected) == 1, p.name
+        given: dict = {}
+        exec("".join(injected[0]["source"]), given)  # papermill's injected cell: `profile = "..."`
+        assert given["profile"] == str(smoke_run.profile), p.name
+        text = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
+                       for c in cells for o in c.get("outputs", []))
+        assert f"runs in {runs}," in text, p.name
     for fig in ("02_entropy_weight_vs_t.png", "06_metrics_by_arm.png", "04_gradient_mass_by_texture.png"):
         assert (figs / fig).stat().st_size > 5_000, fig
     card = pd.read_csv(figs / "scorecard.csv", keep_default_na=False)
@@ -54,11 +67,11 @@ def test_smoke_series_end_to_end():
 
 
 @pytest.mark.slow
-def test_executed_notebooks_show_every_saved_figure_inline_and_no_progress_widgets():
+def test_executed_notebooks_show_every_saved_figure_inline_and_no_progress_widgets(smoke_run):
     """Each executed notebook holds at least as many inline PNGs as its code saves figures, and
     no widget placeholders (progress prints plain lines) except the live listening widgets."""
-    assert_ok(smoke_series())
-    runs = Path(load_profile("smoke")["runs_dir"])
+    assert_ok(smoke_run.proc)
+    runs = Path(smoke_run.cfg["runs_dir"])
     tables = {}
     for path in sorted((runs / "notebooks").glob("0*.ipynb")):
         nb = json.loads(path.read_text())
@@ -76,9 +89,7 @@ def test_executed_notebooks_show_every_saved_figure_inline_and_no_progress_widge
 
 
 def test_bad_profile_value_names_the_key(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    text = (Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml").read_text()
-    bad.write_text(text.replace("arms: [none, eisbach]", "arms: [none, eisbach_typo]"))
+    bad = profile_copy(tmp_path / "bad.yaml", tmp_path / "runs", changes={"finetune.arms": ["none", "eisbach_typo"]})
     proc = subprocess.run([sys.executable, "-m", "eisbach_lib.cli", "grid", "--profile", str(bad)],
                           capture_output=True, text=True)
     assert proc.returncode != 0
