@@ -129,6 +129,26 @@ def cmd_listen(cfg: dict, args: argparse.Namespace) -> None:
                   f"{st.MAX_CATCH_FAIL:.0%}):\n{catch.to_string(index=False)}")
 
 
+def cmd_pilot(cfg: dict, args: argparse.Namespace) -> None:
+    from .pilot import run_pilot
+
+    variants = dict(v.split("=", 1) for v in args.variant)
+    out = run_pilot(cfg, seeds=tuple(args.seeds), doses=tuple(args.doses),
+                    variants={f"{k}={v}": {k: float(v)} for k, v in variants.items()})
+    cols = ["set", "comparison", "estimate", "ci_lo", "ci_hi", "mde", "effect_sesoi", "verdict", "monotone"]
+    print(out["pilot"][cols].to_string(index=False, float_format=lambda x: f"{x:+.4f}"))
+    print(f"plan inputs: {Layout.of(cfg).runs / 'pilot' / 'plan_inputs.json'} (eisbach plan --profile {args.profile})")
+
+
+def cmd_plan(cfg: dict, args: argparse.Namespace) -> None:
+    from .plan import plan_report
+
+    text, table = plan_report(Layout.of(cfg).runs / "pilot" / "plan_inputs.json", target_mde_sesoi=args.target_mde,
+                              budget_minutes=args.budget)
+    print(text)
+    print(table.groupby("comparison").head(8).to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+
+
 def cmd_reproduce(cfg: dict, args: argparse.Namespace) -> None:
     if cfg["model"].get("base_dir"):  # real weights: check every part before notebook 00 renders anything
         from .basedir import check_base_for
@@ -332,6 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("action", choices=["kit", "import", "summary"])
     ls.add_argument("files", nargs="*", help="for import: the CSV files the raters sent back")
     ls.add_argument("--study", default=None, help="a study YAML (overrides the profile's `listening:` section)")
+    pi = add("pilot", "before a recorded run: none and oracle_texture doses, the texture readout's dose-response, "
+                      "variance components and stage times (<runs_dir>/pilot/)")
+    pi.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    pi.add_argument("--doses", type=float, nargs="+", default=[0.3, 0.1], help="oracle flat-class weights (1 = none)")
+    pi.add_argument("--variant", action="append", default=[], help="a lever KEY=VALUE of finetune (e.g. lr=2e-4); repeatable")
+    pl = add("plan", "the seeds x prompts x samples that reach a target MDE on the primary rows, from the pilot")
+    pl.add_argument("--target-mde", type=float, default=0.5, help="in units of the readout's sesoi (default 0.5)")
+    pl.add_argument("--budget", type=float, default=60.0, help="minutes on this machine (default 60)")
     r = add("reproduce", "papermill: notebooks 00..07 in order, executed copies in runs/<profile>/, then the report")
     r.add_argument("--first", type=int, default=0, help="first notebook number")
     r.add_argument("--last", type=int, default=7, help="last notebook number")

@@ -175,11 +175,11 @@ def _metric_tables(cfg: dict) -> dict:
     for arm, shift in (("none", 0.0), ("eisbach", 1.0)):
         for seed in (0, 1, 2):
             for p in range(4):
-                rows.append({"adapter": "dora", "arm": arm, "seed": seed, "step": 20, "prompt_id": p,
-                             **{m: shift + rng.normal() for m in evaluate.PER_CLIP}})
+                rows.append({"run": f"dora_{arm}_s{seed}", "adapter": "dora", "arm": arm, "seed": seed, "step": 20,
+                             "prompt_id": p, **{m: shift + rng.normal() for m in evaluate.PER_CLIP}})
     clips = pd.DataFrame(rows)
     clips = pd.concat([clips, clips.assign(step=10, adapter="dora")], ignore_index=True)
-    intra = clips[["adapter", "arm", "seed", "step", "prompt_id"]].assign(vendi_intra=1.0 + clips["arm"].eq("eisbach"))
+    intra = clips[["run", "adapter", "arm", "seed", "step", "prompt_id"]].assign(vendi_intra=1.0 + clips["arm"].eq("eisbach"))
     ref = pd.DataFrame({**{m: rng.normal(size=12) for m in evaluate.PER_CLIP}, **{f"emb_{i}": rng.normal(size=12) for i in range(3)}})
     return {"clips": clips, "intra": intra, "reference": ref}
 
@@ -191,6 +191,9 @@ def test_arm_means_differences_and_vendi_by_step(profile):
     t = _metric_tables(cfg)
     fc, fi = evaluate.final_tables(cfg, t)
     assert set(fc["step"]) == {20} and len(fc) == 24 and len(fi) == 24
+    short = {k: v[(v["run"] != "dora_none_s0") | (v["step"] == 10)] for k, v in t.items() if k != "reference"}
+    fc_short, _ = evaluate.final_tables(cfg, short)  # a run trained with --steps 10 ends at its own last step
+    assert set(fc_short.loc[fc_short["run"] == "dora_none_s0", "step"]) == {10}
     summary = evaluate.arm_means(cfg, t)
     assert len(summary) == 2 * (len(evaluate.PER_CLIP) + 1)
     v = summary[summary["metric"] == "vendi_intra"].set_index("arm")
