@@ -10,7 +10,8 @@ No absolute path of the machine appears in the page (`relative_paths`): the note
 profile's folders as absolute paths, so the runs folder becomes a path relative to itself (the
 folder that holds report.html, so the paths still resolve from the page), the figures folder and
 the repository become paths relative to it (`<figures>`, `<repository>` where only "/" is common
-to both), the Python installation `<python>` and the home folder `~`. `build_report` refuses a page that still names the runs folder.
+to both), the folder of a profile given as a YAML path `<profile folder>` (papermill writes the
+path into each notebook's parameters), the Python installation `<python>` and the home folder `~`. `build_report` refuses a page that still names the runs folder.
 
 The executed copies that `eisbach reproduce` leaves in `<runs_dir>/notebooks/` are rendered with
 nbconvert's `lab` template, in order, into one page. Their figures are already inline (PNG data
@@ -102,14 +103,15 @@ def _relative_to(folder: Path, runs: Path, label: str) -> str:
     return os.path.relpath(folder, runs)
 
 
-def relative_paths(text: str, runs: Path, figures: Path | None = None) -> str:
-    """`text` with every absolute path of this machine that the series prints rewritten (module
+def relative_paths(text: str, runs: Path, figures: Path | None = None,
+                   others: dict[Path, str] | None = None) -> str:
+    """HTML `text` with every absolute path of this machine that the series prints rewritten (module
     docstring): the runs folder and what is under it relative to the runs folder (the folder itself
     is "."), the figures folder and the repository relative to it (`<figures>`, `<repository>` when
     only the filesystem root is common to both), sys.prefix/base_prefix as `<python>`, the home
-    folder as `~`. Longer folders are rewritten first (the runs folder before the
-    repository that holds it); a folder matches only whole (…/runs/smoke does not match
-    …/runs/smoke2)."""
+    folder as `~`, each folder of `others` as its label. Longer folders are rewritten first (the
+    runs folder before the repository that holds it); a folder matches only whole (…/runs/smoke
+    does not match …/runs/smoke2)."""
     runs = Path(runs)
     subs: dict[str, str] = {}
     for f in _path_forms(runs):
@@ -118,6 +120,9 @@ def relative_paths(text: str, runs: Path, figures: Path | None = None) -> str:
         if root is not None:
             for f in _path_forms(Path(root)):
                 subs.setdefault(f, _relative_to(Path(root), runs, label))
+    for folder, label in (others or {}).items():
+        for f in _path_forms(Path(folder)):
+            subs.setdefault(f, label)
     for prefix in dict.fromkeys([sys.prefix, sys.base_prefix, sys.exec_prefix]):
         for f in _path_forms(Path(prefix)):
             subs.setdefault(f, "<python>")
@@ -127,7 +132,7 @@ def relative_paths(text: str, runs: Path, figures: Path | None = None) -> str:
     parts = _DATA_URI.split(text)  # odd items are base64 data URIs: a short folder name could occur in one by chance
     for i in range(0, len(parts), 2):
         for absolute in order:
-            rel = subs[absolute]
+            rel = html.escape(subs[absolute])  # the page is HTML: a bare "<python>" would read as a tag
             # "<abs>/x" -> "<rel>/x" ("x" alone when rel is "."); "<abs>" at a word's end -> "<rel>"
             under = "" if rel == "." else rel + "/"
             parts[i] = re.sub(re.escape(absolute) + "/", lambda m: under, parts[i])
@@ -252,7 +257,7 @@ def _fmt_s(s: float | None) -> str:
 
 def build_report(notebooks: list[Path], out: Path, title: str, timings: dict[str, float] | None = None,
                  extra_html: str = "", lead_html: str = "", runs: Path | None = None,
-                 figures: Path | None = None) -> Path:
+                 figures: Path | None = None, others: dict[Path, str] | None = None) -> Path:
     """Write one HTML file `out`: `lead_html` (the answer: scorecard, controls, key figures) first,
     `extra_html` under it, then a table of contents with each notebook's run time when `timings` has
     it, then the notebooks in the order given. Every absolute path of `runs` (default: the folder
@@ -288,7 +293,7 @@ def build_report(notebooks: list[Path], out: Path, title: str, timings: dict[str
             f'<section id="notebooks"><h2>The notebooks</h2><table><tr><th>notebook</th><th>run time</th></tr>'
             f"{''.join(toc)}</table></section></div>\n"
             + "\n".join(sections) + "\n</body></html>\n")
-    page = relative_paths(page, runs, figures)
+    page = relative_paths(page, runs, figures, others)
     remote = external_refs(page)
     if remote:
         raise ValueError(f"{out}: the report would fetch {len(remote)} remote resource(s), e.g. {remote[:3]}")
@@ -312,7 +317,8 @@ def write_report(cfg: dict) -> Path:
     card = pd.read_csv(card_csv, keep_default_na=False) if card_csv.exists() else None
     return build_report(books, layout.report, f"Eisbach reproduction: executed series, profile {cfg['name']}", timings,
                         listening_html(cfg), lead_html=scorecard_html(card) + key_figures_html(layout.figures),
-                        runs=layout.runs, figures=layout.figures)
+                        runs=layout.runs, figures=layout.figures,
+                        others={Path(cfg["_path"]).parent: "<profile folder>"} if cfg.get("_path") else None)
 
 
 def listening_html(cfg: dict) -> str:

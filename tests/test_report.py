@@ -36,7 +36,8 @@ def series(tmp_path):
     figures.mkdir()
     _notebook(runs / "notebooks" / "00_corpus.ipynb",
               [f"profile smoke: runs in {runs}, figures in {figures}", f"cache {runs}/cache/abc123",
-               f"library {REPO}/eisbach_lib/anatomy.py", f"sibling {runs}2/x stays"])
+               f"library {REPO}/eisbach_lib/anatomy.py", f"sibling {runs}2/x stays",
+               f"profile = {tmp_path}/profiles/mine.yaml"])
     _notebook(runs / "notebooks" / "07_scorecard.ipynb", [f"written: {figures}/scorecard.md and scorecard.csv"])
     card = pd.DataFrame([
         {"claim": "C1", "role": "primary", "statement": "direction kept", "evidence": "update cosine", "estimate": -0.05,
@@ -51,7 +52,8 @@ def series(tmp_path):
     card.to_csv(figures / "scorecard.csv", index=False)
     (figures / "07_effects_in_sesoi.png").write_bytes(PNG)
     (runs / "timings.json").write_text('{"00_corpus.ipynb": 12.5, "07_scorecard.ipynb": 3.0}')
-    return {"name": "smoke", "runs_dir": str(runs), "figures_dir": str(figures)}
+    return {"name": "smoke", "runs_dir": str(runs), "figures_dir": str(figures),
+            "_path": str(tmp_path / "profiles" / "mine.yaml")}
 
 
 def test_report_opens_with_the_scorecard_controls_and_key_figures(series):
@@ -79,6 +81,7 @@ def test_report_holds_no_absolute_path_of_the_machine(series):
     assert "runs in ., figures in ../../figures" in page
     assert "cache cache/abc123" in page and "written: ../../figures/scorecard.md" in page
     assert f"sibling {runs}2/x stays" in page  # another folder that merely starts the same is left alone
+    assert "profile = &lt;profile folder&gt;/mine.yaml" in page  # a profile given as a YAML path
 
 
 def test_relative_paths_leaves_data_uris_alone():
