@@ -64,12 +64,13 @@ def test_barrier_anatomy_runs_on_one_thread_and_counts_every_step(world, monkeyp
             bars.append(self)
 
     monkeypatch.setattr(anatomy, "Progress", Recorded)
-    torch.set_num_threads(2)
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)  # torch's default on a 2-core machine, what the anatomy used to run with
     try:
         out = anatomy.barrier_anatomy(cfg)
         assert torch.get_num_threads() == 2  # the caller's setting is back
     finally:
-        torch.set_num_threads(1)
+        torch.set_num_threads(caller)
     assert set(threads) == {1}, set(threads)
     steps = anatomy.anatomy_steps(anatomy.anatomy_settings(cfg), len(data), cfg["finetune"]["batch_size"])
     (bar,) = bars
