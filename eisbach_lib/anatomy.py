@@ -6,10 +6,18 @@ Two entry points compute every scorecard input of C1-C4 and write it to <runs_di
 and `training_dynamics(cfg)` (the trained grid's logs and checkpoints: notebook 04). The notebooks
 call them and plot what they return; the functions below are their parts, each returning a tidy
 DataFrame. Sizes come from the profile's optional `anatomy:` section (defaults in config.ANATOMY_DEFAULTS).
+
+Both entry points run with one torch thread (`workers.one_thread`): their loops are thousands of
+small forward/backward passes, which a second OpenMP thread barely speeds up alone and slows down
+many times over when another process shares the cores (benchmarks/results/anatomy.md).
+`barrier_anatomy` prints the same progress lines as training (`progress.Progress`): one counter over
+every model pass and clip of its parts, its total from `anatomy_steps`; a part added to it takes
+`bar=` and calls `_tick(bar)` once per step, and `anatomy_steps` counts those steps.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +30,19 @@ from .config import anatomy_settings
 from .flow import noise_data, velocity_target
 from .layout import Layout, is_finished
 from .progress import Progress
+from .workers import one_thread
 
 FLAT_CLASSES = ("sustained",)
 CONTRAST_CLASSES = ("plucked", "percussive")
+#: the arms of C1's per-sample/batch gradient cosines and of its AdamW update cosines (barrier_anatomy)
+GRAD_ARMS = ("eisbach", "eisbach_norm", "eisbach_shuffle", "eisbach_tmatched", "eisbach_grad", "minsnr")
+UPDATE_ARMS = ("eisbach", "eisbach_shuffle")  # C1: the claim, and the same weights on the wrong samples
+
+
+def _tick(bar: Progress | None, n: int = 1) -> None:
+    """Count n steps on the anatomy's progress counter, if there is one."""
+    if bar is not None:
+        bar.update(n)
 
 
 def _forward(model, data: PreEncoded, idx: torch.Tensor, t: torch.Tensor, noise: torch.Tensor):
@@ -37,9 +55,9 @@ def _forward(model, data: PreEncoded, idx: torch.Tensor, t: torch.Tensor, noise:
 
 @torch.no_grad()
 def entropy_vs_t(model, data: PreEncoded, t_grid: list[float], n_clips: int = 32, lam: float = 0.5,
-                 seed: int = 0, batch_size: int = 32) -> pd.DataFrame:
+                 seed: int = 0, batch_size: int = 32, bar: Progress | None = None) -> pd.DataFrame:
     """h and w of the model's output for fixed clips and noise at each t of `t_grid` (claim C4).
-    Columns: id, texture, t, h, w."""
+    Columns: id, texture, t, h, w. One `bar` step per forward pass."""
     g = torch.Generator().manual_seed(seed)
     idx_all = torch.randperm(len(data), generator=g)[:n_clips]
     noise_all = torch.randn(data.latents[idx_all].shape, generator=g)
@@ -54,19 +72,25 @@ def entropy_vs_t(model, data: PreEncoded, t_grid: list[float], n_clips: int = 32
             for i, hh, ww in zip(idx.tolist(), h.tolist(), w.tolist()):
                 rows.append({"id": data.manifest.loc[i, "id"], "texture": data.manifest.loc[i].get("texture", ""),
                              "t": float(t_val), "h": hh, "w": ww})
+            _tick(bar)
     return pd.DataFrame(rows)
 
 
 @torch.no_grad()
 def weights_by_clip(model, data: PreEncoded, n_t: int = 8, lam: float = 0.5, seed: int = 0,
-                    batch_size: int = 32, timesteps: str = "trunc_logit_normal") -> pd.DataFrame:
+                    batch_size: int = 32, timesteps: str = "trunc_logit_normal",
+                    bar: Progress | None = None) -> pd.DataFrame:
     """Each clip's mean barrier weight over `n_t` training-distribution timesteps (claim C2).
-    Columns: id, texture, h, w (means over t)."""
+    Columns: id, texture, h, w (means over t). One `bar` step per forward pass; without `bar` it
+    shows its own counter (train.constant_weight calls it alone)."""
     from .flow import sample_timesteps
 
     g = torch.Generator().manual_seed(seed)
     h_sum, w_sum = torch.zeros(len(data)), torch.zeros(len(data))
-    for _ in Progress(range(n_t), desc="weights by clip", leave=False):
+    own = bar is None
+    if own:
+        bar = Progress(total=n_t * math.ceil(len(data) / batch_size), desc="weights by clip", unit="batch")
+    for _ in range(n_t):
         for k in range(0, len(data), batch_size):
             idx = torch.arange(k, min(k + batch_size, len(data)))
             t = sample_timesteps(len(idx), timesteps, generator=g)
@@ -74,14 +98,18 @@ def weights_by_clip(model, data: PreEncoded, n_t: int = 8, lam: float = 0.5, see
             v, _, mask = _forward(model, data, idx, t, noise)
             h_sum[idx] += temporal_entropy(v, mask)
             w_sum[idx] += barrier_weights(v, "eisbach", lam=lam, mask=mask)
+            _tick(bar)
+    if own:
+        bar.close()
     df = data.manifest[["id"]].copy()
     df["texture"] = data.manifest["texture"] if "texture" in data.manifest else ""
     df["h"], df["w"] = (h_sum / n_t).numpy(), (w_sum / n_t).numpy()
     return df
 
 
-def clip_flatness(manifest: pd.DataFrame, audio_root: Path) -> pd.Series:
-    """`metrics.temporal_flatness` of each clip's training audio, indexed like `manifest`."""
+def clip_flatness(manifest: pd.DataFrame, audio_root: Path, bar: Progress | None = None) -> pd.Series:
+    """`metrics.temporal_flatness` of each clip's training audio, indexed like `manifest`. One `bar`
+    step per clip."""
     import soundfile as sf
 
     from .metrics import temporal_flatness
@@ -90,6 +118,7 @@ def clip_flatness(manifest: pd.DataFrame, audio_root: Path) -> pd.Series:
     for p in manifest["path"]:
         y, sr = sf.read(Path(audio_root) / p, dtype="float32", always_2d=True)
         vals.append(temporal_flatness(y.mean(axis=1), sr))
+        _tick(bar)
     return pd.Series(vals, index=manifest.index, name="flatness")
 
 
@@ -98,12 +127,13 @@ def _flat_grad(params: list[torch.nn.Parameter]) -> torch.Tensor:
 
 
 def grad_cosines(model, data: PreEncoded, arms: list[str], n_batches: int = 4, batch_size: int = 4,
-                 lam: float = 0.5, seed: int = 0, timesteps: str = "trunc_logit_normal") -> pd.DataFrame:
+                 lam: float = 0.5, seed: int = 0, timesteps: str = "trunc_logit_normal",
+                 bar: Progress | None = None) -> pd.DataFrame:
     """Cosine between weighted and unweighted gradients of the trainable parameters (claim C1).
 
     per_sample: ∇(w_b·L_b) vs ∇L_b for each sample b (= 1 when w is detached, whatever w is);
     batch:      ∇ mean_b(w_b·L_b) vs ∇ mean_b(L_b) (< 1 whenever the weights differ across samples).
-    Columns: arm, kind, batch, sample, cos, w."""
+    Columns: arm, kind, batch, sample, cos, w. One `bar` step per backward pass."""
     from .flow import sample_timesteps
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -128,6 +158,7 @@ def grad_cosines(model, data: PreEncoded, arms: list[str], n_batches: int = 4, b
                     grads[("w" if weighted else "u", b)] = _flat_grad(params).clone()
                     if weighted and b == -1:
                         w_batch = w.detach()
+                    _tick(bar)
             for b in [*range(len(idx)), -1]:
                 cos = torch.nn.functional.cosine_similarity(grads[("w", b)], grads[("u", b)], dim=0).item()
                 rows.append({"arm": arm, "kind": "batch" if b == -1 else "per_sample", "batch": bi,
@@ -177,9 +208,11 @@ def _draw_batches(data: PreEncoded, n_steps: int, batch_size: int, timesteps: st
 
 
 def _updates(model, data: PreEncoded, batches: list, arm: str, theta0: list[torch.Tensor], lr: float,
-             betas: tuple[float, float], weight_decay: float, lam: float, shuffle_seed: int) -> list[torch.Tensor]:
+             betas: tuple[float, float], weight_decay: float, lam: float, shuffle_seed: int,
+             bar: Progress | None = None) -> list[torch.Tensor]:
     """The cumulative update Δθ_k = θ_k − θ0 after each AdamW step k of `arm` over `batches`,
-    starting from θ0 with a fresh optimiser (so every arm starts from the same state)."""
+    starting from θ0 with a fresh optimiser (so every arm starts from the same state). One `bar`
+    step per AdamW step."""
     params = [p for p in model.parameters() if p.requires_grad]
     _load_trainable(model, theta0)
     opt = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=1e-8)
@@ -192,6 +225,7 @@ def _updates(model, data: PreEncoded, batches: list, arm: str, theta0: list[torc
         (w * per_sample_loss(v, target, mask)).mean().backward()
         opt.step()
         deltas.append(torch.cat([(p.detach() - p0).flatten() for p, p0 in zip(params, theta0)]))
+        _tick(bar)
     return deltas
 
 
@@ -201,7 +235,7 @@ NOISE_FLOOR = "none_other_batches"  # the arm label of the minibatch-noise floor
 def update_cosines(model, data: PreEncoded, arms: list[str], n_seqs: int = 3, n_steps: int = 10,
                    batch_size: int = 4, lr: float = 5e-5, betas: tuple[float, float] = (0.9, 0.95),
                    weight_decay: float = 0.0, lam: float = 0.5, seed: int = 0,
-                   timesteps: str = "trunc_logit_normal", init: int = 0) -> pd.DataFrame:
+                   timesteps: str = "trunc_logit_normal", init: int = 0, bar: Progress | None = None) -> pd.DataFrame:
     """The part of C1 that can fail: does the weighting turn the *update* more than minibatch noise does?
 
     From the same adapter state θ0 and a fresh AdamW, train `n_steps` on batch sequence A (clips,
@@ -214,13 +248,13 @@ def update_cosines(model, data: PreEncoded, arms: list[str], n_seqs: int = 3, n_
     somewhat under any reweighting; the claim "step size, not direction" is then a claim that it
     turns little next to what a change of minibatches does. Sequence k is drawn from (seed, k), so
     every adapter init (`init`, a label) sees the same sequences: inits × sequences are crossed.
-    Columns: init, arm, seq, step, cos."""
+    Columns: init, arm, seq, step, cos. One `bar` step per AdamW step."""
     theta0 = _trainable_state(model)
     rows = []
     for seq in range(n_seqs):
         seq_a = _draw_batches(data, n_steps, batch_size, timesteps, torch.Generator().manual_seed(seed * 1000 + 2 * seq))
         seq_b = _draw_batches(data, n_steps, batch_size, timesteps, torch.Generator().manual_seed(seed * 1000 + 2 * seq + 1))
-        kw = dict(theta0=theta0, lr=lr, betas=betas, weight_decay=weight_decay, lam=lam, shuffle_seed=seed + seq)
+        kw = dict(theta0=theta0, lr=lr, betas=betas, weight_decay=weight_decay, lam=lam, shuffle_seed=seed + seq, bar=bar)
         ref = _updates(model, data, seq_a, "none", **kw)
         runs = {NOISE_FLOOR: _updates(model, data, seq_b, "none", **kw)}
         runs.update({arm: _updates(model, data, seq_a, arm, **kw) for arm in arms})
@@ -265,10 +299,31 @@ def _split_data(cfg: dict, split: str = "finetune") -> PreEncoded:
     return load_cache(prepare_corpus(cfg, progress=False)).split(split)
 
 
-def barrier_anatomy(cfg: dict) -> dict[str, pd.DataFrame]:
+def anatomy_steps(st: dict, n_data: int, batch_size: int) -> dict[str, int]:
+    """The steps of each part of `barrier_anatomy` as its loops count them on the progress counter
+    (forward passes, backward passes, AdamW steps, clips), from the anatomy settings `st`, the size
+    of the finetune split and the fine-tuning batch size. tests/test_anatomy_progress.py checks
+    that the counter ends exactly at their sum."""
+    n_clips = min(n_data, int(st["clips"]))
+    return {"entropy_vs_t": int(st["t_points"]) * math.ceil(n_clips / 32),
+            "weights_by_clip": int(st["weight_draws"]) * math.ceil(n_data / 32),
+            "clip_flatness": n_data,
+            "grad_cosines": int(st["grad_batches"]) * len(GRAD_ARMS) * 2 * (min(batch_size, n_data) + 1),
+            "update_cosines": int(st["update_inits"]) * int(st["update_seqs"]) * (2 + len(UPDATE_ARMS))
+                              * int(st["update_steps"])}
+
+
+def barrier_anatomy(cfg: dict, progress: bool = True) -> dict[str, pd.DataFrame]:
     """Everything the scorecard needs from the base model before fine-tuning (C1, C2, C4), written to
     <runs_dir>/anatomy/: entropy_vs_t.csv (C4), weights_by_clip.csv (C2, with each clip's
-    temporal_flatness), grad_cosines.csv and update_cosines.csv (C1). Returns the tables by name."""
+    temporal_flatness), grad_cosines.csv and update_cosines.csv (C1). Returns the tables by name.
+    Runs with one torch thread and shows one progress counter over all parts (module docstring)."""
+    with one_thread():
+        return _barrier_anatomy(cfg, progress)
+
+
+def _barrier_anatomy(cfg: dict, progress: bool) -> dict[str, pd.DataFrame]:
+    """`barrier_anatomy`'s work, in the caller's thread setting."""
     from .generate import base_model
     from .models import add_adapter
 
@@ -276,26 +331,30 @@ def barrier_anatomy(cfg: dict) -> dict[str, pd.DataFrame]:
     layout = Layout.of(cfg)
     layout.anatomy.mkdir(parents=True, exist_ok=True)
     data, model, lam, seed = _split_data(cfg), base_model(cfg), float(ft["lam"]), int(cfg["seed"])
+    bar = Progress(total=sum(anatomy_steps(st, len(data), int(ft["batch_size"])).values()), desc="barrier anatomy",
+                   unit="step", disable=not progress)
     out = {}
     t_grid = np.round(np.linspace(0.05, 0.95, int(st["t_points"])), 3).tolist()
     out["entropy_vs_t"] = entropy_vs_t(model, data, t_grid, n_clips=min(len(data), int(st["clips"])), lam=lam,
-                                       seed=seed).assign(stage="base")
-    wbc = weights_by_clip(model, data, n_t=int(st["weight_draws"]), lam=lam, seed=seed, timesteps=ft["timesteps"])
-    wbc["flatness"] = clip_flatness(data.manifest, layout.corpus).to_numpy()
+                                       seed=seed, bar=bar).assign(stage="base")
+    wbc = weights_by_clip(model, data, n_t=int(st["weight_draws"]), lam=lam, seed=seed, timesteps=ft["timesteps"],
+                          bar=bar)
+    wbc["flatness"] = clip_flatness(data.manifest, layout.corpus, bar=bar).to_numpy()
     out["weights_by_clip"] = wbc
     adapted = add_adapter(base_model(cfg), kind=ft["adapters"][0], rank=ft["rank"], alpha=ft["alpha"], seed=seed)
-    arms = ["eisbach", "eisbach_norm", "eisbach_shuffle", "eisbach_tmatched", "eisbach_grad", "minsnr"]
-    out["grad_cosines"] = grad_cosines(adapted, data, arms, n_batches=int(st["grad_batches"]),
-                                       batch_size=ft["batch_size"], lam=lam, seed=seed, timesteps=ft["timesteps"])
+    out["grad_cosines"] = grad_cosines(adapted, data, list(GRAD_ARMS), n_batches=int(st["grad_batches"]),
+                                       batch_size=ft["batch_size"], lam=lam, seed=seed, timesteps=ft["timesteps"],
+                                       bar=bar)
     parts = []
     for init in range(int(st["update_inits"])):  # several adapter inits, the same batch sequences (crossed)
         model_i = add_adapter(base_model(cfg), kind=ft["adapters"][0], rank=ft["rank"], alpha=ft["alpha"],
                               seed=seed + init)
-        parts.append(update_cosines(model_i, data, ["eisbach", "eisbach_shuffle"], n_seqs=int(st["update_seqs"]),
+        parts.append(update_cosines(model_i, data, list(UPDATE_ARMS), n_seqs=int(st["update_seqs"]),
                                     n_steps=int(st["update_steps"]), batch_size=ft["batch_size"], lr=float(ft["lr"]),
                                     betas=tuple(ft["betas"]), weight_decay=float(ft.get("weight_decay", 0.0)), lam=lam,
-                                    seed=seed, timesteps=ft["timesteps"], init=init))
+                                    seed=seed, timesteps=ft["timesteps"], init=init, bar=bar))
     out["update_cosines"] = pd.concat(parts, ignore_index=True)
+    bar.close()
     for name, df in out.items():
         df.to_csv(layout.anatomy_table(name), index=False)
     return out
@@ -318,7 +377,14 @@ def training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
     run and training phase), weight_mix.csv (the effective training mix, `train.training_mix`, with
     shift = weighted share − sample share), entropy_vs_t_checkpoints.csv
     (C4 at every checkpoint of the first seed's `eisbach` run) and output_distances.csv (how far the
-    final adapters are from the base and from each other). Returns the tables by name."""
+    final adapters are from the base and from each other). Returns the tables by name. Runs with
+    one torch thread (module docstring)."""
+    with one_thread():  # as barrier_anatomy (module docstring)
+        return _training_dynamics(cfg)
+
+
+def _training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
+    """`training_dynamics`' work, in the caller's thread setting."""
     from .train import grid_items, load_run_model
 
     st, ft = anatomy_settings(cfg), cfg["finetune"]

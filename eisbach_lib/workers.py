@@ -1,10 +1,17 @@
-"""Worker processes for the CPU's second core: the grid and the generation grid share one pattern.
+"""Worker processes for the CPU's second core, and the one-thread rule for CPU work in this process.
 
 `run_workers` starts one spawned process per share of the work (a fresh interpreter: no forked
 OpenMP state; OMP/MKL thread counts set to 1 while they start, so each worker is one thread),
 shows the parent a progress line counted from the files the workers leave behind (done.json,
 manifest.csv), stops them all if the parent is interrupted (e.g. a notebook cell is stopped;
 finished work is kept and resumes), and returns the workers that failed.
+
+`one_thread()` applies the same rule to work done in the calling process (the barrier anatomy and
+the training dynamics of notebooks 02 and 04): torch's default is one intra-op thread per core, and
+on a shared machine two OpenMP threads wait on each other at the end of every small op whenever
+one of them is not scheduled, so a loop of small forward/backward passes runs many times slower
+beside any other busy process, while alone it gains little from the second thread
+(benchmarks/results/anatomy.md).
 """
 
 from __future__ import annotations
@@ -12,12 +19,30 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
-from typing import Callable, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 from .progress import Progress
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 POLL_S = 2.0
+
+
+@contextmanager
+def one_thread(n: int = 1) -> Iterator[None]:
+    """Run the block with `n` torch intra-op threads and `n` threads in every BLAS/OpenMP pool
+    threadpoolctl finds (numpy and scipy in the metrics), restoring both afterwards, so a notebook's
+    later cells keep torch's default. See the module docstring for why one thread."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_workers(target: Callable, shares: Sequence[tuple], names: Sequence[str], n_done: Callable[[], int],
