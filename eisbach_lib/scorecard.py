@@ -623,7 +623,9 @@ def readout_rows(t: dict) -> list[dict]:
         ok = bool(r["pass"]) if pd.notna(r.get("pass")) else None
         rows.append(_row("READ", str(r["check"]), "validation", verdict="" if ok is None else "passed" if ok else "failed",
                          statement="the texture readout reads what it should", estimate=float(r["read_back"]),
-                         note=f"target {r['target']:.3g}, tolerance {r.get('tolerance', np.nan):.3g}. {r.get('note', '')}".strip(),
+                         note=". ".join(x for x in ("; ".join(f"{k} {r[k]:.3g}" for k in ("target", "tolerance")
+                                                                if pd.notna(r.get(k))),
+                                                      str(r["note"]) if pd.notna(r.get("note")) else "") if x),
                          n=int(r.get("n", 0) or 0)))
     return rows
 
