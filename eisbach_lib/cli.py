@@ -171,7 +171,7 @@ def cmd_report(cfg: dict, args: argparse.Namespace) -> None:
 #: previous run. cpu: measured per notebook (README). smoke: README's measured total (210 s on an
 #: idle machine) split in the proportions measured per notebook on a busy one (1075 s in all).
 EXPECTED_S = {
-    "cpu": {"00": 182, "01": 770, "02": 80, "03": 520, "04": 52, "05": 493, "06": 53, "07": 13},
+    "cpu": {"00": 123, "01": 769, "02": 99, "03": 742, "04": 55, "05": 1019, "06": 101, "07": 6},  # fresh clone, 2026-12-02
     "smoke": {"00": 11, "01": 34, "02": 40, "03": 54, "04": 13, "05": 49, "06": 6, "07": 3},
 }
 #: the kernel prints figures inline (ipykernel's own default when MPLBACKEND is unset) even where the

@@ -34,7 +34,9 @@ SECTION_DEFAULTS = {
     # The evaluation prompts (generate.prompt_set): the held-out captions at primary_cfg (1: the model's
     # conditional, the primary readout) and again at `cfg`; unconditional_prompts rows of the null
     # condition; the card's four prompts (a secondary set) unless card_prompts is false.
-    "generate": {"primary_cfg": 1.0, "unconditional_prompts": 1, "card_prompts": True},
+    # primary_at_cfg false leaves out the `primary_cfg` set (the cpu profile: its pilot read the flat share at
+    # the floor there for every arm, so the set costs half the generation and shows nothing).
+    "generate": {"primary_cfg": 1.0, "primary_at_cfg": True, "unconditional_prompts": 1, "card_prompts": True},
 }
 # How much of the model and corpus each anatomy measurement looks at (a profile's `anatomy:` section overrides).
 ANATOMY_DEFAULTS = {

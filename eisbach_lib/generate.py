@@ -111,7 +111,7 @@ def prompt_set(cfg: dict) -> pd.DataFrame:
     held = _heldout_captions(cfg, heldout_prompts(cfg))
     rows = [{"name": r.id, "caption": r.caption, "source": HELDOUT_SPLIT, "set": "primary", "cfg": primary_cfg}
             for r in held.itertuples()]
-    if guided != primary_cfg:
+    if guided != primary_cfg and gen["primary_at_cfg"]:  # the same captions again at the profile's CFG
         rows += [{**r, "set": "primary_cfg", "cfg": guided} for r in list(rows)]
     rows += [{"name": f"unconditional_{k}", "caption": "", "source": "unconditional", "set": "unconditional",
               "cfg": 1.0} for k in range(int(gen["unconditional_prompts"]))]

@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .config import workers
 from .layout import Layout
-from .plan import Components, Costs, variance_components, write_plan_inputs
+from .plan import Costs, shape_of, variance_components, write_plan_inputs
 
 DOSES = (0.3, 0.1)          # oracle flat-class factors besides 1 (= none)
 PILOT_SEEDS = (0, 1)
@@ -80,7 +81,7 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
     per comparison × prompt set), clips.parquet, plan_inputs.json and timings.json. Safe to re-run:
     finished runs and generations are reused (their times are then read back from timings.json)."""
     from .datasets import load_corpus
-    from .generate import generate_run, prompt_set
+    from .generate import base_model, generate_run, prompt_set
     from .readout import fit_readout
     from .train import pretrain, train_run
 
@@ -97,7 +98,8 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
     jobs = [("none", 1.0)] + [("oracle_texture", f) for f in doses]
     manifests = []
     base_m, t_gen = _timed(generate_run, pcfg, None, name="pilot_base", meta={"adapter": "none", "arm": "base", "seed": -1},
-                           progress=progress)
+                           model=base_model(pcfg), progress=progress)
+    times.setdefault("generate pilot_base", t_gen)
     manifests.append(base_m.assign(label="base", variant=""))
     for variant, overrides in variants.items():
         for seed in seeds:
@@ -126,14 +128,30 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
     n_clips = len(clips)
     gen_s = sum(v for k, v in times.items() if k.startswith("generate"))
     train_s = [v for k, v in times.items() if k.startswith("train")]
-    costs = Costs(fixed_s=times["corpus_pretrain_s"], train_run_s=float(np.median(train_s)),
-                  generate_clip_s=gen_s / max(n_clips, 1), evaluate_clip_s=_metric_seconds_per_clip(layout.runs, clips))
+    # the pilot trains and generates in one one-thread process; the grid and the generation grid run
+    # `workers` such processes side by side, so a run or a clip costs 1/workers of that in wall time
+    costs = Costs(fixed_s=fixed_seconds(cfg, times["corpus_pretrain_s"]),
+                  train_run_s=float(np.median(train_s)) / workers(cfg, "finetune"),
+                  generate_clip_s=gen_s / max(n_clips, 1) / workers(cfg, "generate"),
+                  evaluate_clip_s=_metric_seconds_per_clip(layout.runs, clips) / 2)
     comps = {f"{arm_label('oracle_texture', doses[-1], 'recipe')} − none ({s})":
              variance_components(paired_rows(clips, arm_label("oracle_texture", doses[-1], "recipe"), "none", s))
              for s in ("primary",) if s in set(clips["set"])}
     n_arms = len(cfg["finetune"]["arms"])
-    write_plan_inputs(layout.runs / "plan_inputs.json", comps, costs, sesoi, n_arms)
+    write_plan_inputs(layout.runs / "plan_inputs.json", comps, costs, sesoi, n_arms, shape_of(cfg))
     return {"pilot": table, "clips": clips}
+
+
+def fixed_seconds(cfg: dict, measured: float) -> float:
+    """The stages whose cost does not grow with the design (corpus, pretraining, anatomy, dynamics,
+    scorecard: notebooks 00, 01, 02, 04, 07): the pilot's own measurement of corpus + pretraining when it
+    did that work (≥ 60 s) plus the profile's expected times of 02, 04 and 07, else the profile's
+    expected times of all five (`cli.EXPECTED_S`, measured on a fresh clone)."""
+    from .cli import EXPECTED_S
+
+    exp = EXPECTED_S.get(cfg["name"], {})
+    rest = sum(exp.get(k, 0) for k in ("02", "04", "07"))
+    return measured + rest if measured >= 60 or not exp else exp.get("00", 0) + exp.get("01", 0) + rest
 
 
 def readout_sesoi(cfg: dict, readout) -> float:
@@ -191,10 +209,13 @@ def dose_response(clips: pd.DataFrame, sesoi: float, alpha: float = 0.05) -> pd.
     return table
 
 
-def _metric_seconds_per_clip(runs: Path, clips: pd.DataFrame, n: int = 16) -> float:
-    """Seconds per clip of the audio metric suite (`metrics.metrics_table`, 2 workers) on `n` generated clips."""
+def _metric_seconds_per_clip(runs: Path, clips: pd.DataFrame, n: int = 24) -> float:
+    """Seconds per clip of the audio metric suite in one warm process (`metrics.metrics_table`, n_jobs=1:
+    a first call on 2 clips compiles what numba compiles, then `n` clips are timed); `evaluate` runs
+    2 workers, hence the caller's / 2."""
     from .metrics import metrics_table
 
-    paths = [str(runs / p) for p in clips["path"].head(n)]
-    _, t = _timed(metrics_table, paths, None, n_jobs=2)
-    return t / max(len(paths), 1)
+    paths = [str(runs / p) for p in clips["path"].head(n + 2)]
+    metrics_table(paths[:2], None, n_jobs=1)
+    _, t = _timed(metrics_table, paths[2:], None, n_jobs=1)
+    return t / max(len(paths) - 2, 1)

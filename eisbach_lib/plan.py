@@ -91,20 +91,43 @@ class Costs:
     evaluate_clip_s: float
 
 
-def projected_seconds(costs: Costs, arms: int, seeds: int, prompts: int, samples: int,
-                      extra_steps_runs: int = 0) -> float:
-    """fixed + train·arms·S + (generate + evaluate)·clips, clips = (arms·S + extra_steps_runs + 1)·P·n
-    (the +1 is the base model; `extra_steps_runs` counts checkpoint generations)."""
-    clips = (arms * seeds + extra_steps_runs + 1) * prompts * samples
+@dataclass(frozen=True)
+class Shape:
+    """What a profile generates besides the primary prompts: `rows_per_prompt` generated rows per primary
+    prompt (2 when the same captions are also generated at the profile's CFG), `extra_rows` rows that do
+    not scale with the prompts (unconditional + card prompts), `checkpoint_models` extra generations per
+    seed (checkpoints of the checkpoint arms)."""
+
+    rows_per_prompt: int = 2
+    extra_rows: int = 5
+    checkpoint_models: int = 0
+
+
+def shape_of(cfg: dict) -> Shape:
+    """The generation shape of a profile (`generate.prompt_set`'s sets, `config.checkpoint_arms`)."""
+    from .config import checkpoint_arms
+
+    gen, ft = cfg["generate"], cfg["finetune"]
+    two = float(gen.get("primary_cfg", 1.0)) != float(gen["cfg"]) and gen.get("primary_at_cfg", True)
+    extra = int(gen.get("unconditional_prompts", 1)) + (4 if gen.get("card_prompts", True) else 0)
+    ckpts = [c for c in (ft.get("checkpoints") or []) if c < int(ft["steps"])]
+    return Shape(2 if two else 1, extra, len(ckpts) * len(checkpoint_arms(cfg) or ft["arms"]))
+
+
+def projected_seconds(costs: Costs, arms: int, seeds: int, prompts: int, samples: int, shape: Shape = Shape()) -> float:
+    """fixed + train·arms·S + (generate + evaluate)·clips, with clips = models·rows·n:
+    models = arms·S + checkpoint_models·S + 1 (the base), rows = rows_per_prompt·P + extra_rows."""
+    models = arms * seeds + shape.checkpoint_models * seeds + 1
+    clips = models * (shape.rows_per_prompt * prompts + shape.extra_rows) * samples
     return costs.fixed_s + costs.train_run_s * arms * seeds + (costs.generate_clip_s + costs.evaluate_clip_s) * clips
 
 
 def design_table(c: Components, costs: Costs, sesoi: float, arms: int, seeds=range(3, 17),
-                 prompts=(8, 12, 16, 24), samples=(4, 8), alpha: float = 0.05) -> pd.DataFrame:
+                 prompts=(8, 12, 16, 24), samples=(4, 8), alpha: float = 0.05, shape: Shape = Shape()) -> pd.DataFrame:
     """Every candidate design with its expected MDE (outcome units and in sesoi) and projected
     minutes, cheapest first."""
     rows = [{"seeds": s, "prompts": p, "samples": n, "mde": expected_mde(c, s, p, n, alpha),
-             "minutes": projected_seconds(costs, arms, s, p, n) / 60}
+             "minutes": projected_seconds(costs, arms, s, p, n, shape) / 60}
             for s, p, n in itertools.product(seeds, prompts, samples)]
     df = pd.DataFrame(rows)
     df["mde_sesoi"] = df["mde"] / sesoi
@@ -119,34 +142,35 @@ def choose(table: pd.DataFrame, target_mde_sesoi: float = 0.5, budget_minutes: f
     return ok.iloc[0] if len(ok) else None
 
 
-def write_plan_inputs(path: Path, components: dict[str, Components], costs: Costs, sesoi: float, arms: int) -> None:
+def write_plan_inputs(path: Path, components: dict[str, Components], costs: Costs, sesoi: float, arms: int,
+                      shape: Shape = Shape()) -> None:
     """The pilot's measurements as JSON (what `eisbach plan` reads)."""
     path.write_text(json.dumps({"components": {k: asdict(v) for k, v in components.items()}, "costs": asdict(costs),
-                                "sesoi": sesoi, "arms": arms}, indent=2))
+                                "sesoi": sesoi, "arms": arms, "shape": asdict(shape)}, indent=2))
 
 
-def read_plan_inputs(path: Path) -> tuple[dict[str, Components], Costs, float, int]:
-    """(components by comparison, costs, sesoi, arms) from `write_plan_inputs`' file; a missing file
-    raises FileNotFoundError naming it and the command that writes it."""
+def read_plan_inputs(path: Path) -> tuple[dict[str, Components], Costs, float, int, Shape]:
+    """(components by comparison, costs, sesoi, arms, shape) from `write_plan_inputs`' file; a missing
+    file raises FileNotFoundError naming it and the command that writes it."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no pilot measurements; run `eisbach pilot --profile …` first")
     raw = json.loads(path.read_text())
     return ({k: Components(**v) for k, v in raw["components"].items()}, Costs(**raw["costs"]), float(raw["sesoi"]),
-            int(raw["arms"]))
+            int(raw["arms"]), Shape(**raw.get("shape", {})))
 
 
 def plan_report(path: Path, target_mde_sesoi: float = 0.5, budget_minutes: float | None = 60.0,
                 arms: int | None = None) -> tuple[str, pd.DataFrame]:
     """(text, table): for each measured comparison, the cheapest design reaching the target MDE (in
     sesoi) within the budget, with the pilot's components; the table holds every candidate."""
-    comps, costs, sesoi, pilot_arms = read_plan_inputs(path)
+    comps, costs, sesoi, pilot_arms, shape = read_plan_inputs(path)
     arms = arms or pilot_arms
     lines = [f"pilot: {path}", f"sesoi of the readout {sesoi:.4g}; target MDE {target_mde_sesoi} sesoi; {arms} arms; "
              f"costs: fixed {costs.fixed_s / 60:.1f} min, {costs.train_run_s:.1f} s a run, "
              f"{costs.generate_clip_s + costs.evaluate_clip_s:.3f} s a clip"]
     tables = []
     for name, c in comps.items():
-        t = design_table(c, costs, sesoi, arms).assign(comparison=name)
+        t = design_table(c, costs, sesoi, arms, shape=shape).assign(comparison=name)
         tables.append(t)
         best = choose(t, target_mde_sesoi, budget_minutes)
         lines.append(f"{name}: components (sd) seed {np.sqrt(c.seed):.3g}, prompt {np.sqrt(c.prompt):.3g}, cell "
