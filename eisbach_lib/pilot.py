@@ -134,9 +134,10 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
                   train_run_s=float(np.median(train_s)) / workers(cfg, "finetune"),
                   generate_clip_s=gen_s / max(n_clips, 1) / workers(cfg, "generate"),
                   evaluate_clip_s=_metric_seconds_per_clip(layout.runs, clips) / 2)
-    comps = {f"{arm_label('oracle_texture', doses[-1], 'recipe')} − none ({s})":
-             variance_components(paired_rows(clips, arm_label("oracle_texture", doses[-1], "recipe"), "none", s))
-             for s in ("primary",) if s in set(clips["set"])}
+    comps = {f"{arm_label('oracle_texture', doses[-1], v)} − {arm_label('none', 1.0, v)} (primary)":
+             variance_components(paired_rows(clips, arm_label("oracle_texture", doses[-1], v), arm_label("none", 1.0, v),
+                                             "primary"))
+             for v in variants if "primary" in set(clips["set"])}
     n_arms = len(cfg["finetune"]["arms"])
     write_plan_inputs(layout.runs / "plan_inputs.json", comps, costs, sesoi, n_arms, shape_of(cfg))
     return {"pilot": table, "clips": clips}
@@ -200,10 +201,11 @@ def dose_response(clips: pd.DataFrame, sesoi: float, alpha: float = 0.05) -> pd.
                          "sesoi": sesoi, "n_seeds": res["n_seeds"], "n_prompts": res["n_prompts"], "verdict": res["verdict"]})
     table = pd.DataFrame(rows)
     table["monotone"] = np.nan
-    for (s,), g in table.groupby(["set"]):
-        dose = g[g["comparison"].str.match(r"^oracle[0-9.]+ − none$")]
+    parts = table["comparison"].str.extract(r"^oracle([0-9.]+)(@\S+)? − none")
+    for (s, v), g in table.assign(_f=parts[0], _v=parts[1].fillna("")).groupby(["set", "_v"]):
+        dose = g[g["_f"].notna()]
         if len(dose) >= 2:
-            f = dose["comparison"].str.extract(r"^oracle([0-9.]+)")[0].astype(float)
+            f = dose["_f"].astype(float)
             order = dose.assign(f=f.to_numpy()).sort_values("f", ascending=False)  # weaker dose first
             table.loc[dose.index, "monotone"] = float(np.all(np.diff(np.r_[0.0, order["estimate"].to_numpy()]) < 0))
     return table
