@@ -283,13 +283,17 @@ def readout_columns(cfg: dict, samples: pd.DataFrame, reference: pd.DataFrame) -
     prompt's samples, an arm) is that set's PACC flat share (`Readout.flat_share`), so paired
     differences and their sesoi live on the flat-share scale. Read from the latents the model made
     (latents.npy), never from decoded audio. A corpus without texture labels has no readout: empty
-    results and a message."""
+    results and a message; so does a readout that cannot tell flat clips apart (a corpus too small)."""
     from .datasets import load_corpus
     from .readout import fit_readout, sample_textures, validation_rows
 
     try:
         readout = fit_readout(cfg)
-    except ValueError as e:  # e.g. musiccaps / a folder: no texture labels
+        if not readout.b - readout.a > 1e-9:
+            raise ValueError(f"the readout does not separate flat clips (out of fold: flat read {readout.b:.3f}, "
+                             f"non-flat {readout.a:.3f}); too few or too alike base clips")
+        validation = validation_rows(cfg, readout)
+    except ValueError as e:  # no texture labels (musiccaps, a folder), or a corpus too small to learn them
         print(f"texture readout: none ({e})")
         return pd.Series(dtype=float), pd.Series(dtype=float), pd.DataFrame()
     scale = lambda p: (p - readout.a) / (readout.b - readout.a)  # noqa: E731
@@ -298,7 +302,7 @@ def readout_columns(cfg: dict, samples: pd.DataFrame, reference: pd.DataFrame) -
     ref_p = readout.p_flat(readout.predict_proba(ref.latents.numpy()))
     ref_values = pd.Series(scale(ref_p), index=ref.manifest["id"].to_numpy())
     return (pd.Series(scale(gen["p_flat"].to_numpy()), index=gen["path"].to_numpy()),
-            ref_values.reindex(reference["id"]).set_axis(reference.index), validation_rows(cfg, readout))
+            ref_values.reindex(reference["id"]).set_axis(reference.index), validation)
 
 
 def write_metrics(cfg: dict, n_jobs: int = 2) -> dict[str, pd.DataFrame]:
@@ -319,7 +323,10 @@ def write_metrics(cfg: dict, n_jobs: int = 2) -> dict[str, pd.DataFrame]:
         reference = reference.assign(**{READOUT: ref_read.to_numpy()})
         _write(reference, mdir / "reference_roundtrip.parquet")
         _write(clips, mdir / "clips.parquet")
-    readout_validation.to_csv(mdir / "readout_validation.csv", index=False)
+    if len(readout_validation):
+        readout_validation.to_csv(mdir / "readout_validation.csv", index=False)
+    else:  # no readout this time: no validation rows from an earlier one either
+        (mdir / "readout_validation.csv").unlink(missing_ok=True)
     sigma = vendi_bandwidth(cfg, reference)
     intra, runs = set_metrics(clips, reference, bandwidth=sigma)
     intra.to_csv(mdir / "intra.csv", index=False)

@@ -192,7 +192,7 @@ def assert_full_scorecard(cfg: dict) -> None:
 
 def test_standin_chain_corpus_train_generate_evaluate(standin_profile):
     """`eisbach corpus -> train (2 arms x 2 seeds, --steps 5) -> generate -> evaluate` on the stand-in,
-    under a profile whose checkpoints lie at or beyond step 5 (smoke: [5, 10, 15, 20]): generate takes each
+    under a profile whose checkpoints lie at or beyond step 5 (smoke: [5, 10, 20]): generate takes each
     run's steps from its record, not from the profile."""
     profile = standin_profile(overrides={"corpus.clips": {"base": 8, "finetune": 8, "reference": 8}})
     cfg = load_profile(profile)
