@@ -296,12 +296,11 @@ def readout_columns(cfg: dict, samples: pd.DataFrame, reference: pd.DataFrame) -
     except ValueError as e:  # no texture labels (musiccaps, a folder), or a corpus too small to learn them
         print(f"texture readout: none ({e})")
         return pd.Series(dtype=float), pd.Series(dtype=float), pd.DataFrame()
-    scale = lambda p: (p - readout.a) / (readout.b - readout.a)  # noqa: E731
     gen = sample_textures(cfg, samples, readout)
     ref = load_corpus(cfg).split("reference")
     ref_p = readout.p_flat(readout.predict_proba(ref.latents.numpy()))
-    ref_values = pd.Series(scale(ref_p), index=ref.manifest["id"].to_numpy())
-    return (pd.Series(scale(gen["p_flat"].to_numpy()), index=gen["path"].to_numpy()),
+    ref_values = pd.Series(readout.clip_shares(ref_p), index=ref.manifest["id"].to_numpy())
+    return (pd.Series(readout.clip_shares(gen["p_flat"]), index=gen["path"].to_numpy()),
             ref_values.reindex(reference["id"]).set_axis(reference.index), validation)
 
 

@@ -72,7 +72,7 @@ def clip_readout(cfg: dict, manifest: pd.DataFrame, readout) -> pd.DataFrame:
     from .readout import sample_textures
 
     gen = sample_textures(cfg, manifest.reset_index(drop=True), readout)
-    return manifest.reset_index(drop=True).assign(flat_share=(gen["p_flat"].to_numpy() - readout.a) / (readout.b - readout.a))
+    return manifest.reset_index(drop=True).assign(flat_share=readout.clip_shares(gen["p_flat"]))
 
 
 def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dict] | None = None,
@@ -162,7 +162,7 @@ def readout_sesoi(cfg: dict, readout) -> float:
     from .scorecard import SESOI_FRACTION
 
     z = load_corpus(cfg).split("reference").latents.numpy()
-    values = (readout.p_flat(readout.predict_proba(z)) - readout.a) / (readout.b - readout.a)
+    values = readout.clip_shares(readout.p_flat(readout.predict_proba(z)))
     return SESOI_FRACTION * float(np.std(values, ddof=1))
 
 

@@ -289,6 +289,11 @@ class Readout:
         """The PACC estimate of the share of flat clips in a set (module docstring)."""
         return adjusted_count(probabilistic_count(self.p_flat(proba)), self.a, self.b)
 
+    def clip_shares(self, p_flat: np.ndarray) -> np.ndarray:
+        """Each clip's part of the PACC flat share, (p_flat − a)/(b − a): its mean over any set of clips
+        is that set's `flat_share`, so paired differences of these values live on the share's scale."""
+        return (np.asarray(p_flat, dtype=np.float64) - self.a) / (self.b - self.a)
+
     def embed(self, z: np.ndarray) -> np.ndarray:
         """The penultimate representation [N, H] of latents z (for FD, KID and Vendi)."""
         return classifier_embed(self.params, self.features(z))
