@@ -55,11 +55,14 @@ Splits differ in what the fine-tune must learn (docs/design.md §1.1, issue 23):
   source piece by position, the texture from a shuffled list), so the conditional target of such a
   caption is a mixture of textures, and a per-sample loss weight shifts that mixture; with the
   card captions the caption fixed the texture and a per-sample weight could not change the target.
-  Their texture mix is skewed to the flat class (`texture_mix`: `sustained` = `flat_share`, 40 %
+  Their texture mix is skewed to the flat class (`texture_mix`: `sustained` = `flat_share`, 70 %
   by default, the three others sharing the rest), for two reasons: the fine-tune then has a mix to
   learn that the balanced base does not produce (the manipulation check M1 can move), and a
   reweighting of flat clips has room to act (the oracle's 0.1 on sustained takes the weighted share
-  from 40 % to 8 %, 32 points, where a balanced mix gives 25 % → 4 %).
+  from 70 % to 19 %, 51 points, where a balanced mix gives 25 % → 4 %). 70 %, not 40 %: the base
+  reads 0.11 flat on the primary prompts and the readout's sesoi is about 0.1, so at 40 % a fine-tune
+  that learned the whole mix moves M1 by at most (0.40 − 0.11)/0.106 = 2.7 sesoi, short of its
+  3-sesoi gate (benchmarks/results/pilot.md).
 
 The base split's clips (audio and captions) are the ones corpus version 2 rendered: its texture
 list and the draws of every base clip are unchanged, so a base pretrained on version 2 stays valid.
@@ -93,7 +96,7 @@ MIN_BEATS = 8.0             # ... and lasts at least this many quarter notes
 SPLIT_ORDER = ("base", "finetune", "reference")
 TEXTURES = ("sustained", "mixed", "plucked", "percussive")
 FLAT_TEXTURE = "sustained"  # the temporally flat class (barrier.ORACLE_WEIGHTS, anatomy.FLAT_CLASSES)
-FLAT_SHARE = 0.4            # share of FLAT_TEXTURE clips in finetune and reference (module docstring)
+FLAT_SHARE = 0.7            # share of FLAT_TEXTURE clips in finetune and reference (module docstring)
 CARD_CAPTION_SPLITS = ("base",)  # splits captioned in the card's style; every other split: ambiguous
 MANIFEST_COLUMNS = ("id", "split", "source_piece", "composer", "instruments", "tempo_bpm", "key", "transpose",
                     "articulation", "texture", "caption", "caption_style", "path", "seconds")

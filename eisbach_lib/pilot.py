@@ -30,7 +30,7 @@ import pandas as pd
 
 from . import stats
 from .config import workers
-from .layout import Layout
+from .layout import Layout, is_finished
 from .plan import Costs, shape_of, variance_components, write_plan_inputs
 
 DOSES = (0.3, 0.1)          # oracle flat-class factors besides 1 (= none)
@@ -91,8 +91,10 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
     tfile = layout.runs / "timings.json"
     times = json.loads(tfile.read_text()) if tfile.exists() else {}
     data, t_corpus = _timed(load_corpus, pcfg)
+    pretrained = is_finished(layout.base)
     _, t_pre = _timed(pretrain, pcfg, data.split("base"), progress=progress)
-    times.setdefault("corpus_pretrain_s", t_corpus + t_pre)
+    if not pretrained:  # a base pretrained before (the profile's own) says nothing of the pretraining's cost
+        times.setdefault("corpus_pretrain_s", t_corpus + t_pre)
     adapter = pcfg["finetune"]["adapters"][0]
     prompts = prompt_set(pcfg)
     jobs = [("none", 1.0)] + [("oracle_texture", f) for f in doses]
@@ -130,7 +132,7 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
     train_s = [v for k, v in times.items() if k.startswith("train")]
     # the pilot trains and generates in one one-thread process; the grid and the generation grid run
     # `workers` such processes side by side, so a run or a clip costs 1/workers of that in wall time
-    costs = Costs(fixed_s=fixed_seconds(cfg, times["corpus_pretrain_s"]),
+    costs = Costs(fixed_s=fixed_seconds(cfg, times.get("corpus_pretrain_s", 0.0)),
                   train_run_s=float(np.median(train_s)) / workers(cfg, "finetune"),
                   generate_clip_s=gen_s / max(n_clips, 1) / workers(cfg, "generate"),
                   evaluate_clip_s=_metric_seconds_per_clip(layout.runs, clips) / 2)
@@ -146,8 +148,9 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
 def fixed_seconds(cfg: dict, measured: float) -> float:
     """The stages whose cost does not grow with the design (corpus, pretraining, anatomy, dynamics,
     scorecard: notebooks 00, 01, 02, 04, 07): the pilot's own measurement of corpus + pretraining when it
-    did that work (≥ 60 s) plus the profile's expected times of 02, 04 and 07, else the profile's
-    expected times of all five (`cli.EXPECTED_S`, measured on a fresh clone)."""
+    pretrained the base itself (`measured` ≥ 60 s; 0 when it found the base finished) plus the profile's
+    expected times of 02, 04 and 07, else the profile's expected times of all five (`cli.EXPECTED_S`,
+    measured on a fresh clone)."""
     from .cli import EXPECTED_S
 
     exp = EXPECTED_S.get(cfg["name"], {})
