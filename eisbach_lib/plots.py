@@ -4,13 +4,15 @@ Two things make a rerun's PNG differ: seaborn's confidence bands are bootstrappe
 unseeded generator unless `seed=` is given (`sns.lineplot(..., errorbar=("ci", 95))` draws
 different resamples each call), and matplotlib writes its version into the PNG's "Software"
 text chunk (a different matplotlib changes the bytes though the picture is the same).
-`ci_lineplot` fixes the first, `save_png` the second.
+`ci_lineplot` fixes the first, `save_png` the second. `ci_errorbars` draws a table of estimates
+with their confidence intervals as points with error bars (notebook 06).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -23,6 +25,19 @@ def ci_lineplot(data: pd.DataFrame, x: str, y: str, hue: str | None = None, ax=N
     return sns.lineplot(data=data, x=x, y=y, hue=hue, errorbar=("ci", 95), n_boot=n_boot, seed=seed, ax=ax, **kwargs)
 
 
+def ci_errorbars(ax, table: pd.DataFrame, y: str = "mean", lo: str = "lo", hi: str = "hi", x: str | None = None,
+                 fmt: str = "o", capsize: float = 4, **kwargs):
+    """One point per row of `table` at ``table[y]`` with a vertical error bar from ``table[lo]`` to
+    ``table[hi]`` (the bounds of its CI, not distances from the point), drawn on `ax`.
+
+    The points sit at ``table[x]`` (numbers, or labels for a categorical axis) or, when `x` is
+    None, at 0, 1, …, n − 1 (label those ticks yourself). `fmt`, `capsize` and `kwargs` go to
+    ``ax.errorbar``. Returns its ErrorbarContainer."""
+    est = table[y]
+    pos = np.arange(len(table)) if x is None else table[x]
+    return ax.errorbar(pos, est, yerr=[est - table[lo], table[hi] - est], fmt=fmt, capsize=capsize, **kwargs)
+
+
 def save_png(fig, path: str | Path, dpi: int = 120, **kwargs) -> Path:
     """fig.savefig as PNG without the version-bearing "Software" chunk (matplotlib writes no time
     stamp into a PNG), so equal figures give equal files."""
@@ -31,4 +46,4 @@ def save_png(fig, path: str | Path, dpi: int = 120, **kwargs) -> Path:
     return path
 
 
-__all__ = ["ci_lineplot", "save_png"]
+__all__ = ["ci_errorbars", "ci_lineplot", "save_png"]

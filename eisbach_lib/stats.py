@@ -16,10 +16,9 @@ The one rule every outcome claim goes through (issue 12):
 - `within_unit_rank_corr`  Spearman ρ of y on x within each unit (claim C4);
 - `spearman_ci`        Spearman ρ over independent pairs with a bootstrap CI (claim C2).
 
-Legacy helpers (kept for existing callers; not calibrated for crossed designs, see
-benchmarks/results/calibration.md): `bootstrap_ci`, `arm_summary`, `paired_differences`,
-`paired_test`, `wilcoxon_p`, `verdict`, `holm`, `spearman`. `paired_differences` (pairing),
-`holm` and `spearman` remain the right tools for what they do.
+Helpers: `paired_differences` (pairing two arms' rows), `holm` (Holm–Bonferroni), `spearman`
+(ρ and p on the finite pairs) and `bootstrap_ci` (a percentile-bootstrap CI: descriptive only,
+not calibrated for verdicts on few seeds, see benchmarks/results/calibration.md).
 """
 
 from __future__ import annotations
@@ -100,55 +99,6 @@ def paired_differences(df: pd.DataFrame, metric: str, arm: str, baseline: str = 
     return out.sort_values(keys).reset_index(drop=True)
 
 
-def wilcoxon_p(d: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p (zero_method='wilcox'); all-zero → 1, fewer than 1 pair → nan."""
-    if d.size == 0:
-        return float("nan")
-    if np.all(d == 0):
-        return 1.0
-    return float(scipy.stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
-
-
-def _cohens_dz(d: np.ndarray) -> float:
-    """d_z = mean(d) / sd(d) (ddof=1); 0 when all d are 0, ±inf when sd = 0 ≠ mean, nan for < 2."""
-    if d.size < 2:
-        return float("nan")
-    mean, sd = d.mean(), d.std(ddof=1)
-    if sd == 0:
-        return 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
-    return float(mean / sd)
-
-
-def paired_test(df: pd.DataFrame, metric: str, arm: str, baseline: str = "none",
-                pair_on: Sequence[str] = ("seed", "prompt_id"), unit: str = "prompt_id", cluster: str | None = "seed",
-                n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> dict:
-    """Paired comparison of `arm` with `baseline` on one metric (legacy: use `paired_verdict`).
-
-    Not calibrated for crossed seed × prompt designs: the nested bootstrap treats prompts as nested
-    in seeds and the Wilcoxon over seed-averaged prompts ignores seed variation (issue 12).
-
-    - mean_diff, ci_lo, ci_hi: mean of the matched differences (`paired_differences`) with its
-      percentile-bootstrap CI; two-level over `cluster` (default the training seed: seeds, then
-      the pairs within a seed) when that column exists and has ≥ 2 levels, else over pairs.
-    - p_wilcoxon: Wilcoxon signed-rank (zero_method='wilcox', two-sided) on the per-`unit`
-      differences: the differences are first averaged over seeds/samples within each prompt, so
-      each prompt is one independent observation (seeds share prompts, so pairs are not
-      independent). All-zero differences give p = 1.
-    - effect_size: Cohen's d_z = mean / sd of the same per-prompt differences.
-    - n: number of per-prompt differences (the Wilcoxon sample size); n_pairs: matched rows.
-    """
-    pairs = paired_differences(df, metric, arm, baseline, pair_on)
-    d = pairs["diff"].to_numpy(dtype=np.float64)
-    groups = None
-    if cluster is not None and cluster in pairs.columns and pairs[cluster].nunique() >= 2:
-        groups = pairs[cluster].to_numpy()
-    mean_diff, lo, hi = bootstrap_ci(d, n_boot=n_boot, alpha=alpha, seed=seed, groups=groups)
-    per_unit = pairs.groupby(unit)["diff"].mean().to_numpy(dtype=np.float64) if len(pairs) else np.array([])
-    per_unit = per_unit[np.isfinite(per_unit)]
-    return {"mean_diff": mean_diff, "ci_lo": lo, "ci_hi": hi, "p_wilcoxon": wilcoxon_p(per_unit),
-            "effect_size": _cohens_dz(per_unit), "n": int(per_unit.size), "n_pairs": int(len(pairs))}
-
-
 def holm(pvalues: Sequence[float]) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values (Holm 1979), in the input order.
 
@@ -166,49 +116,6 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
     out[order] = np.maximum.accumulate(scaled)
     return out
-
-
-def verdict(ci_lo: float, ci_hi: float, direction: int = +1, guard_ok: bool = True) -> str:
-    """The pre-registered rule for one claim from the CI of (arm − none) (legacy: see `decide`).
-
-    'supported'    the CI excludes 0 on the claimed side (direction +1: lo > 0; −1: hi < 0) and the
-                   C8 no-mode-collapse guard holds (guard_ok);
-    'contradicted' the CI excludes 0 on the other side;
-    'inconclusive' otherwise: the CI contains 0, is not finite, or the claimed side holds but the
-                   guard fails.
-    """
-    if direction not in (1, -1):
-        raise ValueError(f"direction must be +1 or -1, got {direction}")
-    if not (np.isfinite(ci_lo) and np.isfinite(ci_hi)):
-        return "inconclusive"
-    lo, hi = sorted((direction * ci_lo, direction * ci_hi))
-    if lo > 0:
-        return "supported" if guard_ok else "inconclusive"
-    if hi < 0:
-        return "contradicted"
-    return "inconclusive"
-
-
-def arm_summary(df: pd.DataFrame, metric: str, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05,
-                cluster: str | None = "seed") -> pd.DataFrame:
-    """Per arm: mean of `metric` and its (1 − alpha) bootstrap CI over seeds and prompts.
-
-    Two-level bootstrap (seeds, then the clips within a seed) when `cluster` is a column with ≥ 2
-    levels for that arm, else a plain bootstrap over clips. Columns: arm, mean, ci_lo, ci_hi,
-    n (clips), n_clusters.
-    """
-    rows = []
-    for arm, part in df.groupby("arm", sort=True):
-        groups = None
-        n_clusters = 1
-        if cluster is not None and cluster in part.columns:
-            n_clusters = int(part[cluster].nunique())
-            if n_clusters >= 2:
-                groups = part[cluster].to_numpy()
-        mean, lo, hi = bootstrap_ci(part[metric].to_numpy(), n_boot=n_boot, alpha=alpha, seed=seed, groups=groups)
-        rows.append({"arm": arm, "mean": mean, "ci_lo": lo, "ci_hi": hi, "n": int(part[metric].notna().sum()),
-                     "n_clusters": n_clusters})
-    return pd.DataFrame(rows, columns=["arm", "mean", "ci_lo", "ci_hi", "n", "n_clusters"])
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:

@@ -1,5 +1,6 @@
 """Reproducible figures: the same data and seed give the same PNG bytes; the seed really moves the
-bootstrap band (so the test above is not passing because the band ignores it)."""
+bootstrap band (so the test above is not passing because the band ignores it). `ci_errorbars`
+draws each row's bar from its lower to its upper bound, as notebook 06 drew them by hand."""
 
 import hashlib
 
@@ -10,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from eisbach_lib.plots import ci_lineplot, save_png  # noqa: E402
+from eisbach_lib.plots import ci_errorbars, ci_lineplot, save_png  # noqa: E402
 
 
 def _data() -> pd.DataFrame:
@@ -38,3 +39,36 @@ def test_same_seed_same_png_bytes(tmp_path):
 
 def test_another_seed_moves_the_band(tmp_path):
     assert _figure_bytes(tmp_path, "a.png", seed=3) != _figure_bytes(tmp_path, "c.png", seed=4)
+
+
+def _ci_table() -> pd.DataFrame:
+    # asymmetric intervals: a bar drawn from distances instead of bounds would not match
+    return pd.DataFrame({"arm": ["none", "eisbach", "minsnr"], "mean": [1.0, 2.0, 1.5],
+                         "lo": [0.5, 1.9, 0.0], "hi": [1.2, 3.0, 1.6]})
+
+
+def test_ci_errorbars_bars_span_lo_to_hi():
+    t = _ci_table()
+    for x in (None, "arm"):  # positions 0..n-1, or the labels of a categorical axis (also 0..n-1)
+        fig, ax = plt.subplots()
+        bars = ci_errorbars(ax, t, x=x)
+        points, _, (lines,) = bars.lines
+        np.testing.assert_allclose(np.asarray(points.get_ydata(), float), t["mean"])
+        segments = np.array(lines.get_segments(), float)  # one [[x, lo], [x, hi]] per row
+        np.testing.assert_allclose(segments[:, 0, 0], [0, 1, 2])
+        np.testing.assert_allclose(segments[:, :, 1], t[["lo", "hi"]].to_numpy())
+        plt.close(fig)
+
+
+def test_ci_errorbars_draws_what_the_notebook_drew_by_hand(tmp_path):
+    t = _ci_table()
+    pngs = []
+    for by_hand in (True, False):
+        fig, ax = plt.subplots(figsize=(3, 2))
+        if by_hand:  # notebook 06 before ci_errorbars
+            ax.errorbar(range(len(t)), t["mean"], yerr=[t["mean"] - t["lo"], t["hi"] - t["mean"]], fmt="o", capsize=4)
+        else:
+            ci_errorbars(ax, t)
+        pngs.append(save_png(fig, tmp_path / f"{by_hand}.png").read_bytes())
+        plt.close(fig)
+    assert pngs[0] == pngs[1]

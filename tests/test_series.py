@@ -76,7 +76,8 @@ def test_executed_notebooks_show_every_saved_figure_inline_and_no_progress_widge
     for path in sorted((runs / "notebooks").glob("0*.ipynb")):
         nb = json.loads(path.read_text())
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-        saved = sum("".join(c["source"]).count(".savefig(") for c in code)
+        sources = ["".join(c["source"]) for c in code]
+        saved = sum(src.count(".savefig(") + src.count("save_png(") for src in sources)  # plots.save_png
         outputs = [o for c in code for o in c.get("outputs", [])]
         images = sum("image/png" in o.get("data", {}) for o in outputs)
         assert images >= saved, f"{path.name}: {images} inline images for {saved} saved figures"
