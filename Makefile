@@ -29,7 +29,7 @@ STAMP := $(ENV_DIR)/.eisbach-installed
 # exact command is printed.
 APT_BROWSER := chromium chromium-driver
 
-.PHONY: install apt browser-deps reproduce report test lab corpus pretrain grid generate evaluate bench clean-smoke strip
+.PHONY: install apt browser-deps reproduce report test test-all lab corpus pretrain grid generate evaluate bench clean-smoke strip
 
 install: $(STAMP)
 
@@ -77,8 +77,14 @@ reproduce: install
 report: install
 	$(PY) -m eisbach_lib.cli report --profile $(PROFILE)
 
-test: install browser-deps
-	$(PY) -m pytest -q
+# two tiers: `make test` the fast one (every unit and known-answer test, under 2 minutes on 2 cores);
+# `make test-all` adds the slow tier (the papermill series, the CLI chain, the two-process run, the
+# browser tests: tests marked `slow`), which is what CI runs (.ci/run)
+test: install
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: install browser-deps
+	$(PY) -m pytest -q --durations=15
 
 # JupyterLab on 127.0.0.1 with the project's kernel, registered as KERNEL ("Eisbach ($(ENV_NAME))") in the
 # environment: the notebooks' metadata name that kernel, so JupyterLab starts it without asking

@@ -12,13 +12,14 @@ import pytest
 from eisbach_lib.config import load_profile
 from series_run import assert_ok, profile_copy
 
+pytestmark = pytest.mark.slow  # the slow tier: make test-all, CI
+
 
 def _eisbach(*args: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "eisbach_lib.cli", *args], capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, f"eisbach {' '.join(args)}:\n{proc.stdout[-3000:]}{proc.stderr[-5000:]}"
 
 
-@pytest.mark.slow
 def test_cli_chain_writes_the_series_scorecard(tmp_path, smoke_run):
     assert_ok(smoke_run.proc)  # the notebook series (shared with test_series.py), in its own temporary folder
     profile = profile_copy(tmp_path / "smoke.yaml", tmp_path / "runs")

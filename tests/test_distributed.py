@@ -46,6 +46,8 @@ from safetensors.torch import load_file
 from eisbach_lib.models import adapter_state_dict, add_adapter, load_base
 from eisbach_lib.train import hyperparameters, pretrain, read_log, stream_seed, train_run
 
+pytestmark = pytest.mark.slow  # the slow tier: make test-all, CI
+
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import T as FRAMES, synth, tiny_cfg  # noqa: E402
 

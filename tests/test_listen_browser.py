@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 pw = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download needed)")
 pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium)"),
-              pytest.mark.timeout(240)]
+              pytest.mark.timeout(240), pytest.mark.slow]  # the slow tier: make test-all, CI
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ import pytest
 from eisbach_lib.report import external_refs, names_folder
 from series_run import assert_ok
 
+pytestmark = pytest.mark.slow  # the slow tier: make test-all, CI
+
 # Playwright waits on every media element's metadata together
 AUDIO_DURATIONS_JS = """
 async () => Promise.all([...document.querySelectorAll('audio')].map(a => new Promise(resolve => {
@@ -44,7 +46,6 @@ def _chromium() -> str:
     return path
 
 
-@pytest.mark.slow
 def test_report_opens_offline_with_figures_and_audio(tmp_path, smoke_run):
     chromium = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in .[dev])")

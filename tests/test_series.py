@@ -13,6 +13,8 @@ import pytest
 from eisbach_lib.scorecard import VERDICTS
 from series_run import assert_ok, profile_copy
 
+pytestmark = pytest.mark.slow  # the slow tier: make test-all, CI
+
 REPO = Path(__file__).resolve().parent.parent
 
 #: notebooks whose live widgets are meant to stay (the listening grid and blind A/B)
@@ -21,7 +23,6 @@ LIVE_WIDGETS = {"05_samples.ipynb"}
 TQDM_LEFT: set[str] = set()
 
 
-@pytest.mark.slow
 def test_smoke_series_end_to_end(smoke_run):
     cfg, proc = smoke_run.cfg, smoke_run.proc
     assert_ok(proc)
@@ -66,7 +67,6 @@ def test_smoke_series_end_to_end(smoke_run):
     assert (runs / "report.html").exists() and f"report: {runs / 'report.html'}" in proc.stdout
 
 
-@pytest.mark.slow
 def test_executed_notebooks_show_every_saved_figure_inline_and_no_progress_widgets(smoke_run):
     """Each executed notebook holds at least as many inline PNGs as its code saves figures, and
     no widget placeholders (progress prints plain lines) except the live listening widgets."""

@@ -190,6 +190,7 @@ def assert_full_scorecard(cfg: dict) -> None:
 
 # --- the chain -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_standin_chain_corpus_train_generate_evaluate(standin_profile):
     """`eisbach corpus -> train (2 arms x 2 seeds, --steps 5) -> generate -> evaluate` on the stand-in,
     under a profile whose checkpoints lie at or beyond step 5 (smoke: [5, 10, 20]): generate takes each
