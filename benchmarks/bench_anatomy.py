@@ -8,8 +8,8 @@ the threads the anatomy's loops actually ran with (`threads_in_loop`, read insid
 forward pass), wall and CPU seconds of each part and of the whole call, and the 1-minute load
 average before and after. `--threads N` sets torch's thread count before the call (the old code
 ran with torch's default, one thread per core); `--hog` runs `python -c "while 1: pass"` beside it
-for the whole measurement (one extra busy process, the "machine shared with one other job" of
-issue 22). The profile's corpus, cache and base model must exist (`eisbach corpus`, `pretrain`).
+for the whole measurement (one extra busy process: a machine shared with one other job). The
+profile's corpus, cache and base model must exist (`eisbach corpus`, `pretrain`).
 """
 
 from __future__ import annotations

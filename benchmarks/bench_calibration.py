@@ -68,8 +68,8 @@ def old_c8_rates(seeds: tuple[int, ...], reps: int, n_boot: int = 2000, seed: in
 
 
 def old_c5_rates(mod, reps: int, n_boot: int = 2000, seed: int = 12) -> list[dict]:
-    """Old C5–C7 rule and the Satterthwaite alternative under δ = 0, per crossed cell of the issue-12
-    grid (normal components, 12 prompts)."""
+    """Old C5–C7 rule and the Satterthwaite alternative under δ = 0, per crossed cell of the base
+    cells (normal components, 12 prompts)."""
     rows = []
     for i, (name, sds) in enumerate(mod.STRUCTURES.items()):
         design = mod.Design(name, sds, mod.N_PROMPTS_OLD)
@@ -148,7 +148,7 @@ def main() -> None:
     size_lim = mod.size_limit(args.reps_size)
     lo = mod.POWER_BAND[0] - mod.Z_TOL * mod.mcse(args.reps_power, mod.POWER_BAND[0])
     hi = mod.POWER_BAND[1] + mod.Z_TOL * mod.mcse(args.reps_power, mod.POWER_BAND[1])
-    new_sizes = new[new["grid"] == "issue 12"].set_index(["design", "seeds"])["size"]
+    new_sizes = new[new["grid"] == mod.GRID_BASE].set_index(["design", "seeds"])["size"]
     c5 = c5.merge(new_sizes.rename("new rule").reset_index(), on=["design", "seeds"])
     c5 = c5[["design", "seeds", "bootstrap CI excludes 0", "Wilcoxon p < 0.05", "both (old verdict)",
              "ANOVA + Satterthwaite", "new rule"]]
@@ -165,8 +165,8 @@ more replicates). Machine: {platform.processor() or platform.machine()}, Python 
 new rules {t_new:.0f} s wall / {c_new:.0f} s CPU, old rules {t_old:.0f} s wall / {c_old:.0f} s CPU.
 
 Model: d[s, p] = δ + a_s + b_p + e_sp, seed, prompt and seed × prompt components of SDs (σa, σb, σe),
-seeds crossed with prompts. Issue-12 grid: normal components, 12 prompts (seed-only rows: one
-prompt, one value per seed). Issue-24 grid, the designs the runs use: 16 prompts, and per variance
+seeds crossed with prompts. Base cells: normal components, 12 prompts (seed-only rows: one
+prompt, one value per seed). Robustness cells, the designs the runs use: 16 prompts, and per variance
 structure (a) every component t3 (Student t, 3 df, scaled to the same variance), (b) normal with 3
 of the 16 prompts 3× noisier, (c) t3 with the 3 noisy prompts and 2 cells missing (the table is cut
 to a complete block as `paired_verdict` does: 14 prompts used).
@@ -196,13 +196,13 @@ MDE with 3·MCSE: {lo:.3f}–{hi:.3f}). MDEs in units of the simulated SDs. Colu
 - *equivalent at δ=0 / at δ=sesoi*: with sesoi = 1.5 × E[MDE]; the second is TOST's size;
 - NI: margin = E[NI MDE] for its size (δ = −margin), 1.5 × E[NI MDE] for its power (δ = 0).
 
-### Issue-12 grid (normal components, 12 prompts; seed-only)
+### Base cells (normal components, 12 prompts; seed-only)
 
-{mod.format_table(new[new["grid"] == "issue 12"])}
+{mod.format_table(new[new["grid"] == mod.GRID_BASE])}
 
-### Issue-24 grid (16 prompts: t3, heteroscedastic prompts, missing cells)
+### Robustness cells (16 prompts: t3, heteroscedastic prompts, missing cells)
 
-{mod.format_table(new[new["grid"] == "issue 24"])}
+{mod.format_table(new[new["grid"] == mod.GRID_ROBUST])}
 
 ## Old rules under no effect (rate of decisive verdicts / of "contradicted")
 

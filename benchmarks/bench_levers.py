@@ -1,4 +1,4 @@
-"""Levers that fit the cpu profile's design (issue 13 item 5) into an hour on 2 cores.
+"""Levers that fit the cpu profile's design (docs/design.md §6) into an hour on 2 cores.
 
     python benchmarks/bench_levers.py prepare      # a small bench profile: corpus (240/96/48 clips) + base (200 steps)
     python benchmarks/bench_levers.py gen          # generation: sampling and decoding cost per clip, 1 thread

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     head = [
         "# Listening analysis: calibration by simulation with seed effects",
         "",
-        "Issue 24, items 3 and 4. Written by `python benchmarks/bench_listening.py` "
+        "docs/design.md §5 (listeners). Written by `python benchmarks/bench_listening.py` "
         f"(--reps {args.reps} --reps-power {args.reps_power}; {minutes:.1f} min on {platform.machine()}, "
         f"Python {platform.python_version()}, numpy {np.__version__}). The model and the rule: the script's "
         "docstring, `eisbach_lib/study.py` (`clustered_win_rate`, `family_adjust`, `decide_win_rate`) and "

@@ -264,7 +264,7 @@ def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# loudness check: does latent frame energy mean loudness? (docs/design.md §2, issue 13 item 1)
+# loudness check: does latent frame energy mean loudness? (docs/design.md §1.2, §2)
 
 LOUDNESS_SIGNALS = ("bursts", "crescendo", "drone")  # the order the barrier's entropy must follow
 

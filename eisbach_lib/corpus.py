@@ -38,10 +38,11 @@ How a corpus is built (`build_chamber_corpus`), all deterministic from `seed`:
    never leaves a partial file).
 
 Speed: the cpu profile (1,500 six-second clips from 378 pieces) takes ≈ 230 s of CPU time, i.e.
-about 2 minutes on 2 free cores (notebook 00 of the recorded cpu series: 1:51, README); most of it is FluidSynth
-(≈ 0.1 s a clip) and music21 parsing (≈ 0.2 s a piece).
+about 2 minutes on 2 free cores (notebook 00 of the cpu series: 1:51 in the 2026-12-01 recording,
+2:03 on 2026-12-02's fresh clone, README); most of it is FluidSynth (≈ 0.1 s a clip) and music21
+parsing (≈ 0.2 s a piece).
 
-Splits differ in what the fine-tune must learn (docs/design.md §1.1, issue 23):
+Splits differ in what the fine-tune must learn (docs/design.md §1.1):
 
 - `base` (pretraining): a balanced texture mix and card-style captions, chosen per clip: `plain`
   (MusicCaps-like sentences) and `scene` (the model card's literary prompts: a character, a scene,

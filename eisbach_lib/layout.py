@@ -1,19 +1,26 @@
 """Where a profile's files live: one place owns every path under `runs_dir` and `figures_dir`.
 
     <runs_dir>/
-      corpus/            manifest.csv, audio/, skipped.csv           (eisbach corpus)
-      cache/             pre-encoded latents and tokens              (eisbach corpus)
-      base/              the pretrained embedded DiT                 (eisbach pretrain)
-      adapters/<adapter>_<arm>_s<seed>/   run.json, ckpt_*, log_*, done.json   (eisbach train)
+      corpus/            manifest.csv, audio/ (WAVs), midi/ (chamber source); skipped.csv (the
+                         musiccaps and folder sources: bad rows and why)          (eisbach corpus)
+      cache/<key>/       pre-encoded latents and tokens, meta.json               (eisbach corpus)
+      base/              the pretrained embedded DiT, a training run's folder    (eisbach pretrain)
+      adapters/<adapter>_<arm>_s<seed>/   run.json, ckpt_*, log_*, done.json   (eisbach train);
+                         adapters/grid.csv (eisbach grid)
       anatomy/           barrier anatomy and training dynamics CSVs  (eisbach anatomy, dynamics);
                          constant_weight.json (the constant arm's cached weight)
-      prompts.csv        the evaluation prompts (held-out reference captions + the card's)
-      samples/<name>/step_<n|final>/  generated WAVs + manifest.csv; samples/manifest.csv (eisbach generate)
+      prompts.csv        the evaluation prompts (held-out reference captions, unconditional rows, the card's)
+      samples/<name>/step_<n|final>/  generated WAVs + latents.npy + manifest.csv; samples/manifest.csv (eisbach generate)
       metrics/           clips.parquet, runs.csv, ... (eisbach evaluate);
                          texture_readout.npz (the fitted texture classifier, readout.fit_readout)
-      listening/         the listening-study kit
-      notebooks/         executed notebooks; timings.json; report.html  (eisbach reproduce, report)
-    <figures_dir>/       figures, scorecard.csv and scorecard.md
+      listening/         the listening-study kit: study.json, study.html, anchors/, votes.csv
+      notebooks/         the executed notebooks                       (eisbach reproduce)
+      timings.json       each notebook's run time in seconds          (eisbach reproduce)
+      report.html        one page of the executed series              (eisbach reproduce, report)
+      pilot/             `eisbach pilot`: a profile of its own (runs_dir <runs_dir>/pilot, its
+                         figures in pilot/figures) whose corpus/, cache/ and base/ link to the
+                         profile's; pilot.csv, clips.parquet, plan_inputs.json, timings.json
+    <figures_dir>/       figures, scorecard.csv and scorecard.md (default <runs_dir>/figures)
 
 A run is finished when its folder holds done.json (`is_finished`); `finished_runs` is the registry
 the later stages read.

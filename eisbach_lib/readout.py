@@ -1,5 +1,5 @@
 """The texture readout: the bundle's own classifier of what the model generates (docs/design.md §1.6,
-§5; issue 23 item 3), in the role Inception plays for FID and VGGish for FAD.
+§5), in the role Inception plays for FID and VGGish for FAD.
 
 It reads the log-mel latent z [C, T] (the tensor the DiT outputs and `codec.MelCodec` decodes), so
 no Griffin-Lim round trip sits between the model and the readout. It is trained on the `base`

@@ -1,6 +1,6 @@
 """Statistics for the claims scorecard (docs/design.md §4).
 
-The one rule every outcome claim goes through (issue 12):
+The one rule every outcome claim goes through (docs/design.md §4, "The rule"):
 
 - `paired_verdict`     estimate, CI, p, MDE, effect sizes and verdict (supported / contradicted /
                        equivalent / inconclusive) of a mean paired difference over a crossed
@@ -130,7 +130,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-# ----------------------------------------------------------------------------- the paired rule (issue 12)
+# ----------------------------------------------------------------------------- the paired rule (docs/design.md §4)
 
 VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive")
 
@@ -229,7 +229,8 @@ def crossed_mean_se(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     df estimate grows exactly when MS_seed is small by chance), and truncating the seed term at
     MS_resid leaks up to 5.6 %; this rule stays ≤ 5 % at 3, 5 and 8 seeds in every variance
     structure simulated, with normal or t3 components, 3 of 16 prompts 3× noisier and missing
-    cells (issue 24), and an effect of its expected reported MDE is found 71–82 % of the time. The price: with 3 seeds and little seed variance it is conservative
+    cells (tests/test_calibration.py), and an effect of its expected reported MDE is found
+    71–82 % of the time. The price: with 3 seeds and little seed variance it is conservative
     (t with 2 df), which the reported MDE states honestly.
     With S > P the roles swap (prompts are the base factor, df = P − 1).
 
@@ -381,7 +382,7 @@ def _es(est: float, sd: float) -> float:
 
 def paired_verdict(diffs: pd.DataFrame, direction: int = +1, sesoi: float | None = None,
                    alpha: float = 0.05, value: str = "d") -> dict:
-    """The one paired-effect rule every outcome claim uses (docs/design.md §4, issue 12).
+    """The one paired-effect rule every outcome claim uses (docs/design.md §4).
 
     diffs: one row per (seed, prompt_id) with `value` = metric(arm) − metric(baseline). Seeds and
     prompts are both random (the claim is about new seeds and new prompts) and crossed.

@@ -1,4 +1,4 @@
-"""Known-answer validation of the structural metrics at a clip length (docs/design.md §4, issue 13).
+"""Known-answer validation of the structural metrics at a clip length (docs/design.md §1.6 and gate 2 of §4).
 
 A structural metric (motif_recurrence, novelty_sections) claims to measure musical structure
 (C6: "stronger thematic development"). Its known-answer check: a real tune must score higher
@@ -27,7 +27,7 @@ How the tunes are made (deterministic from `seed`):
 Win rate of a metric at length L: over all (tune, shuffle) pairs, the share where the metric
 ranks the tune higher (in the direction the scorecard reads it, +1: more = more structure), ties
 counting one half. `tune_win_rate` is the share of tunes that beat the median of their own
-shuffles. The metric is valid at L when win_rate ≥ WIN_RATE_MIN (0.8), the bar the issue fixed.
+shuffles. The metric is valid at L when win_rate ≥ WIN_RATE_MIN (0.8), gate 2 of docs/design.md §4.
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ def structure_validation(source: dict | tuple, n_tunes: int | None = None, n_shu
     `source`: a profile config (clip length = generate.seconds, rate = corpus.sample_rate, the
     corpus manifest under runs_dir/corpus puts its reference pieces first) or a tuple
     (seconds, sample_rate). n_tunes / n_shuffles: default the profile's evaluate.validation_tunes /
-    validation_shuffles, else 20 / 10 (the issue's floor: ≥ 20 tunes). `seconds` overrides the
+    validation_shuffles, else 20 / 10 (a floor of 20 tunes). `seconds` overrides the
     lengths (e.g. [6, 8, 10, 12]). `metrics`:
     name → fn(y, sr) (default the two of STRUCTURE_METRICS, read in `directions`, default +1).
     Returns `win_rates(...)` (one row per length × metric: win_rate, ci_lo, ci_hi, tune_win_rate,

@@ -1,4 +1,4 @@
-"""The primary prompts do not name their texture (issue 23, items 1 and 7; docs/design.md §1.1).
+"""The primary prompts do not name their texture (docs/design.md §1.1).
 
 A TF-IDF + logistic-regression text classifier trained on the finetune captions must not read the
 texture of the primary prompts' captions better than their majority share + 0.15. The captions are

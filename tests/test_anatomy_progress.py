@@ -1,4 +1,4 @@
-"""The barrier anatomy's plumbing (issue 22, item 5): it runs with one torch thread and restores the
+"""The barrier anatomy's plumbing: it runs with one torch thread and restores the
 caller's setting, and its one progress counter shows step/total, rate and time left and ends exactly
 at the total `anatomy_steps` announced (a part whose loop forgets to count, or counts what
 `anatomy_steps` does not, fails here). Tiny sizes on the CPU: a pretrained 1-block DiT, 10 clips."""

@@ -1,12 +1,12 @@
-"""Calibration of the scorecard's decision rules by simulation (issues 12 and 24, docs/design.md §4).
+"""Calibration of the scorecard's decision rules by simulation (docs/design.md §4).
 
 Model: d[s, p] = δ + a_s + b_p + e_sp, seeds and prompts crossed, with a_s (seed), b_p (prompt) and
 e_sp (seed × prompt interaction) of SDs (σa, σb, σe). Two grids of cells (variance structure ×
-design × 3 / 5 / 8 seeds):
+design × 3 / 5 / 8 seeds), labelled in the table's `grid` column:
 
-- the issue-12 grid: normal components, 12 prompts, plus one-prompt seed-only cells (normal and
+- base cells (GRID_BASE): normal components, 12 prompts, plus one-prompt seed-only cells (normal and
   t3 noise);
-- the issue-24 grid, the designs the runs use: 16 prompts, and per structure
+- robustness cells (GRID_ROBUST), the designs the runs use: 16 prompts, and per structure
   (a) every component Student t with 3 df scaled to the same variance (t3 / √3: heavy tails),
   (b) normal components with 3 of the 16 prompts 3× noisier (interaction SD 3σe: heteroscedastic),
   (c) both, and 2 cells missing (in different prompts: `crossed_table` cuts the table to a
@@ -67,15 +67,17 @@ STRUCTURES = {  # name: (σa seed, σb prompt, σe interaction)
     "iid (interaction only)": (0.0, 0.0, 1.0),
     "seed >> prompt >> interaction": (4.0, 2.0, 1.0),
 }
-N_PROMPTS_OLD = 12  # the issue-12 grid
+N_PROMPTS_OLD = 12  # prompts of the base cells
 N_PROMPTS = 16  # what the runs use (12–16)
+#: the `grid` column of the table: normal components at 12 prompts (+ seed-only) / the designs the runs use
+GRID_BASE, GRID_ROBUST = "base cells", "robustness cells"
 NOISY_PROMPTS = 3  # prompts with a 3× interaction SD in the heteroscedastic cells
 NOISY_FACTOR = 3.0
 MISSING = ((0, 15), (2, 10))  # (seed, prompt) cells missing in the incomplete cells
 REPS = 2000  # replicates of a power run (MCSE of a rate near 0.8: 0.009)
 REPS_SIZE = 4000  # replicates of a run at the null or on a boundary (MCSE at 0.05: 0.0034)
 Z_TOL = 3.0  # Monte-Carlo tolerance in MCSE (see the module docstring)
-POWER_BAND = (0.70, 0.90)  # power at the reported MDE (issue 24: it must mean "80 % power")
+POWER_BAND = (0.70, 0.90)  # power at the reported MDE (it must mean "80 % power")
 EQ_POWER_MIN = 0.80
 SESOI_OVER_MDE = 1.5
 
@@ -204,7 +206,7 @@ def calibration_rows(reps_power: int = REPS, reps_size: int = REPS_SIZE, seed: i
     rows = []
     for i, design in enumerate(designs()):
         for j, s in enumerate(SEEDS):
-            rows.append({"design": design.label, "grid": "issue 24" if design.n_prompts == N_PROMPTS else "issue 12",
+            rows.append({"design": design.label, "grid": GRID_ROBUST if design.n_prompts == N_PROMPTS else GRID_BASE,
                          "seeds": s, "prompts": design.n_prompts, **cell_rates(design, s, seed + 100 * i + j, reps_power, reps_size)})
     return pd.DataFrame(rows)
 
@@ -292,8 +294,8 @@ def test_the_limit_catches_a_liberal_rule():
 
 
 def test_the_grid_covers_what_the_runs_use(table):
-    """t3 components, heteroscedastic prompts, missing cells and 16 prompts at 3, 5 and 8 seeds (issue 24)."""
-    new = table[table["grid"] == "issue 24"]
+    """t3 components, heteroscedastic prompts, missing cells and 16 prompts at 3, 5 and 8 seeds."""
+    new = table[table["grid"] == GRID_ROBUST]
     assert set(new["seeds"]) == set(SEEDS) and set(new["prompts"]) == {N_PROMPTS}
     for word in ("t3", "noisier", "missing"):
         assert new["design"].str.contains(word).sum() >= 3 * len(STRUCTURES)
@@ -321,7 +323,7 @@ def test_not_trivially_conservative_where_seeds_carry_the_variance(table):
 
 def test_reported_mde_is_detected_with_70_to_90_percent_power(failures, table):
     """At δ = E[reported MDE] the rule says 'supported' 70–90 % of the time (± 3 MCSE), in every
-    cell and at 3, 5 and 8 seeds (issue 24 asks it at 8 seeds)."""
+    cell and at 3, 5 and 8 seeds (8 included)."""
     assert not failures["power@mde"]
     assert (table["seeds"] == 8).sum() >= 20
 

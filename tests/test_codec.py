@@ -1,5 +1,5 @@
 """MelCodec: shapes and frame rate, librosa equivalence, Griffin-Lim round trip, batching, determinism,
-and latent energy that means loudness (issue 13, item 1)."""
+and latent energy that means loudness (docs/design.md §1.2)."""
 
 import librosa
 import numpy as np
@@ -107,7 +107,7 @@ def test_latents_of_rendered_music_have_unit_spread_and_no_negative_values(codec
 
 
 class OldMapping(MelCodec):
-    """The mapping before issue 13, z = (dB + 20)/21 (silence at z ≈ −2.9): the check must fail it."""
+    """The earlier mapping, z = (dB + 20)/21 (silence at z ≈ −2.9): the check must fail it."""
 
     def encode(self, audio):
         return (10.0 * torch.log10(self.mel_power(audio).clamp_min(AMIN)) + 20.0) / 21.0

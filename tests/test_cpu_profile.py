@@ -1,4 +1,4 @@
-"""configs/cpu.yaml holds the design of issue 13 item 5 (docs/design.md §6)."""
+"""configs/cpu.yaml holds the cpu profile's design (docs/design.md §6)."""
 
 import pandas as pd
 

@@ -1,5 +1,5 @@
 """The generation grid's job list: checkpoints only for `generate.checkpoint_arms`, and its knobs'
-checks; per-row CFG and the saved latents of `generate_run` (issue 23, item 2)."""
+checks; per-row CFG and the saved latents of `generate_run` (docs/design.md §1.5)."""
 
 import json
 from pathlib import Path
@@ -117,7 +117,6 @@ def test_generate_run_saves_the_latents_and_guides_each_row_at_its_cfg(tmp_path:
     sample (the same batch sampled at cfg 1 everywhere gives the same latents on those rows), a
     row with cfg 3 is not."""
     import numpy as np
-    import pandas as pd
     import soundfile as sf
     import torch
 

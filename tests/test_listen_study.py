@@ -698,7 +698,7 @@ def test_bradley_terry_orders_the_arms(tmp_path):
 
 def test_decide_win_rate_matches_stats_decide():
     """The local rule equals stats.decide on (win rate − 0.5) once stats.decide checks equivalence
-    first (issue 24 item 1, another branch); skipped while it still puts significance first."""
+    first (docs/design.md §4); skipped where stats has no decide."""
     from eisbach_lib import stats
 
     if not hasattr(stats, "decide"):

@@ -1,5 +1,5 @@
-"""Evaluation prompts are held out for real and never truncated (issue 13, item 4); the prompt sets
-and their CFG scales (issue 23, item 2)."""
+"""Evaluation prompts are held out for real and never truncated; the prompt sets
+and their CFG scales (docs/design.md §1.5)."""
 
 import warnings
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""The texture readout (eisbach_lib/readout.py, docs/design.md §5, issue 23 item 3): the adjusted
+"""The texture readout (eisbach_lib/readout.py, docs/design.md §5): the adjusted
 flat-share estimator against raw classify-and-count under a known confusion, spike-in read-back,
 determinism, a wrong-label control that must fall to chance, and one fit on a small real corpus."""
 
@@ -11,7 +11,7 @@ from eisbach_lib.corpus import TEXTURES
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SPIKE_TOL = 0.03  # the readout's spike-in tolerance (issue 23: ± 3 points)
+SPIKE_TOL = 0.03  # the readout's spike-in tolerance (docs/design.md §5: ± 3 points)
 
 
 # --- synthetic class-conditional latents: the truth is known --------------------------------------

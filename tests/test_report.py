@@ -1,4 +1,4 @@
-"""report.html leads with the answer and names no folder of the machine (issue 22, item 6), on two
+"""report.html leads with the answer and names no folder of the machine, on two
 small executed notebooks written here (no series run): the scorecard's verdict table, the controls
 and the key figures come before the first notebook section, and no absolute path of the runs
 folder, the figures folder or the repository is left in the page, though the notebooks print them."""

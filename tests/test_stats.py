@@ -130,7 +130,7 @@ def test_spearman_is_nan_safe():
     assert isinstance(spearman(x, x)[0], float)
 
 
-# ----------------------------------------------------------------------------- paired_verdict (issue 12)
+# ----------------------------------------------------------------------------- paired_verdict (docs/design.md §4)
 
 
 def _long(table: np.ndarray, seeds=None, prompts=None) -> pd.DataFrame:
