@@ -398,8 +398,10 @@ def arm_means(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def differences_to_none(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Every arm but `none` against `none` at the final step, paired by seed and prompt, for every
     PER_CLIP metric and vendi_intra: difference, 95 % CI, MDE, the reference sesoi and the verdict
-    (`stats.paired_verdict`, as the scorecard decides). Also written to metrics/paired_differences.csv."""
-    from .scorecard import metric_sesoi, outcome_diffs
+    (`stats.paired_verdict`, as the scorecard decides), read in the direction the scorecard gives the
+    metric (`scorecard.metric_direction`: fewer flat clips, less flatness, more contrast, Vendi and
+    recurrence count as "supported"). Also written to metrics/paired_differences.csv."""
+    from .scorecard import metric_direction, metric_sesoi, outcome_diffs
     from .stats import paired_verdict
 
     fc, fi = final_tables(cfg, tables)
@@ -412,7 +414,7 @@ def differences_to_none(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFr
             if d.empty:
                 continue
             sesoi = sesois[metric]
-            r = paired_verdict(d, sesoi=sesoi if np.isfinite(sesoi) else None)
+            r = paired_verdict(d, direction=metric_direction(metric), sesoi=sesoi if np.isfinite(sesoi) else None)
             rows.append({"arm": arm, "metric": metric, "diff": r["estimate"], "lo": r["ci_lo"], "hi": r["ci_hi"],
                          "mde": r["mde"], "sesoi": sesoi, "verdict": r["verdict"], "seeds": r["n_seeds"],
                          "prompts": r["n_prompts"]})

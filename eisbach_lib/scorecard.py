@@ -90,6 +90,18 @@ CONTROL_METRICS = {"temporal_flatness": -1, "spectral_contrast": +1}  # secondar
 HOLM_FAMILY = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8")
 VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", "not testable", "too few votes", "passed",
             "failed", "")
+
+
+def metric_direction(metric: str) -> int:
+    """The side of an arm − none difference the scorecard calls "supported" for `metric`: the texture
+    readout −1 (fewer flat clips, the positive control's side), the outcomes' and CONTROL_METRICS'
+    own directions, else +1."""
+    if metric == READOUT:
+        return -1
+    outcome = {m: d for m, _, d in (*OUTCOMES.values(), *SECONDARY.values())}
+    return outcome.get(metric, CONTROL_METRICS.get(metric, +1))
+
+
 CLAIMS = {
     "C1": "detached weights change each sample's step size, never its direction",
     "C2": "temporal entropy downweights flat samples, keeps high-contrast ones",

@@ -376,3 +376,13 @@ def test_the_readouts_validation_rows_say_passed_or_failed(tmp_path):
     rows = card[card["claim"] == "READ"]
     assert list(rows["verdict"]) == ["passed", "failed"] and set(rows["role"]) == {"validation"}
     assert set(card["verdict"]) <= set(scorecard.VERDICTS)
+
+
+def test_metric_direction_reads_each_metric_on_its_claims_side():
+    """paired_differences.csv reads "supported" on the side the scorecard does: fewer flat clips (the
+    readout, as the positive control's gate), less flatness, more contrast, Vendi and recurrence."""
+    from eisbach_lib.scorecard import READOUT, metric_direction
+
+    assert metric_direction(READOUT) == -1
+    assert metric_direction("temporal_flatness") == -1
+    assert [metric_direction(m) for m in ("spectral_contrast", "vendi_intra", "motif_recurrence")] == [1, 1, 1]
