@@ -168,12 +168,12 @@ def cmd_report(cfg: dict, args: argparse.Namespace) -> None:
 
 #: run time per notebook in seconds on a 2-core CPU, first run of a profile: the expectation shown
 #: while a notebook runs until runs/<profile>/timings.json holds this machine's own times from the
-#: previous run. cpu: measured per notebook on a fresh clone on 2026-12-02, the previous assay's design
-#: (8 seeds x 7 arms; README, results section). smoke: the series' total measured on an idle machine
+#: previous run. cpu: measured per notebook on a fresh clone on 2026-12-03, the recorded design (README,
+#: results section). smoke: the series' total measured on an idle machine
 #: before the prompt sets and the readout (210 s; README: 3.5-3.7 min) split in the proportions
 #: measured per notebook on a busy one (1075 s in all).
 EXPECTED_S = {
-    "cpu": {"00": 123, "01": 769, "02": 99, "03": 742, "04": 55, "05": 1019, "06": 101, "07": 6},  # fresh clone, 2026-12-02
+    "cpu": {"00": 304, "01": 965, "02": 244, "03": 1064, "04": 131, "05": 1553, "06": 243, "07": 16},  # fresh clone, 2026-12-03 (README)
     "smoke": {"00": 11, "01": 34, "02": 40, "03": 54, "04": 13, "05": 49, "06": 6, "07": 3},
 }
 #: the kernel prints figures inline (ipykernel's own default when MPLBACKEND is unset) even where the
