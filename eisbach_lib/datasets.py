@@ -37,6 +37,7 @@ from .progress import Progress
 
 from .cache import PreEncoded, save_cache
 from .config import config_hash
+from .device import resolve_device
 from .files import atomic_write
 from .layout import Layout
 
@@ -395,7 +396,6 @@ def codec_for(cfg: dict):
     device: SAME-L has 852 M parameters; results come back on the CPU), else MelCodec."""
     if (cfg.get("model") or {}).get("base_dir"):
         from .models import SA3Codec
-        from .train import resolve_device
 
         return SA3Codec(cfg["model"]["base_dir"], device=resolve_device(cfg))
     from .codec import MelCodec
@@ -408,7 +408,6 @@ def text_encoder_for(cfg: dict):
     device; results come back on the CPU), else MiniLM."""
     if (cfg.get("model") or {}).get("base_dir"):
         from .models import SA3TextEncoder
-        from .train import resolve_device
 
         return SA3TextEncoder(cfg["model"]["base_dir"], cfg["text"]["max_tokens"], device=resolve_device(cfg))
     from .text import TextEncoder

@@ -21,6 +21,7 @@ from .progress import Progress
 from .config import REPO, SECTION_DEFAULTS, checkpoint_arms, heldout_prompts
 from .config import workers as config_workers
 from .datasets import codec_for, read_manifest, text_encoder_for
+from .device import resolve_device
 from .files import atomic_write
 from .layout import Layout, is_finished, read_done
 from .sampling import rf_schedule, sample_euler, sample_pingpong
@@ -224,8 +225,6 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     codec = codec if codec is not None else codec_for(cfg)
     text_encoder = text_encoder if text_encoder is not None else text_encoder_for(cfg)
     if model is None:  # loaded on the CPU; sampled on the profile's device (cuda when there is one)
-        from .train import resolve_device
-
         model = load_run_model(cfg, run_dir, step=step).to(resolve_device(cfg))
     device = next(model.parameters()).device
     model.eval()
@@ -338,8 +337,6 @@ def _generate_job(cfg: dict, job: dict, codec, text_encoder, progress: bool) -> 
     checkpoint, or `final` for the final weights."""
     model = None
     if job["run_dir"] is None and not _job_done(cfg, job):
-        from .train import resolve_device
-
         model = base_model(cfg).to(resolve_device(cfg))
     part = generate_run(cfg, job["run_dir"], name=job["name"], meta=job["meta"], step=job["step"], model=model,
                         codec=codec, text_encoder=text_encoder, progress=progress)
@@ -383,8 +380,6 @@ def generate_grid(cfg: dict, progress: bool = True, workers: int | None = None) 
     that many spawned one-thread processes first. A clip depends only on its model, prompt and
     sample (fixed noise, per-batch generators), so the clips are the ones one process with one
     thread writes (tests/test_generate.py)."""
-    from .train import resolve_device
-
     jobs = generation_jobs(cfg)
     prompt_set(cfg)  # write prompts.csv once, before any worker reads it
     workers = generate_workers(cfg) if workers is None else int(workers)

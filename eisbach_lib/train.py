@@ -61,11 +61,8 @@ train the same adapter as 1, within rtol 1e-4 / atol 1e-5);
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -79,8 +76,9 @@ from .progress import Progress
 from .barrier import (ARMS, ORACLE_FACTOR, barrier_weights, oracle_weights, new_tmatched_state, per_sample_loss, temporal_entropy,
                       weighted_loss)
 from .cache import PreEncoded
-from .config import device_name, training_settings
+from .config import training_settings
 from .config import workers as config_workers
+from .device import Placement, distributed, resolve_device
 from .files import atomic_dir, atomic_json, atomic_text, atomic_write
 from .flow import noise_data, ot_couple, sample_timesteps, velocity_target
 from .layout import DONE, Layout, finished_runs, is_finished, read_done
@@ -113,45 +111,6 @@ def hyperparameters(cfg: dict, adapter: str | None, steps: int | None = None) ->
     completed from config.SECTION_DEFAULTS, `steps` overriding the profile, checked by
     `config.training_settings` (a bad value raises ConfigError naming the file and key)."""
     return training_settings(cfg, "pretrain" if adapter is None else "finetune", steps)
-
-
-def resolve_device(cfg: dict) -> torch.device:
-    """cfg['device']: auto (CUDA when available) | cpu | cuda."""
-    want = device_name(cfg)
-    if want == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if want.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: {want!r} asked for, but torch sees no CUDA device")
-    return torch.device(want)
-
-
-def distributed(device: torch.device) -> tuple[int, int]:
-    """(rank, world size). Under `torchrun --nproc_per_node N` or `accelerate launch` (WORLD_SIZE > 1)
-    the process group is started here (NCCL on CUDA, else gloo) and each process takes the GPU
-    LOCAL_RANK; a plain `python` run is (0, 1). Data parallelism is the same loop: every process
-    draws the whole batch from the same generators, runs its slice, and the barrier sees the whole
-    batch (`_gather`), so a run on N processes trains the same model as on one."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        atexit.register(_end_process_group)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _end_process_group() -> None:
-    """Close the process group before the interpreter exits: a gloo group left open lets a rank abort
-    at exit ("terminate called without an active exception", SIGABRT) after the run itself succeeded."""
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def _gather(x: torch.Tensor, world: int) -> torch.Tensor:
@@ -427,36 +386,6 @@ def read_log(run_dir: str | Path, which: str = "samples") -> pd.DataFrame:
 
 # --------------------------------------------------------------------------------------------
 # the step
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where this process trains: its device, and its rank among `world` data-parallel processes."""
-
-    device: torch.device = torch.device("cpu")
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def cuda(self) -> bool:
-        return self.device.type == "cuda"
-
-    @property
-    def lead(self) -> bool:
-        """Rank 0 writes logs, checkpoints and the final weights."""
-        return self.rank == 0
-
-    def mine(self, batch_size: int) -> slice:
-        """This process's part of each batch."""
-        return slice(self.rank * batch_size // self.world, (self.rank + 1) * batch_size // self.world)
-
-    def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
-
-    def sync(self) -> None:
-        """Wait for every process (nothing to wait for in one process)."""
-        if self.world > 1:
-            torch.distributed.barrier()
 
 
 @dataclass(frozen=True)
