@@ -30,6 +30,7 @@ from .config import anatomy_settings
 from .flow import noise_data, velocity_target
 from .layout import Layout, is_finished
 from .progress import Progress
+from .runs import base_dir_for, base_model, grid_items, load_run_model, read_log, run_steps
 from .workers import one_thread
 
 FLAT_CLASSES = ("sustained",)
@@ -277,7 +278,6 @@ def output_distances(cfg: dict, run_dirs: dict[str, Path], data: PreEncoded, n_c
     `run_dirs` maps a label (e.g. the run name) to a finished run folder; the base model is added as
     "base". Columns: a, b, distance (one row per unordered pair, a < b)."""
     from .models import load_base
-    from .train import base_dir_for, load_run_model
 
     g = torch.Generator().manual_seed(seed)
     idx = torch.arange(min(n_clips, len(data)))
@@ -324,7 +324,6 @@ def barrier_anatomy(cfg: dict, progress: bool = True) -> dict[str, pd.DataFrame]
 
 def _barrier_anatomy(cfg: dict, progress: bool) -> dict[str, pd.DataFrame]:
     """`barrier_anatomy`'s work, in the caller's thread setting."""
-    from .generate import base_model
     from .models import add_adapter
 
     st, ft = anatomy_settings(cfg), cfg["finetune"]
@@ -362,8 +361,6 @@ def _barrier_anatomy(cfg: dict, progress: bool) -> dict[str, pd.DataFrame]:
 
 def training_logs(cfg: dict) -> pd.DataFrame:
     """The per-sample training logs of every finished run of the grid, with run, arm, seed, adapter."""
-    from .train import grid_items, read_log
-
     items = [it for it in grid_items(cfg) if is_finished(it["run_dir"])]
     if not items:
         return pd.DataFrame()
@@ -385,8 +382,6 @@ def training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
 
 def _training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
     """`training_dynamics`' work, in the caller's thread setting."""
-    from .train import grid_items, load_run_model
-
     st, ft = anatomy_settings(cfg), cfg["finetune"]
     layout = Layout.of(cfg)
     layout.anatomy.mkdir(parents=True, exist_ok=True)
@@ -404,8 +399,6 @@ def _training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
     t_grid = np.round(np.linspace(0.05, 0.95, int(st["t_points"])), 3).tolist()
     parts = []
     if first is not None:
-        from .generate import run_steps
-
         ckpts, final = run_steps(first["run_dir"])  # the run's own record, not the profile
         for step in [*ckpts, final]:
             m = load_run_model(cfg, first["run_dir"], step=None if step == final else step)

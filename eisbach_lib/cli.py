@@ -61,7 +61,8 @@ def cmd_grid(cfg: dict, args: argparse.Namespace) -> None:
     from .basedir import check_base_for
 
     check_base_for(cfg, dit=True)  # fail before the corpus is rendered and encoded
-    from .train import grid_status, run_grid
+    from .runs import grid_status
+    from .train import run_grid
 
     run_grid(cfg, _load_data(cfg).split("finetune"), shard=args.shard)
     status = grid_status(cfg)  # as notebook 03 writes it

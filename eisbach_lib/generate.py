@@ -23,7 +23,8 @@ from .config import workers as config_workers
 from .datasets import codec_for, read_manifest, text_encoder_for
 from .device import resolve_device
 from .files import atomic_write
-from .layout import Layout, is_finished, read_done
+from .layout import Layout, is_finished
+from .runs import base_model, grid_items, load_run_model, run_steps
 from .sampling import rf_schedule, sample_euler, sample_pingpong
 
 CARD_PROMPTS = REPO / "data" / "card_prompts.csv"
@@ -214,8 +215,6 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     is copied into every manifest row, with run, step, prompt_id, prompt_name, source, set, cfg,
     caption, sample, path and latent_row. Returns the manifest; a finished folder
     (`sample_folder_done`) is returned as is."""
-    from .train import load_run_model
-
     gen = cfg["generate"]
     layout = Layout.of(cfg)
     out = layout.sample_dir(name, step)
@@ -286,27 +285,11 @@ def codec_rate(codec) -> int:
     return int(codec.sample_rate)
 
 
-def run_steps(run_dir: Path) -> tuple[list[int], int]:
-    """(checkpoint steps to generate at, final step) of a finished run, from its own record: the
-    final step is done.json's `steps`; the checkpoints are the complete ckpt_* folders present below
-    it (the ones done.json lists, when it lists any). A run trained with `--steps 5` under a profile
-    whose checkpoints are [10, 20] is generated at step 5, not at 10 and 20."""
-    from .train import list_checkpoints
-
-    done = read_done(run_dir)
-    final = int(done["steps"])
-    present = set(list_checkpoints(run_dir))
-    listed = set(int(s) for s in done.get("checkpoints") or present)
-    return sorted(s for s in present & listed if s < final), final
-
-
 def generation_jobs(cfg: dict) -> list[dict]:
     """What `generate_grid` generates, in order: the base model once (step 0), then every finished
     run of the profile's grid at its own checkpoint steps (`run_steps`; only for the arms in
     `checkpoint_arms`) and at its final weights. Each job: name, run_dir (None for the base), meta,
     step (None: final weights), final (the step recorded in the manifest)."""
-    from .train import grid_items
-
     jobs = [{"name": "base", "run_dir": None, "meta": {"adapter": "none", "arm": "base", "seed": -1}, "step": None,
              "final": 0}]
     with_ckpts = checkpoint_arms(cfg)
@@ -392,18 +375,6 @@ def generate_grid(cfg: dict, progress: bool = True, workers: int | None = None) 
     manifest = pd.concat(parts, ignore_index=True)
     manifest.to_csv(Layout.of(cfg).samples_manifest, index=False)
     return manifest
-
-
-def base_model(cfg: dict):
-    """The base model of the profile's adapter runs (`train.base_dir_for`: model.base_dir, else
-    <runs_dir>/base), loaded in eval mode on the CPU; checked first with models.check_base_dir so a missing or
-    broken part fails at once, naming the files."""
-    from .basedir import check_base_for
-    from .models import load_base
-    from .train import base_dir_for
-
-    check_base_for(cfg, dit=True)
-    return load_base(base_dir_for(cfg)).eval()
 
 
 # --------------------------------------------------------------------------------------------

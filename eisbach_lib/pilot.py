@@ -81,8 +81,9 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
     per comparison × prompt set), clips.parquet, plan_inputs.json and timings.json. Safe to re-run:
     finished runs and generations are reused (their times are then read back from timings.json)."""
     from .datasets import load_corpus
-    from .generate import base_model, generate_run, prompt_set
+    from .generate import generate_run, prompt_set
     from .readout import fit_readout
+    from .runs import base_model
     from .train import pretrain, train_run
 
     variants = {"recipe": {}, **(variants or {})}

@@ -35,7 +35,8 @@ Run folder layout (`out_dir`):
 
 Every checkpoint is written to a temporary folder and renamed (os.replace), its log chunks first,
 so an interrupted run resumes from its newest complete checkpoint and ends with bit-identical
-weights on the CPU (float32, deterministic kernels, the same thread count).
+weights on the CPU (float32, deterministic kernels, the same thread count). runs.py reads these
+folders back (`grid_items`, `list_checkpoints`, `read_log`, `load_run_model`, `grid_status`).
 
 Control arms (barrier.py): `oracle_texture` reads each clip's label from data.manifest["texture"];
 `constant` uses one weight for every sample, the mean `eisbach` weight of the fine-tuning split under
@@ -83,7 +84,8 @@ from .files import atomic_dir, atomic_json, atomic_text, atomic_write
 from .flow import noise_data, ot_couple, sample_timesteps, velocity_target
 from .layout import DONE, Layout, finished_runs, is_finished, read_done
 from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_parameters, drop_condition,
-                     load_adapter, load_base, save_adapter, save_base)
+                     load_base, save_adapter, save_base)
+from .runs import base_dir_for, grid_items, list_checkpoints, read_log
 
 STREAMS = ("data", "timesteps", "noise", "dropout", "shuffle")
 # hyper-parameters that must match when a run folder is resumed (they change the trajectory)
@@ -122,16 +124,6 @@ def _gather(x: torch.Tensor, world: int) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def base_dir_for(cfg: dict, base_dir: str | Path | None = None) -> Path:
-    """The base model of adapter runs: `base_dir`, else cfg model.base_dir (real SA3), else
-    <runs_dir>/base (the pretrained embedded DiT)."""
-    if base_dir:
-        return Path(base_dir)
-    if cfg["model"].get("base_dir"):
-        return Path(cfg["model"]["base_dir"])
-    return Layout.of(cfg).base
-
-
 def data_fingerprint(data: PreEncoded) -> str:
     """A short hash of the clip ids and tensor shapes (a resumed run must see the same data)."""
     blob = json.dumps([list(map(str, data.manifest["id"])), list(data.latents.shape), list(data.tokens.shape)])
@@ -148,15 +140,6 @@ def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
 
 def ckpt_name(step: int) -> str:
     return f"ckpt_{step:06d}"
-
-
-def list_checkpoints(run_dir: Path) -> dict[int, Path]:
-    """{step: folder} of the complete checkpoints of a run."""
-    out = {}
-    for p in Path(run_dir).glob("ckpt_*"):
-        if p.is_dir() and not p.name.endswith(".tmp") and p.name[5:].isdigit():
-            out[int(p.name[5:])] = p
-    return dict(sorted(out.items()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,23 +348,6 @@ def _drop_stale_logs(run_dir: Path, step: int) -> None:
         m = LOG_CHUNK.fullmatch(p.name)
         if m and int(m.group(2)) > step:
             p.unlink()
-
-
-def read_log(run_dir: str | Path, which: str = "samples") -> pd.DataFrame:
-    """The training log of a run, `which` = samples (one row per step and sample: run, adapter, arm,
-    seed, step, id, [texture], t, h, w, loss, dropped, noise_sum) or steps (one row per step: step,
-    loss, loss_unweighted, w_mean, h_mean, lr, grad_norm, samples_per_s). Reads the whole-run file of a
-    finished run, else the chunks written so far."""
-    if which not in ("samples", "steps"):
-        raise ValueError(f"which must be samples or steps, got {which!r}")
-    run_dir = Path(run_dir)
-    whole = run_dir / f"log_{which}.parquet"
-    if whole.exists():
-        return pd.read_parquet(whole)
-    chunks = sorted((run_dir / "log").glob(f"{which}_*.parquet"))
-    if not chunks:
-        raise FileNotFoundError(f"{run_dir}: no training log (log_{which}.parquet or log/{which}_*.parquet)")
-    return pd.concat([pd.read_parquet(c) for c in chunks], ignore_index=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -750,47 +716,7 @@ def _finish(out_dir: Path, model: EisbachDiT, adapter: str | None, meta: dict) -
 
 
 # --------------------------------------------------------------------------------------------
-# loading trained runs
-
-
-def load_run_model(cfg: dict, run_dir: str | Path, step: int | None = None) -> EisbachDiT:
-    """The model of a run (base + adapter, or the base itself for a base run) at checkpoint `step`
-    (None: the final weights), in eval mode on the CPU."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "run.json").exists():
-        raise FileNotFoundError(f"{run_dir}: not a training run (no run.json)")
-    meta = json.loads((run_dir / "run.json").read_text())
-    if step is None:
-        if not is_finished(run_dir):
-            raise FileNotFoundError(f"{run_dir}: the run is not finished (no done.json); pass a checkpoint step")
-        folder = run_dir
-    else:
-        ckpts = list_checkpoints(run_dir)
-        if step not in ckpts:
-            raise FileNotFoundError(f"{run_dir}: no checkpoint at step {step} (have: {sorted(ckpts) or 'none'})")
-        folder = ckpts[step]
-    if meta["adapter"] is None:
-        return load_base(folder).eval()
-    base = meta.get("base_dir")
-    if not base or not Path(base).exists():
-        base = base_dir_for(cfg)
-    return load_adapter(load_base(base), folder).eval()
-
-
-# --------------------------------------------------------------------------------------------
 # the grid and the base
-
-
-def grid_items(cfg: dict) -> list[dict]:
-    """The profile's paired grid in a fixed order: adapters, then seeds, then arms (each seed's paired
-    set of arms is contiguous). Each item: adapter, arm, seed, run_dir = <runs_dir>/adapters/<adapter>_<arm>_s<seed>."""
-    ft = cfg["finetune"]
-    layout = Layout.of(cfg)
-    for arm in ft["arms"]:
-        if arm not in ARMS:
-            raise ValueError(f"finetune.arms: unknown arm {arm!r}; known: {', '.join(ARMS)}")
-    return [{"adapter": a, "arm": arm, "seed": int(s), "run_dir": layout.adapter_run(a, arm, s)}
-            for a in ft.get("adapters", ["dora"]) for s in ft["seeds"] for arm in ft["arms"]]
 
 
 def shard_items(items: list, shard: str = "0/1") -> list:
@@ -885,33 +811,6 @@ def pretrain(cfg: dict, data: PreEncoded, progress: bool = True) -> Path:
                      adapter=None, progress=progress)
 
 
-__all__ = ["train_run", "pretrain", "run_grid", "grid_items", "grid_workers", "shard_items", "load_run_model", "read_log",
+__all__ = ["train_run", "pretrain", "run_grid", "grid_workers", "shard_items",
            "hyperparameters", "stream_seed", "BatchOrder", "STREAMS", "constant_weight", "training_mix",
            "base_fingerprint", "data_content_hash", "weighted_step"]
-
-
-# --------------------------------------------------------------------------------------------
-# What the notebooks show (01, 03)
-
-
-def pretrain_log(base_dir: str | Path) -> pd.DataFrame:
-    """The base model's pretraining log (`read_log`), or an empty frame for a base with no run
-    record (real Stable Audio 3 weights)."""
-    return read_log(base_dir) if (Path(base_dir) / "run.json").exists() else pd.DataFrame()
-
-
-def grid_status(cfg: dict) -> pd.DataFrame:
-    """One row per run of the grid (`grid_items`): adapter, arm, seed and its done.json summary, or
-    status "missing" for a run not finished. Also written to <runs_dir>/adapters/grid.csv."""
-    rows = []
-    for it in grid_items(cfg):
-        done = read_done(it["run_dir"]) if is_finished(it["run_dir"]) else {"status": "missing"}
-        rows.append({**{k: it[k] for k in ("adapter", "arm", "seed")}, **done})
-    runs = pd.DataFrame(rows)
-    out = Layout.of(cfg).adapters
-    out.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(out / "grid.csv", index=False)
-    return runs
-
-
-__all__ += ["pretrain_log", "grid_status"]

@@ -11,8 +11,9 @@ import torch
 
 from eisbach_lib.cache import PreEncoded
 from eisbach_lib.models import adapter_state_dict, load_base
-from eisbach_lib.train import (BatchOrder, base_fingerprint, constant_weight, grid_items, hyperparameters, load_run_model, pretrain,
-                               read_log, run_grid, shard_items, stream_seed, train_run, training_mix)
+from eisbach_lib.runs import grid_items, load_run_model, read_log
+from eisbach_lib.train import (BatchOrder, base_fingerprint, constant_weight, hyperparameters, pretrain,
+                               run_grid, shard_items, stream_seed, train_run, training_mix)
 
 C, T, L, D = 8, 24, 6, 16
 
