@@ -225,7 +225,7 @@ def adapters() -> None:
     and none s0↔none s1 (seed to seed); and the loss change (first vs last 20 steps)."""
     import torch
 
-    from eisbach_lib.anatomy import _forward
+    from eisbach_lib.probes import _forward
     from eisbach_lib.runs import base_model, grid_items, load_run_model, read_log
     from eisbach_lib.train import run_grid
 

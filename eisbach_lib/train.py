@@ -40,10 +40,10 @@ folders back (`grid_items`, `list_checkpoints`, `read_log`, `load_run_model`, `g
 
 Control arms (barrier.py): `oracle_texture` reads each clip's label from data.manifest["texture"];
 `constant` uses one weight for every sample, the mean `eisbach` weight of the fine-tuning split under
-the base model (`constant_weight`: anatomy.weights_by_clip's estimate, computed once and cached in
+the base model (`probes.constant_weight`: probes.weights_by_clip's estimate, computed once and cached in
 <runs_dir>/anatomy/constant_weight.json under a key made of the base weights' and the data's content
 hashes and the estimate's settings). Both are recorded in run.json under "arm_config".
-`training_mix` turns the per-sample log into each texture's weighted share of the training signal
+`anatomy.training_mix` turns the per-sample log into each texture's weighted share of the training signal
 (the "effective training mix" manipulation check).
 
 CPU: `finetune.workers: n` trains the grid's unfinished runs in n spawned one-thread processes
@@ -80,11 +80,12 @@ from .cache import PreEncoded
 from .config import training_settings
 from .config import workers as config_workers
 from .device import Placement, distributed, resolve_device
-from .files import atomic_dir, atomic_json, atomic_text, atomic_write
+from .files import atomic_dir, atomic_json, atomic_write
 from .flow import noise_data, ot_couple, sample_timesteps, velocity_target
 from .layout import DONE, Layout, finished_runs, is_finished, read_done
 from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_parameters, drop_condition,
                      load_base, save_adapter, save_base)
+from .probes import constant_weight
 from .runs import base_dir_for, grid_items, list_checkpoints, read_log
 
 STREAMS = ("data", "timesteps", "noise", "dropout", "shuffle")
@@ -128,10 +129,6 @@ def data_fingerprint(data: PreEncoded) -> str:
     """A short hash of the clip ids and tensor shapes (a resumed run must see the same data)."""
     blob = json.dumps([list(map(str, data.manifest["id"])), list(data.latents.shape), list(data.tokens.shape)])
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    atomic_text(path, text)
 
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -217,103 +214,6 @@ def _load_weights(model: EisbachDiT, adapter: str | None, folder: Path) -> None:
         from safetensors.torch import load_file
 
         set_peft_model_state_dict(model.transformer, load_file(str(folder / "adapter_model.safetensors")))
-
-
-# --------------------------------------------------------------------------------------------
-# the control arms' inputs
-
-CONSTANT_N_T = 8  # timesteps per clip in the constant arm's estimate (as notebook 02's weights_by_clip)
-BASE_SUBFOLDERS = ("transformer", "duration_embedder")  # the folders models.load_base reads
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def _file_sha(path: Path) -> str:
-    """sha256 of a file's bytes, memoised per process by (path, size, mtime)."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()
-    return _FILE_HASHES[key]
-
-
-def base_fingerprint(base: str | Path) -> str:
-    """A short hash of what models.load_base reads: every *.safetensors / *.json file in
-    `base`/transformer and `base`/duration_embedder (relative path and content). A Stable Audio 3
-    directory's VAE and text encoder are not part of it, nor are a base run's checkpoints and logs."""
-    base = Path(base)
-    files = sorted(p for sub in BASE_SUBFOLDERS if (base / sub).is_dir() for p in (base / sub).rglob("*")
-                   if p.is_file() and p.suffix in (".safetensors", ".json"))
-    if not files:
-        raise FileNotFoundError(f"{base}: no model files (*.safetensors, *.json in {', '.join(BASE_SUBFOLDERS)}) "
-                                "to fingerprint")
-    blob = "\n".join(f"{p.relative_to(base).as_posix()} {_file_sha(p)}" for p in files)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def data_content_hash(data: PreEncoded) -> str:
-    """A short hash of the clip ids and every tensor's bytes (latents change with the codec, ids do not)."""
-    h = hashlib.sha256(json.dumps(list(map(str, data.manifest["id"]))).encode())
-    for x in (data.latents, data.frame_mask, data.tokens, data.token_mask, data.seconds):
-        x = x.detach().cpu().contiguous()
-        h.update(str((tuple(x.shape), str(x.dtype))).encode())
-        h.update(x.view(torch.uint8).numpy().tobytes() if x.dtype != torch.bool else x.numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def constant_weight(cfg: dict, data: PreEncoded, base_dir: str | Path | None = None, lam: float = 0.5,
-                    timesteps: str = "trunc_logit_normal", progress: bool = False) -> dict:
-    """The `constant` arm's weight: c = mean over the clips of `data` (the fine-tuning split) of each
-    clip's mean `eisbach` weight under the base model over CONSTANT_N_T training-distribution
-    timesteps (anatomy.weights_by_clip with seed = the profile seed, on the CPU, float32).
-
-    Computed once per (base weights, data content, λ, timestep distribution, n_t, seed) and cached in
-    <runs_dir>/anatomy/constant_weight.json ({key: entry}); returns the entry: weight, key, by_texture,
-    n_clips, n_t, lam, timesteps, seed, base, base_hash, data_hash."""
-    from .anatomy import weights_by_clip
-
-    base = base_dir_for(cfg, base_dir)
-    seed = int(cfg.get("seed", 0))
-    parts = {"base_hash": base_fingerprint(base), "data_hash": data_content_hash(data), "lam": float(lam),
-             "timesteps": str(timesteps), "n_t": CONSTANT_N_T, "seed": seed}
-    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-    path = Layout.of(cfg).constant_weight
-    cache = json.loads(path.read_text()) if path.exists() else {}
-    if key in cache:
-        return cache[key]
-    model = load_base(base).eval()
-    wbc = weights_by_clip(model, data, n_t=CONSTANT_N_T, lam=float(lam), seed=seed, timesteps=str(timesteps))
-    entry = {"weight": float(wbc["w"].mean()), "key": key, "n_clips": len(wbc), "base": str(base.resolve()), **parts,
-             "by_texture": {str(k): float(v) for k, v in wbc.groupby("texture")["w"].mean().items()}}
-    if not entry["weight"] > 0:
-        raise ValueError(f"constant_weight: the mean eisbach weight of {len(wbc)} clips is {entry['weight']!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cache = json.loads(path.read_text()) if path.exists() else {}  # another process may have added entries
-    cache[key] = entry
-    _atomic_write_text(path, json.dumps(cache, indent=2, sort_keys=True))
-    if progress:
-        print(f"constant arm: w = {entry['weight']:.4f} (mean eisbach weight of {len(wbc)} clips), cached in {path}")
-    return entry
-
-
-def training_mix(samples: pd.DataFrame) -> pd.DataFrame:
-    """The effective training mix (a manipulation check): per run and texture class, the share of
-    sample rows (n / Σn) and the weighted share of the training signal (Σw / Σw over the run's rows),
-    from a per-sample log (`read_log(run, "samples")`, concatenated over runs). Columns: run, arm,
-    seed, texture, n, share, weighted_share, ratio (= weighted_share / share)."""
-    need = {"run", "arm", "seed", "texture", "w"}
-    if not need <= set(samples.columns):
-        raise ValueError(f"training_mix: the log lacks columns {sorted(need - set(samples.columns))}")
-    g = samples.groupby(["run", "arm", "seed", "texture"], sort=True).agg(n=("w", "size"), w_sum=("w", "sum"))
-    g = g.reset_index()
-    totals = g.groupby("run")[["n", "w_sum"]].transform("sum")
-    g["share"] = g["n"] / totals["n"]
-    g["weighted_share"] = g["w_sum"] / totals["w_sum"]
-    g["ratio"] = g["weighted_share"] / g["share"]
-    return g.drop(columns="w_sum")
 
 
 # --------------------------------------------------------------------------------------------
@@ -812,5 +712,4 @@ def pretrain(cfg: dict, data: PreEncoded, progress: bool = True) -> Path:
 
 
 __all__ = ["train_run", "pretrain", "run_grid", "grid_workers", "shard_items",
-           "hyperparameters", "stream_seed", "BatchOrder", "STREAMS", "constant_weight", "training_mix",
-           "base_fingerprint", "data_content_hash", "weighted_step"]
+           "hyperparameters", "stream_seed", "BatchOrder", "STREAMS", "weighted_step"]
