@@ -106,28 +106,31 @@ def cmd_evaluate(cfg: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_listen(cfg: dict, args: argparse.Namespace) -> None:
-    from . import study as st
+    from .study import study_summary
+    from .study_design import MAX_CATCH_FAIL, listening_dir, load_study, study_config, trials_of
+    from .study_kit import make_kit
+    from .study_votes import import_votes
 
-    study_json = st.listening_dir(cfg) / "study.json"
+    study_json = listening_dir(cfg) / "study.json"
     if args.action == "kit":
-        path = st.make_kit(cfg, st.study_config(cfg, args.study))
-        doc = st.load_study(path)
-        trials = st.trials_of(doc["pairs"])
+        path = make_kit(cfg, study_config(cfg, args.study))
+        doc = load_study(path)
+        trials = trials_of(doc["pairs"])
         print(f"study {doc['study_id']}: {len(trials)} trials ({int(trials['is_catch'].sum())} catch), "
               f"questions {[q['id'] for q in doc['questions']]}")
         print(f"send this page to the raters: {path.parent / 'study.html'}\nstudy: {path}")
     elif args.action == "import":
         if not args.files:
             raise ValueError("listen import: name the CSV files to import")
-        n = st.import_votes(study_json, args.files)
+        n = import_votes(study_json, args.files)
         print(f"{n} new votes imported into {study_json.parent / 'votes.csv'}")
     else:
-        table, catch, doc = st.study_summary(cfg)
+        table, catch, doc = study_summary(cfg)
         print(f"study {doc['study_id']}")
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         if len(catch):
             print("\ncatch trials per rater (excluded: failed more than "
-                  f"{st.MAX_CATCH_FAIL:.0%}):\n{catch.to_string(index=False)}")
+                  f"{MAX_CATCH_FAIL:.0%}):\n{catch.to_string(index=False)}")
 
 
 def cmd_pilot(cfg: dict, args: argparse.Namespace) -> None:

@@ -7,12 +7,12 @@ Everything here starts from a samples manifest, a DataFrame with the columns
 - `loudness_match`   scale a clip to a target RMS level in dBFS, peak-limited (no clipping);
 - `audio_player`     one loudness-matched clip as an ``ipywidgets.Output`` holding an
                      ``IPython.display.Audio`` player (base64 WAV embedded in the notebook);
-- `choice_buttons`   the three answer buttons of a paired comparison (used by `eisbach_lib.study`);
+- `choice_buttons`   the three answer buttons of a paired comparison (used by `study_widget.StudyAB`);
 - `listen_grid`      one row per (prompt, seed), the arms side by side;
 - `first_seed_view`  the clips `listen_grid` shows in notebook 05 (each arm's first seed, final step).
 
 The blind listening study — kit, page, import, clustered verdicts, widget — lives in
-`eisbach_lib.study`.
+`eisbach_lib.study` and its parts (study.py's docstring).
 
 Conventions chosen here
 -----------------------

@@ -324,7 +324,8 @@ def write_report(cfg: dict) -> Path:
 def listening_html(cfg: dict) -> str:
     """The listening study's place in the report: a link to the offline page for raters (relative, so
     it works wherever runs/<profile>/ is copied) and, once votes are imported, the verdict table."""
-    from .study import listening_dir, study_summary
+    from .study import study_summary
+    from .study_design import listening_dir
 
     ldir = listening_dir(cfg)
     if not (ldir / "study.html").exists():
