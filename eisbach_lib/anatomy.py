@@ -22,13 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 import torch
 
 from .barrier import barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy
-from .cache import PreEncoded
+from .cache import PreEncoded, load_cache
 from .config import anatomy_settings
+from .datasets import prepare_corpus
 from .flow import sample_timesteps
 from .layout import Layout, is_finished
+from .metrics import temporal_flatness
 from .probes import _forward, _tick, weights_by_clip
 from .progress import Progress
 from .runs import base_dir_for, base_model, grid_items, load_run_model, read_log, run_steps
@@ -67,10 +70,6 @@ def entropy_vs_t(model, data: PreEncoded, t_grid: list[float], n_clips: int = 32
 def clip_flatness(manifest: pd.DataFrame, audio_root: Path, bar: Progress | None = None) -> pd.Series:
     """`metrics.temporal_flatness` of each clip's training audio, indexed like `manifest`. One `bar`
     step per clip."""
-    import soundfile as sf
-
-    from .metrics import temporal_flatness
-
     vals = []
     for p in manifest["path"]:
         y, sr = sf.read(Path(audio_root) / p, dtype="float32", always_2d=True)
@@ -246,7 +245,7 @@ def output_distances(cfg: dict, run_dirs: dict[str, Path], data: PreEncoded, n_c
 
     `run_dirs` maps a label (e.g. the run name) to a finished run folder; the base model is added as
     "base". Columns: a, b, distance (one row per unordered pair, a < b)."""
-    from .models import load_base
+    from .models import load_base  # heavy: diffusers (.models imports it)
 
     g = torch.Generator().manual_seed(seed)
     idx = torch.arange(min(n_clips, len(data)))
@@ -262,9 +261,6 @@ def output_distances(cfg: dict, run_dirs: dict[str, Path], data: PreEncoded, n_c
 
 
 def _split_data(cfg: dict, split: str = "finetune") -> PreEncoded:
-    from .cache import load_cache
-    from .datasets import prepare_corpus
-
     return load_cache(prepare_corpus(cfg, progress=False)).split(split)
 
 
@@ -293,7 +289,7 @@ def barrier_anatomy(cfg: dict, progress: bool = True) -> dict[str, pd.DataFrame]
 
 def _barrier_anatomy(cfg: dict, progress: bool) -> dict[str, pd.DataFrame]:
     """`barrier_anatomy`'s work, in the caller's thread setting."""
-    from .models import add_adapter
+    from .models import add_adapter  # heavy: diffusers (.models imports it)
 
     st, ft = anatomy_settings(cfg), cfg["finetune"]
     layout = Layout.of(cfg)

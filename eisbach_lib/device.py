@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 from .config import device_name
 
@@ -37,8 +38,6 @@ def distributed(device: torch.device) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
-    import torch.distributed as dist
-
     if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -50,8 +49,6 @@ def distributed(device: torch.device) -> tuple[int, int]:
 def _end_process_group() -> None:
     """Close the process group before the interpreter exits: a gloo group left open lets a rank abort
     at exit ("terminate called without an active exception", SIGABRT) after the run itself succeeded."""
-    import torch.distributed as dist
-
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -10,6 +10,7 @@ comes from its own generator seeded by (i, j) only.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ from .files import atomic_write
 from .layout import Layout, is_finished
 from .runs import base_model, grid_items, load_run_model, run_steps
 from .sampling import rf_schedule, sample_euler, sample_pingpong
+from .text import check_token_lengths, profile_tokenizer
+from .workers import run_workers
 
 CARD_PROMPTS = REPO / "data" / "card_prompts.csv"
 NOISE_SEED = 1234  # base seed of the fixed sampling noise, the same for every arm and seed
@@ -62,8 +65,6 @@ def _heldout_captions(cfg: dict, n_wanted: int) -> pd.DataFrame:
     reference split shares no source piece with base/finetune (when the manifest has
     `source_piece`); no chosen caption occurs verbatim among the training captions (such captions
     are never chosen). Warns when fewer than `n_wanted` captions are usable."""
-    import warnings
-
     layout = Layout.of(cfg)
     manifest = read_manifest(cfg)
     train = manifest[manifest["split"].isin(HELDOUT_EXCLUDED_SPLITS)]
@@ -104,10 +105,6 @@ def prompt_set(cfg: dict) -> pd.DataFrame:
     name of the count, is read as `heldout_prompts` with a warning. Written to
     <runs_dir>/prompts.csv; the selection is recomputed on every call (deterministic) and the file
     rewritten, with a warning, when it differs (e.g. a file from before this change)."""
-    import warnings
-
-    from .text import check_token_lengths, profile_tokenizer
-
     gen = generate_settings(cfg)
     primary_cfg, guided = float(gen["primary_cfg"]), float(gen["cfg"])
     held = _heldout_captions(cfg, heldout_prompts(cfg))
@@ -343,8 +340,6 @@ def _generate_worker(cfg: dict, jobs: list[dict]) -> None:
 def _spawn_generate(cfg: dict, jobs: list[dict], workers: int, progress: bool) -> None:
     """Run `jobs` in `workers` spawned one-thread processes (worker i: jobs k with k % workers == i)
     and wait; the parent counts finished folders. A failed worker raises RuntimeError naming it."""
-    from .workers import run_workers
-
     failed = run_workers(_generate_worker, [(cfg, jobs[i::workers]) for i in range(workers)],
                          [f"generate {i}/{workers}" for i in range(workers)],
                          lambda: sum(_job_done(cfg, j) for j in jobs), len(jobs),

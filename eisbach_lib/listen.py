@@ -94,7 +94,7 @@ def load_clip(path: str | Path, max_seconds: float | None = 10.0, max_sr: int | 
 def choice_buttons(choose, label_a: str = "A", label_b: str = "B"):
     """The three answer buttons of a paired comparison: `label_a`, `label_b` and "no preference",
     calling `choose("A")`, `choose("B")` and `choose("tie")` when clicked."""
-    import ipywidgets as widgets
+    import ipywidgets as widgets  # heavy: ipywidgets
 
     buttons = []
     for label, answer in ((label_a, "A"), (label_b, "B"), ("no preference", "tie")):
@@ -112,8 +112,8 @@ def audio_player(path: str | Path, target_dbfs: float = -20.0, max_seconds: floa
     The player's HTML is put into the Output's ``outputs`` directly, so it is built without a
     kernel (tests, papermill) and shows in any live notebook. A missing or unreadable file gives
     an ``ipywidgets.HTML`` note instead of a player."""
-    import ipywidgets as widgets
-    from IPython.display import Audio
+    import ipywidgets as widgets  # heavy: ipywidgets
+    from IPython.display import Audio  # heavy: IPython
 
     try:
         y, sr = load_clip(path, max_seconds=max_seconds, max_sr=max_sr)
@@ -161,7 +161,7 @@ def listen_grid(samples: pd.DataFrame, prompt_ids: Sequence | None = None, seeds
     appears with more than one adapter its columns are labelled ``arm (adapter)``. Should
     several runs still share a cell (same arm, adapter, seed, prompt), the first is shown.
     """
-    import ipywidgets as widgets
+    import ipywidgets as widgets  # heavy: ipywidgets
 
     df = samples[samples["sample"] == sample]
     df = final_steps(df) if step is None else df[df["step"] == step]

@@ -494,7 +494,7 @@ def listener_rows(cfg: dict) -> pd.DataFrame:
 def plot_study(table: pd.DataFrame, catch: pd.DataFrame, sesoi: float = SESOI):
     """Figure: win rate with its 95 % interval per comparison and question (0.5 = no preference,
     the shaded band 0.5 ± sesoi), and the catch-trial pass rate per rater (excluded in red)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.6 * max(3, len(table)) + 1.5),
                                    gridspec_kw={"width_ratios": [3, 2]})

@@ -51,7 +51,7 @@ class StudyAB:
 
     def __init__(self, study_path: str | Path, rater: str, runs_dir: str | Path | None = None,
                  votes_path: str | Path | None = None, target_dbfs: float = -20.0) -> None:
-        import ipywidgets as widgets
+        import ipywidgets as widgets  # heavy: ipywidgets
 
         if not str(rater).strip():
             raise ValueError("rater is empty: set `rater = \"your name\"` in the parameters cell")

@@ -72,6 +72,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from peft import set_peft_model_state_dict
+from safetensors.torch import load_file
 from .progress import Progress
 
 from .barrier import (ARMS, ORACLE_FACTOR, barrier_weights, oracle_weights, new_tmatched_state, per_sample_loss, temporal_entropy,
@@ -87,6 +89,7 @@ from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_p
                      load_base, save_adapter, save_base)
 from .probes import constant_weight
 from .runs import base_dir_for, grid_items, list_checkpoints, read_log
+from .workers import run_workers
 
 STREAMS = ("data", "timesteps", "noise", "dropout", "shuffle")
 # hyper-parameters that must match when a run folder is resumed (they change the trajectory)
@@ -210,9 +213,6 @@ def _load_weights(model: EisbachDiT, adapter: str | None, folder: Path) -> None:
     if adapter is None:
         model.load_state_dict(load_base(folder).state_dict())
     else:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
         set_peft_model_state_dict(model.transformer, load_file(str(folder / "adapter_model.safetensors")))
 
 
@@ -657,8 +657,6 @@ def _run_grid_workers(cfg: dict, data: PreEncoded, items: list[dict], workers: i
     environment's OMP/MKL thread counts set to 1 while they start) and wait for all; the parent
     shows the finished runs (done.json) as they appear. A failed worker raises RuntimeError naming
     its shard and exit code, after the others have finished (their runs are kept)."""
-    from .workers import run_workers
-
     failed = run_workers(_grid_worker, [(cfg, data, shard_items(items, f"{i}/{workers}")) for i in range(workers)],
                          [f"grid {i}/{workers}" for i in range(workers)],
                          lambda: len(finished_runs([it["run_dir"] for it in items])), len(items),
