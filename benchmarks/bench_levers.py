@@ -91,7 +91,8 @@ def gen(reps: int = 3, threads: int = 1) -> None:
     import torch
 
     from eisbach_lib.datasets import codec_for, text_encoder_for
-    from eisbach_lib.generate import base_model, sample_latents
+    from eisbach_lib.generate import sample_latents
+    from eisbach_lib.runs import base_model
 
     torch.set_num_threads(threads)
     cfg = _load()
@@ -131,7 +132,8 @@ def _work(kind: str, threads: int, out: str) -> None:
         train_run(cfg, data, Path(out), arm="eisbach", seed=0, adapter="dora", steps=60, progress=False)
     else:
         from eisbach_lib.datasets import codec_for, text_encoder_for
-        from eisbach_lib.generate import base_model, sample_latents
+        from eisbach_lib.generate import sample_latents
+        from eisbach_lib.runs import base_model
 
         model, codec = base_model(cfg), codec_for(cfg)
         tok, mask = text_encoder_for(cfg).encode(["a slow drone with a rising swell"] * 64)
@@ -179,7 +181,8 @@ def gl() -> None:
 
     from eisbach_lib import metrics
     from eisbach_lib.datasets import codec_for, text_encoder_for
-    from eisbach_lib.generate import base_model, prompt_set, sample_latents
+    from eisbach_lib.generate import prompt_set, sample_latents
+    from eisbach_lib.runs import base_model
 
     torch.set_num_threads(2)
     cfg = _load()
@@ -222,9 +225,9 @@ def adapters() -> None:
     and none s0↔none s1 (seed to seed); and the loss change (first vs last 20 steps)."""
     import torch
 
-    from eisbach_lib.anatomy import _forward
-    from eisbach_lib.generate import base_model
-    from eisbach_lib.train import grid_items, load_run_model, read_log, run_grid
+    from eisbach_lib.probes import _forward
+    from eisbach_lib.runs import base_model, grid_items, load_run_model, read_log
+    from eisbach_lib.train import run_grid
 
     torch.set_num_threads(1)
     cfg = _load()

@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from eisbach_lib.study import MIN_RATERS, clustered_win_rate, t_interval  # noqa: E402
+from eisbach_lib.study import clustered_win_rate, t_interval  # noqa: E402
+from eisbach_lib.study_design import MIN_RATERS  # noqa: E402
 
 
 def load_test_module():

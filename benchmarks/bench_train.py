@@ -107,7 +107,8 @@ def measure_loop(spec: dict) -> dict:
     import torch
 
     from eisbach_lib.cache import PreEncoded
-    from eisbach_lib.train import pretrain, read_log, train_run
+    from eisbach_lib.runs import read_log
+    from eisbach_lib.train import pretrain, train_run
 
     torch.set_num_threads(int(spec.get("threads", 2)))
     n, frames = 64, spec["frames"]

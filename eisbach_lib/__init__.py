@@ -2,11 +2,14 @@
 
 One module per part: `barrier` (the log-barrier and its control arms), `flow` (rectified flow,
 timestep samplers, OT coupling), `sampling` (Euler, ping-pong), `models` (the DiT and its
-adapters), `train` (the one training loop), `corpus`/`codec`/`text`/`datasets`/`cache` (data),
-`generate` (the generation grid, with CFG), `anatomy` (C1–C4 inputs), `metrics`/`validation`/
-`evaluate` (metrics), `stats`, `scorecard`, `listen`/`study` (listening), `config` (profiles),
-`layout`/`files` (paths, atomic writes), `report`, `cli`. The design they implement:
-docs/design.md.
+adapters), `train` (the one training loop), `device` (where a process computes), `runs` (the run
+registry: the grid, checkpoints, logs, a run's model), `probes` (weights by clip, the constant
+arm's weight), `corpus`/`codec`/`text`/`datasets`/`cache` (data), `generate` (the generation grid,
+with CFG), `anatomy` (C1–C4 inputs), `metrics`/`validation`/`evaluate` (metrics), `stats`,
+`scorecard`, `listen`/`study` (listening; the study's parts in `study_design`, `study_kit`,
+`study_votes`, `study_widget`), `config` (profiles), `layout`/`files` (paths, atomic writes),
+`report`, `cli`. They import each other in layers, without a cycle (tests/test_imports.py). The
+design they implement: docs/design.md.
 """
 
 __version__ = "0.1.0"

@@ -22,14 +22,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 import torch
 
 from .barrier import barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy
-from .cache import PreEncoded
+from .cache import PreEncoded, load_cache
 from .config import anatomy_settings
-from .flow import noise_data, velocity_target
+from .datasets import prepare_corpus
+from .flow import sample_timesteps
 from .layout import Layout, is_finished
+from .metrics import temporal_flatness
+from .probes import _forward, _tick, weights_by_clip
 from .progress import Progress
+from .runs import base_dir_for, base_model, grid_items, load_run_model, read_log, run_steps
 from .workers import one_thread
 
 FLAT_CLASSES = ("sustained",)
@@ -37,20 +42,6 @@ CONTRAST_CLASSES = ("plucked", "percussive")
 #: the arms of C1's per-sample/batch gradient cosines and of its AdamW update cosines (barrier_anatomy)
 GRAD_ARMS = ("eisbach", "eisbach_norm", "eisbach_shuffle", "eisbach_tmatched", "eisbach_grad", "minsnr")
 UPDATE_ARMS = ("eisbach", "eisbach_shuffle")  # C1: the claim, and the same weights on the wrong samples
-
-
-def _tick(bar: Progress | None, n: int = 1) -> None:
-    """Count n steps on the anatomy's progress counter, if there is one."""
-    if bar is not None:
-        bar.update(n)
-
-
-def _forward(model, data: PreEncoded, idx: torch.Tensor, t: torch.Tensor, noise: torch.Tensor):
-    """(v, target, frame mask) for clips `idx` noised to times t with the given noise."""
-    x0 = data.latents[idx]
-    xt = noise_data(x0, noise, t)
-    v = model(xt, t, data.tokens[idx], data.token_mask[idx], data.seconds[idx])
-    return v, velocity_target(x0, noise), data.frame_mask[idx]
 
 
 @torch.no_grad()
@@ -76,44 +67,9 @@ def entropy_vs_t(model, data: PreEncoded, t_grid: list[float], n_clips: int = 32
     return pd.DataFrame(rows)
 
 
-@torch.no_grad()
-def weights_by_clip(model, data: PreEncoded, n_t: int = 8, lam: float = 0.5, seed: int = 0,
-                    batch_size: int = 32, timesteps: str = "trunc_logit_normal",
-                    bar: Progress | None = None) -> pd.DataFrame:
-    """Each clip's mean barrier weight over `n_t` training-distribution timesteps (claim C2).
-    Columns: id, texture, h, w (means over t). One `bar` step per forward pass; without `bar` it
-    shows its own counter (train.constant_weight calls it alone)."""
-    from .flow import sample_timesteps
-
-    g = torch.Generator().manual_seed(seed)
-    h_sum, w_sum = torch.zeros(len(data)), torch.zeros(len(data))
-    own = bar is None
-    if own:
-        bar = Progress(total=n_t * math.ceil(len(data) / batch_size), desc="weights by clip", unit="batch")
-    for _ in range(n_t):
-        for k in range(0, len(data), batch_size):
-            idx = torch.arange(k, min(k + batch_size, len(data)))
-            t = sample_timesteps(len(idx), timesteps, generator=g)
-            noise = torch.randn(data.latents[idx].shape, generator=g)
-            v, _, mask = _forward(model, data, idx, t, noise)
-            h_sum[idx] += temporal_entropy(v, mask)
-            w_sum[idx] += barrier_weights(v, "eisbach", lam=lam, mask=mask)
-            _tick(bar)
-    if own:
-        bar.close()
-    df = data.manifest[["id"]].copy()
-    df["texture"] = data.manifest["texture"] if "texture" in data.manifest else ""
-    df["h"], df["w"] = (h_sum / n_t).numpy(), (w_sum / n_t).numpy()
-    return df
-
-
 def clip_flatness(manifest: pd.DataFrame, audio_root: Path, bar: Progress | None = None) -> pd.Series:
     """`metrics.temporal_flatness` of each clip's training audio, indexed like `manifest`. One `bar`
     step per clip."""
-    import soundfile as sf
-
-    from .metrics import temporal_flatness
-
     vals = []
     for p in manifest["path"]:
         y, sr = sf.read(Path(audio_root) / p, dtype="float32", always_2d=True)
@@ -134,8 +90,6 @@ def grad_cosines(model, data: PreEncoded, arms: list[str], n_batches: int = 4, b
     per_sample: ∇(w_b·L_b) vs ∇L_b for each sample b (= 1 when w is detached, whatever w is);
     batch:      ∇ mean_b(w_b·L_b) vs ∇ mean_b(L_b) (< 1 whenever the weights differ across samples).
     Columns: arm, kind, batch, sample, cos, w. One `bar` step per backward pass."""
-    from .flow import sample_timesteps
-
     params = [p for p in model.parameters() if p.requires_grad]
     g = torch.Generator().manual_seed(seed)
     rows = []
@@ -185,6 +139,23 @@ def gradient_mass(log: pd.DataFrame, n_bins: int = 5) -> pd.DataFrame:
     return grp.drop(columns=["mass", "loss"])
 
 
+def training_mix(samples: pd.DataFrame) -> pd.DataFrame:
+    """The effective training mix (a manipulation check): per run and texture class, the share of
+    sample rows (n / Σn) and the weighted share of the training signal (Σw / Σw over the run's rows),
+    from a per-sample log (`read_log(run, "samples")`, concatenated over runs). Columns: run, arm,
+    seed, texture, n, share, weighted_share, ratio (= weighted_share / share)."""
+    need = {"run", "arm", "seed", "texture", "w"}
+    if not need <= set(samples.columns):
+        raise ValueError(f"training_mix: the log lacks columns {sorted(need - set(samples.columns))}")
+    g = samples.groupby(["run", "arm", "seed", "texture"], sort=True).agg(n=("w", "size"), w_sum=("w", "sum"))
+    g = g.reset_index()
+    totals = g.groupby("run")[["n", "w_sum"]].transform("sum")
+    g["share"] = g["n"] / totals["n"]
+    g["weighted_share"] = g["w_sum"] / totals["w_sum"]
+    g["ratio"] = g["weighted_share"] / g["share"]
+    return g.drop(columns="w_sum")
+
+
 def _trainable_state(model) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters() if p.requires_grad]
 
@@ -198,8 +169,6 @@ def _load_trainable(model, state: list[torch.Tensor]) -> None:
 def _draw_batches(data: PreEncoded, n_steps: int, batch_size: int, timesteps: str,
                   g: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """`n_steps` training batches (clip indices, timesteps, noise) drawn from generator `g`."""
-    from .flow import sample_timesteps
-
     out = []
     for _ in range(n_steps):
         idx = torch.randperm(len(data), generator=g)[:batch_size]
@@ -276,8 +245,7 @@ def output_distances(cfg: dict, run_dirs: dict[str, Path], data: PreEncoded, n_c
 
     `run_dirs` maps a label (e.g. the run name) to a finished run folder; the base model is added as
     "base". Columns: a, b, distance (one row per unordered pair, a < b)."""
-    from .models import load_base
-    from .train import base_dir_for, load_run_model
+    from .models import load_base  # heavy: diffusers (.models imports it)
 
     g = torch.Generator().manual_seed(seed)
     idx = torch.arange(min(n_clips, len(data)))
@@ -293,9 +261,6 @@ def output_distances(cfg: dict, run_dirs: dict[str, Path], data: PreEncoded, n_c
 
 
 def _split_data(cfg: dict, split: str = "finetune") -> PreEncoded:
-    from .cache import load_cache
-    from .datasets import prepare_corpus
-
     return load_cache(prepare_corpus(cfg, progress=False)).split(split)
 
 
@@ -324,8 +289,7 @@ def barrier_anatomy(cfg: dict, progress: bool = True) -> dict[str, pd.DataFrame]
 
 def _barrier_anatomy(cfg: dict, progress: bool) -> dict[str, pd.DataFrame]:
     """`barrier_anatomy`'s work, in the caller's thread setting."""
-    from .generate import base_model
-    from .models import add_adapter
+    from .models import add_adapter  # heavy: diffusers (.models imports it)
 
     st, ft = anatomy_settings(cfg), cfg["finetune"]
     layout = Layout.of(cfg)
@@ -362,8 +326,6 @@ def _barrier_anatomy(cfg: dict, progress: bool) -> dict[str, pd.DataFrame]:
 
 def training_logs(cfg: dict) -> pd.DataFrame:
     """The per-sample training logs of every finished run of the grid, with run, arm, seed, adapter."""
-    from .train import grid_items, read_log
-
     items = [it for it in grid_items(cfg) if is_finished(it["run_dir"])]
     if not items:
         return pd.DataFrame()
@@ -374,7 +336,7 @@ def training_logs(cfg: dict) -> pd.DataFrame:
 def training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
     """Everything the scorecard needs from the trained grid (C3, C4 over training, manipulation
     checks), written to <runs_dir>/anatomy/: gradient_mass.csv (C3: each class's share of Σw·L per
-    run and training phase), weight_mix.csv (the effective training mix, `train.training_mix`, with
+    run and training phase), weight_mix.csv (the effective training mix, `training_mix`, with
     shift = weighted share − sample share), entropy_vs_t_checkpoints.csv
     (C4 at every checkpoint of the first seed's `eisbach` run) and output_distances.csv (how far the
     final adapters are from the base and from each other). Returns the tables by name. Runs with
@@ -385,16 +347,12 @@ def training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
 
 def _training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
     """`training_dynamics`' work, in the caller's thread setting."""
-    from .train import grid_items, load_run_model
-
     st, ft = anatomy_settings(cfg), cfg["finetune"]
     layout = Layout.of(cfg)
     layout.anatomy.mkdir(parents=True, exist_ok=True)
     log = training_logs(cfg)
     if log.empty:
         raise FileNotFoundError(f"{layout.adapters}: no finished runs (train the grid first)")
-    from .train import training_mix
-
     mix = training_mix(log)
     out = {"gradient_mass": gradient_mass(log), "weight_mix": mix.assign(shift=mix["weighted_share"] - mix["share"])}
     data = _split_data(cfg)
@@ -404,8 +362,6 @@ def _training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
     t_grid = np.round(np.linspace(0.05, 0.95, int(st["t_points"])), 3).tolist()
     parts = []
     if first is not None:
-        from .generate import run_steps
-
         ckpts, final = run_steps(first["run_dir"])  # the run's own record, not the profile
         for step in [*ckpts, final]:
             m = load_run_model(cfg, first["run_dir"], step=None if step == final else step)

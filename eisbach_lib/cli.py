@@ -8,35 +8,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
+from .basedir import check_base_for
 from .config import REPO, ConfigError, load_profile
 from .files import atomic_text
 from .layout import Layout, read_done
+from .progress import format_seconds
 
 NOTEBOOKS = REPO / "notebooks"
 
 
 def _load_data(cfg: dict):
-    from .datasets import load_corpus
+    from .datasets import load_corpus  # heavy: torch
 
     return load_corpus(cfg)
 
 
 def cmd_corpus(cfg: dict, args: argparse.Namespace) -> None:
-    from .basedir import check_base_for
-
     check_base_for(cfg, dit=False)  # fail before any work (and before the heavy imports)
-    from .datasets import prepare_corpus
+    from .datasets import prepare_corpus  # heavy: torch
 
     print(f"cache: {prepare_corpus(cfg)}")
 
 
 def cmd_pretrain(cfg: dict, args: argparse.Namespace) -> None:
-    from .train import pretrain
+    from .train import pretrain  # heavy: torch, diffusers
 
     if cfg["model"].get("base_dir"):
         print(f"model.base_dir is set ({cfg['model']['base_dir']}): nothing to pretrain")
@@ -45,12 +47,10 @@ def cmd_pretrain(cfg: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_train(cfg: dict, args: argparse.Namespace) -> None:
-    from .basedir import check_base_for
-
     if args.base and (Path(args.base) / "vae" / "config.json").exists():
         cfg["model"]["base_dir"] = args.base  # a whole SA3 directory: its autoencoder and text encoder encode the data
     check_base_for(cfg, dit=True, base_dir=args.base)  # fail before the corpus is rendered and encoded
-    from .train import train_run
+    from .train import train_run  # heavy: torch, diffusers
 
     data = _load_data(cfg).split("finetune")
     out = Path(args.out) if args.out else Layout.of(cfg).adapter_run(args.adapter, args.arm, args.seed)
@@ -58,10 +58,9 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_grid(cfg: dict, args: argparse.Namespace) -> None:
-    from .basedir import check_base_for
-
     check_base_for(cfg, dit=True)  # fail before the corpus is rendered and encoded
-    from .train import grid_status, run_grid
+    from .runs import grid_status  # heavy: torch
+    from .train import run_grid  # heavy: torch, diffusers
 
     run_grid(cfg, _load_data(cfg).split("finetune"), shard=args.shard)
     status = grid_status(cfg)  # as notebook 03 writes it
@@ -69,10 +68,8 @@ def cmd_grid(cfg: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_generate(cfg: dict, args: argparse.Namespace) -> None:
-    from .basedir import check_base_for
-
     check_base_for(cfg, dit=True)
-    from .generate import generate_grid, generate_run
+    from .generate import generate_grid, generate_run  # heavy: torch
 
     if args.run:
         run = Path(args.run)
@@ -84,53 +81,56 @@ def cmd_generate(cfg: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_anatomy(cfg: dict, args: argparse.Namespace) -> None:
-    from .anatomy import barrier_anatomy
+    from .anatomy import barrier_anatomy  # heavy: torch
 
     for name, df in barrier_anatomy(cfg).items():
         print(f"{name}: {len(df)} rows -> {Layout.of(cfg).anatomy_table(name)}")
 
 
 def cmd_dynamics(cfg: dict, args: argparse.Namespace) -> None:
-    from .anatomy import training_dynamics
+    from .anatomy import training_dynamics  # heavy: torch
 
     for name, df in training_dynamics(cfg).items():
         print(f"{name}: {len(df)} rows -> {Layout.of(cfg).anatomy_table(name)}")
 
 
 def cmd_evaluate(cfg: dict, args: argparse.Namespace) -> None:
-    from .evaluate import evaluate
+    from .evaluate import evaluate  # heavy: torch
 
     card = evaluate(cfg)
     print(card[["claim", "role", "estimate", "ci_lo", "ci_hi", "mde", "verdict"]].to_string(index=False))
 
 
 def cmd_listen(cfg: dict, args: argparse.Namespace) -> None:
-    from . import study as st
+    from .study import study_summary  # heavy: scipy
+    from .study_design import MAX_CATCH_FAIL, listening_dir, load_study, study_config, trials_of  # heavy: scipy
+    from .study_kit import make_kit  # heavy: scipy
+    from .study_votes import import_votes  # heavy: scipy
 
-    study_json = st.listening_dir(cfg) / "study.json"
+    study_json = listening_dir(cfg) / "study.json"
     if args.action == "kit":
-        path = st.make_kit(cfg, st.study_config(cfg, args.study))
-        doc = st.load_study(path)
-        trials = st.trials_of(doc["pairs"])
+        path = make_kit(cfg, study_config(cfg, args.study))
+        doc = load_study(path)
+        trials = trials_of(doc["pairs"])
         print(f"study {doc['study_id']}: {len(trials)} trials ({int(trials['is_catch'].sum())} catch), "
               f"questions {[q['id'] for q in doc['questions']]}")
         print(f"send this page to the raters: {path.parent / 'study.html'}\nstudy: {path}")
     elif args.action == "import":
         if not args.files:
             raise ValueError("listen import: name the CSV files to import")
-        n = st.import_votes(study_json, args.files)
+        n = import_votes(study_json, args.files)
         print(f"{n} new votes imported into {study_json.parent / 'votes.csv'}")
     else:
-        table, catch, doc = st.study_summary(cfg)
+        table, catch, doc = study_summary(cfg)
         print(f"study {doc['study_id']}")
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         if len(catch):
             print("\ncatch trials per rater (excluded: failed more than "
-                  f"{st.MAX_CATCH_FAIL:.0%}):\n{catch.to_string(index=False)}")
+                  f"{MAX_CATCH_FAIL:.0%}):\n{catch.to_string(index=False)}")
 
 
 def cmd_pilot(cfg: dict, args: argparse.Namespace) -> None:
-    from .pilot import run_pilot
+    from .pilot import run_pilot  # heavy: scipy
 
     variants = dict(v.split("=", 1) for v in args.variant)
     out = run_pilot(cfg, seeds=tuple(args.seeds), doses=tuple(args.doses),
@@ -141,7 +141,7 @@ def cmd_pilot(cfg: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_plan(cfg: dict, args: argparse.Namespace) -> None:
-    from .plan import plan_report
+    from .plan import plan_report  # heavy: scipy
 
     text, table = plan_report(Layout.of(cfg).runs / "pilot" / "plan_inputs.json", target_mde_sesoi=args.target_mde,
                               budget_minutes=args.budget)
@@ -151,17 +151,15 @@ def cmd_plan(cfg: dict, args: argparse.Namespace) -> None:
 
 def cmd_reproduce(cfg: dict, args: argparse.Namespace) -> None:
     if cfg["model"].get("base_dir"):  # real weights: check every part before notebook 00 renders anything
-        from .basedir import check_base_for
-
         check_base_for(cfg, dit=True)
-    from .report import write_report
+    from .report import write_report  # heavy: pandas, bs4
 
     run_series(args.profile, cfg, first=args.first, last=args.last)
     print(f"report: {write_report(cfg)}", flush=True)
 
 
 def cmd_report(cfg: dict, args: argparse.Namespace) -> None:
-    from .report import write_report
+    from .report import write_report  # heavy: pandas, bs4
 
     print(f"report: {write_report(cfg)}")
 
@@ -234,13 +232,10 @@ def run_series(profile: str, cfg: dict, first: int = 0, last: int = 7) -> None:
     kernel's own output (the loops' progress lines) indented below it, and a heartbeat line after a
     minute without output. Each notebook's time is saved in <runs_dir>/timings.json for the next
     run's expectations."""
-    import logging
-    import threading
+    import papermill as pm  # heavy: papermill
+    from papermill.exceptions import PapermillExecutionError  # heavy: papermill
 
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
-    from .progress import format_seconds as fmt
+    fmt = format_seconds
 
     layout = Layout.of(cfg)
     out_dir = layout.notebooks

@@ -76,6 +76,8 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
+from .barrier import temporal_entropy
+
 AMIN = 1e-8         # power floor before the log: −80 dB
 DB_FLOOR = -80.0    # 10·log10(AMIN): the level that maps to z = 0 (silence)
 DB_SCALE = 21.0     # dB per latent unit: the std of d over 300 cpu-profile chamber clips (21.1 dB)
@@ -345,8 +347,6 @@ def loudness_check(codec, sample_rate: int | None = None, seconds: float = 6.0) 
       should order bursts < crescendo < drone;
     - rms_db_range, energy_min, energy_max, frames.
     """
-    from .barrier import temporal_entropy
-
     _, z, rms = _loudness_latents(codec, sample_rate, seconds)
     energy = z.pow(2).mean(dim=1).numpy()
     h = temporal_entropy(z).numpy()

@@ -115,7 +115,7 @@ def training_settings(cfg: dict[str, Any], section: str, steps: int | None = Non
                       where: str | Path | None = None) -> dict[str, Any]:
     """The flat, checked settings of `section` (pretrain | finetune) completed from SECTION_DEFAULTS,
     `steps` overriding the profile; `section` and the checkpoint steps (`checkpoint_steps`) added."""
-    from .flow import TIMESTEP_KINDS
+    from .flow import TIMESTEP_KINDS  # heavy: torch
 
     where = _where(cfg) if where is None else where
     _need(section in cfg, where, section, "missing (the profile has no such section)")
@@ -204,7 +204,7 @@ def anatomy_settings(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def validate(cfg: dict[str, Any], path: Path) -> None:
     """Check the keys and values the library relies on; raise ConfigError naming file and key."""
-    from .barrier import ARMS
+    from .barrier import ARMS  # heavy: torch
 
     for key in ("name", "runs_dir", "figures_dir", *SECTIONS):
         _need(key in cfg, path, key, "is missing")

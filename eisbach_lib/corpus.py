@@ -193,7 +193,7 @@ KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 def soundfont_path() -> Path:
     """The General MIDI soundfont inside the pretty_midi package (TimGM6mb.sf2)."""
-    import pretty_midi
+    import pretty_midi  # heavy: pretty_midi
 
     path = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
     if not path.exists():
@@ -211,7 +211,7 @@ def list_candidates(seed: int = 0) -> list[dict]:
     path (for music21.corpus.parse), number (the tune's X: number or None), work (the split
     group: the folder of a multi-movement work, else the key).
     """
-    from music21 import common, corpus
+    from music21 import common, corpus  # heavy: music21
 
     root = Path(common.getCorpusFilePath())
     per_source: list[list[dict]] = []
@@ -266,7 +266,7 @@ def parse_piece(candidate: dict) -> dict | None:
     tonic_pc, mode} (key from `estimate_key`). Parsed from source with music21's converter
     without writing music21's own pickle cache (writing and re-reading it doubles the parse time).
     """
-    from music21 import common, converter
+    from music21 import common, converter  # heavy: music21
 
     warnings.filterwarnings("ignore")
     try:
@@ -291,7 +291,7 @@ def estimate_key(parts: list[list[list[float]]]) -> tuple[int, str]:
     """(tonic pitch class, 'major'|'minor'): the key profile (music21's AardenEssen weights, the
     method of `Stream.analyze('key')`) best correlated (Pearson) with the duration-weighted
     pitch-class histogram of the notes."""
-    from music21.analysis.discrete import AardenEssen
+    from music21.analysis.discrete import AardenEssen  # heavy: music21
 
     hist = np.zeros(12)
     for part in parts:
@@ -455,7 +455,7 @@ def _no_overlap_same_pitch(events: list[tuple[float, float, int, int]]) -> list[
 
 def to_pretty_midi(plan: ClipPlan):
     """The clip as a pretty_midi.PrettyMIDI: one instrument per palette name, tempo = plan tempo."""
-    import pretty_midi
+    import pretty_midi  # heavy: pretty_midi
 
     pm = pretty_midi.PrettyMIDI(initial_tempo=float(plan.tempo_bpm))
     for name in plan.instruments:
@@ -474,7 +474,7 @@ def synthesize(pm, sample_rate: int, seconds: float, gain: float = 0.2) -> np.nd
     per call makes the result deterministic. Left channel, as pretty_midi. If the int16 output
     clips, the gain is halved and the clip rendered again.
     """
-    import fluidsynth
+    import fluidsynth  # optional: fluidsynth (loads the system's libfluidsynth; only rendering needs it)
 
     n_total = int(round(seconds * sample_rate))
     channels = [c for c in range(16) if c != 9]

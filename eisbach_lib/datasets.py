@@ -35,10 +35,13 @@ import soundfile as sf
 import torch
 from .progress import Progress
 
-from .cache import PreEncoded, save_cache
+from .cache import PreEncoded, fingerprint_files, load_cache, save_cache
 from .config import config_hash
+from .corpus import FLAT_SHARE, build_chamber_corpus, corpus_params
+from .device import resolve_device
 from .files import atomic_write
 from .layout import Layout
+from .text import TextEncoder
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3")
 MUSICCAPS_REQUIRED = ("ytid", "start_s", "end_s", "caption")
@@ -377,8 +380,6 @@ def cache_meta(cfg: dict, corpus_key: dict, manifest: pd.DataFrame, corpus_dir: 
     - `seconds`, `sample_rate`, `codec_sample_rate`: the clip length and the rates audio is
       rendered at and read at.
     """
-    from .cache import fingerprint_files
-
     cols = [c for c in ("id", "split", "caption", "path", "seconds", "source") if c in manifest.columns]
     root = Path(corpus_dir)
     audio = [root / p for p in manifest["path"] if (root / p).exists()]
@@ -394,11 +395,10 @@ def codec_for(cfg: dict):
     """The audio codec of a profile: the SA3 autoencoder when model.base_dir is set (on the profile's
     device: SAME-L has 852 M parameters; results come back on the CPU), else MelCodec."""
     if (cfg.get("model") or {}).get("base_dir"):
-        from .models import SA3Codec
-        from .train import resolve_device
+        from .models import SA3Codec  # heavy: diffusers (.models imports it)
 
         return SA3Codec(cfg["model"]["base_dir"], device=resolve_device(cfg))
-    from .codec import MelCodec
+    from .codec import MelCodec  # heavy: scipy (.codec imports scipy.stats)
 
     return MelCodec(sample_rate=cfg["corpus"]["sample_rate"], **cfg["codec"])
 
@@ -407,12 +407,9 @@ def text_encoder_for(cfg: dict):
     """The text encoder of a profile: the SA3 text encoder when model.base_dir is set (on the profile's
     device; results come back on the CPU), else MiniLM."""
     if (cfg.get("model") or {}).get("base_dir"):
-        from .models import SA3TextEncoder
-        from .train import resolve_device
+        from .models import SA3TextEncoder  # heavy: diffusers (.models imports it)
 
         return SA3TextEncoder(cfg["model"]["base_dir"], cfg["text"]["max_tokens"], device=resolve_device(cfg))
-    from .text import TextEncoder
-
     return TextEncoder(cfg["text"]["max_tokens"])
 
 
@@ -434,8 +431,6 @@ def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = Tr
     corpus_dir = layout.corpus
     sr, seconds, source = int(c["sample_rate"]), float(c["seconds"]), c["source"]
     if source == "chamber":
-        from .corpus import FLAT_SHARE, build_chamber_corpus, corpus_params
-
         cpp, flat = int(c.get("clips_per_piece", 4)), float(c.get("flat_share", FLAT_SHARE))
         manifest = build_chamber_corpus(corpus_dir, dict(c["clips"]), seconds, sr, seed=int(cfg.get("seed", 0)),
                                         workers=int(c.get("workers", 2)), progress=progress, clips_per_piece=cpp,
@@ -470,8 +465,6 @@ def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = Tr
 
 def load_corpus(cfg: dict):
     """The profile's pre-encoded corpus (`prepare_corpus`, then cache.load_cache): every split."""
-    from .cache import load_cache
-
     return load_cache(prepare_corpus(cfg))
 
 
@@ -497,8 +490,6 @@ def caption_examples(manifest: pd.DataFrame, n: int = 3) -> dict[str, list[str]]
 
 def texture_examples(manifest: pd.DataFrame, corpus_dir: str | Path, textures: list[str]) -> list[dict]:
     """The first clip of each of `textures`: texture, caption, audio (float32, as stored) and sample_rate."""
-    import soundfile as sf
-
     out = []
     for texture in textures:
         row = manifest[manifest["texture"] == texture].iloc[0]

@@ -35,10 +35,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .anatomy import barrier_anatomy, training_dynamics
+from .datasets import codec_for, fit_length, load_corpus, read_audio, read_manifest
 from .files import atomic_write
 from .layout import Layout
 from .metrics import (METRICS_VERSION, fit_standardizer, fit_vendi_bandwidth, frechet_distance, kid,
                       metrics_table, standardize, vendi_score)
+from .readout import fit_readout, sample_textures, validation_rows
+from .scorecard import build_scorecard, metric_direction, metric_sesoi, outcome_diffs, write_scorecard
+from .stats import paired_verdict
+from .validation import structure_validation
 
 PER_CLIP = ("motif_recurrence", "novelty_sections", "spectral_contrast", "temporal_flatness")
 ROUNDTRIP_SEED = 4321  # base seed of the Griffin-Lim initial phases of the reference round trip
@@ -93,8 +99,6 @@ def _reference_manifest(cfg: dict) -> tuple[Path, pd.DataFrame]:
     corpus, path = layout.corpus, layout.corpus_manifest
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: build the corpus first (eisbach corpus --profile {cfg['name']})")
-    from .datasets import read_manifest
-
     man = read_manifest(cfg)
     ref = man[man["split"] == "reference"].reset_index(drop=True)
     if len(ref) < 2:
@@ -108,8 +112,6 @@ def roundtrip_audio(codec, paths: list[str], seconds: float, seed: int = ROUNDTR
     encoded and decoded in batches exactly as generations are decoded (`codec.decode(latents,
     generator)`, random initial Griffin-Lim phases from torch.Generator().manual_seed(seed + batch
     start)). Returns float32 [N, S] at codec.sample_rate (S = the decoder's length for `seconds`)."""
-    from .datasets import fit_length, read_audio
-
     sr = int(codec.sample_rate)
     n = int(round(float(seconds) * sr))
     out = []
@@ -157,8 +159,6 @@ def reference_metrics(cfg: dict, n_jobs: int = 2, roundtrip: bool = True, codec=
             _write(df, out)
         return df
     if codec is None:
-        from .datasets import codec_for
-
         codec = codec_for(cfg)
     seconds = float(cfg["generate"]["seconds"])
     key, out = f"{_codec_key(codec)} seconds={seconds}", mdir / "reference_roundtrip.parquet"
@@ -284,9 +284,6 @@ def readout_columns(cfg: dict, samples: pd.DataFrame, reference: pd.DataFrame) -
     differences and their sesoi live on the flat-share scale. Read from the latents the model made
     (latents.npy), never from decoded audio. A corpus without texture labels has no readout: empty
     results and a message; so does a readout that cannot tell flat clips apart (a corpus too small)."""
-    from .datasets import load_corpus
-    from .readout import fit_readout, sample_textures, validation_rows
-
     try:
         readout = fit_readout(cfg)
         if not readout.b - readout.a > 1e-9:
@@ -309,8 +306,6 @@ def write_metrics(cfg: dict, n_jobs: int = 2) -> dict[str, pd.DataFrame]:
     and round-tripped reference, the Vendi bandwidth, intra.csv, runs.csv, ceiling.csv and
     structure_validation.csv. Returns the tables by name (clips, reference, raw, intra, runs,
     ceiling, structure). Safe to re-run: cached files are reused."""
-    from .validation import structure_validation
-
     mdir = _mdir(cfg)
     samples = pd.read_csv(Layout.of(cfg).samples_manifest, keep_default_na=False)
     clips = clip_metrics(cfg, samples, n_jobs=n_jobs).reset_index(drop=True)
@@ -341,9 +336,6 @@ def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
     training-dynamics tables when missing (`anatomy.barrier_anatomy`, `anatomy.training_dynamics`),
     `write_metrics`, `arm_means` and `differences_to_none`, then the scorecard (returned, and written
     to <figures_dir>/scorecard.csv and .md)."""
-    from .anatomy import barrier_anatomy, training_dynamics
-    from .scorecard import build_scorecard, write_scorecard
-
     layout = Layout.of(cfg)
     if not layout.anatomy_table("update_cosines").exists():
         print("anatomy: measuring the barrier on the base model (C1, C2, C4)", flush=True)
@@ -380,8 +372,6 @@ def arm_means(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Each arm's mean of every PER_CLIP metric and of vendi_intra at the final step, with its 95 % CI
     treating seeds and prompts as crossed random factors (`stats.paired_verdict` on the metric
     itself). Columns metric, arm, mean, lo, hi, seeds; also written to metrics/arm_summary.csv."""
-    from .stats import paired_verdict
-
     fc, fi = final_tables(cfg, tables)
     rows = []
     for metric, table in [*((m, fc) for m in (*PER_CLIP, READOUT) if m in fc), ("vendi_intra", fi)]:
@@ -401,9 +391,6 @@ def differences_to_none(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFr
     (`stats.paired_verdict`, as the scorecard decides), read in the direction the scorecard gives the
     metric (`scorecard.metric_direction`: fewer flat clips, less flatness, more contrast, Vendi and
     recurrence count as "supported"). Also written to metrics/paired_differences.csv."""
-    from .scorecard import metric_direction, metric_sesoi, outcome_diffs
-    from .stats import paired_verdict
-
     fc, fi = final_tables(cfg, tables)
     metrics = [*((m, fc) for m in (*PER_CLIP, READOUT) if m in fc), ("vendi_intra", fi)]
     sesois = {metric: metric_sesoi(tables, cfg, metric, _mdir(cfg)) for metric, _ in metrics}

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+from scipy.special import logit, ndtr
 
 TIMESTEP_KINDS = ("uniform", "logit_normal", "trunc_logit_normal")
 LEFT_TRUNC = 0.075  # stable-audio-3's left truncation of the logit-normal before the flip
@@ -35,8 +36,6 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 def trunc_logit_normal_cdf(t: np.ndarray, left_trunc: float = LEFT_TRUNC) -> np.ndarray:
     """Analytic CDF of `sample_timesteps(kind="trunc_logit_normal")` (see its docstring):
     F(t) = Φ(logit((1 − a)·t)) / Φ(logit(1 − a)) for t in (0, 1), a = left_trunc."""
-    from scipy.special import logit, ndtr
-
     t = np.clip(np.asarray(t, dtype=np.float64), 1e-12, 1 - 1e-12)
     return ndtr(logit((1 - left_trunc) * t)) / ndtr(logit(1 - left_trunc))
 

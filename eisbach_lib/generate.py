@@ -10,6 +10,7 @@ comes from its own generator seeded by (i, j) only.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,13 @@ from .progress import Progress
 from .config import REPO, SECTION_DEFAULTS, checkpoint_arms, heldout_prompts
 from .config import workers as config_workers
 from .datasets import codec_for, read_manifest, text_encoder_for
+from .device import resolve_device
 from .files import atomic_write
-from .layout import Layout, is_finished, read_done
+from .layout import Layout, is_finished
+from .runs import base_model, grid_items, load_run_model, run_steps
 from .sampling import rf_schedule, sample_euler, sample_pingpong
+from .text import check_token_lengths, profile_tokenizer
+from .workers import run_workers
 
 CARD_PROMPTS = REPO / "data" / "card_prompts.csv"
 NOISE_SEED = 1234  # base seed of the fixed sampling noise, the same for every arm and seed
@@ -60,8 +65,6 @@ def _heldout_captions(cfg: dict, n_wanted: int) -> pd.DataFrame:
     reference split shares no source piece with base/finetune (when the manifest has
     `source_piece`); no chosen caption occurs verbatim among the training captions (such captions
     are never chosen). Warns when fewer than `n_wanted` captions are usable."""
-    import warnings
-
     layout = Layout.of(cfg)
     manifest = read_manifest(cfg)
     train = manifest[manifest["split"].isin(HELDOUT_EXCLUDED_SPLITS)]
@@ -102,10 +105,6 @@ def prompt_set(cfg: dict) -> pd.DataFrame:
     name of the count, is read as `heldout_prompts` with a warning. Written to
     <runs_dir>/prompts.csv; the selection is recomputed on every call (deterministic) and the file
     rewritten, with a warning, when it differs (e.g. a file from before this change)."""
-    import warnings
-
-    from .text import check_token_lengths, profile_tokenizer
-
     gen = generate_settings(cfg)
     primary_cfg, guided = float(gen["primary_cfg"]), float(gen["cfg"])
     held = _heldout_captions(cfg, heldout_prompts(cfg))
@@ -213,8 +212,6 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     is copied into every manifest row, with run, step, prompt_id, prompt_name, source, set, cfg,
     caption, sample, path and latent_row. Returns the manifest; a finished folder
     (`sample_folder_done`) is returned as is."""
-    from .train import load_run_model
-
     gen = cfg["generate"]
     layout = Layout.of(cfg)
     out = layout.sample_dir(name, step)
@@ -224,8 +221,6 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     codec = codec if codec is not None else codec_for(cfg)
     text_encoder = text_encoder if text_encoder is not None else text_encoder_for(cfg)
     if model is None:  # loaded on the CPU; sampled on the profile's device (cuda when there is one)
-        from .train import resolve_device
-
         model = load_run_model(cfg, run_dir, step=step).to(resolve_device(cfg))
     device = next(model.parameters()).device
     model.eval()
@@ -287,27 +282,11 @@ def codec_rate(codec) -> int:
     return int(codec.sample_rate)
 
 
-def run_steps(run_dir: Path) -> tuple[list[int], int]:
-    """(checkpoint steps to generate at, final step) of a finished run, from its own record: the
-    final step is done.json's `steps`; the checkpoints are the complete ckpt_* folders present below
-    it (the ones done.json lists, when it lists any). A run trained with `--steps 5` under a profile
-    whose checkpoints are [10, 20] is generated at step 5, not at 10 and 20."""
-    from .train import list_checkpoints
-
-    done = read_done(run_dir)
-    final = int(done["steps"])
-    present = set(list_checkpoints(run_dir))
-    listed = set(int(s) for s in done.get("checkpoints") or present)
-    return sorted(s for s in present & listed if s < final), final
-
-
 def generation_jobs(cfg: dict) -> list[dict]:
     """What `generate_grid` generates, in order: the base model once (step 0), then every finished
     run of the profile's grid at its own checkpoint steps (`run_steps`; only for the arms in
     `checkpoint_arms`) and at its final weights. Each job: name, run_dir (None for the base), meta,
     step (None: final weights), final (the step recorded in the manifest)."""
-    from .train import grid_items
-
     jobs = [{"name": "base", "run_dir": None, "meta": {"adapter": "none", "arm": "base", "seed": -1}, "step": None,
              "final": 0}]
     with_ckpts = checkpoint_arms(cfg)
@@ -338,8 +317,6 @@ def _generate_job(cfg: dict, job: dict, codec, text_encoder, progress: bool) -> 
     checkpoint, or `final` for the final weights."""
     model = None
     if job["run_dir"] is None and not _job_done(cfg, job):
-        from .train import resolve_device
-
         model = base_model(cfg).to(resolve_device(cfg))
     part = generate_run(cfg, job["run_dir"], name=job["name"], meta=job["meta"], step=job["step"], model=model,
                         codec=codec, text_encoder=text_encoder, progress=progress)
@@ -363,8 +340,6 @@ def _generate_worker(cfg: dict, jobs: list[dict]) -> None:
 def _spawn_generate(cfg: dict, jobs: list[dict], workers: int, progress: bool) -> None:
     """Run `jobs` in `workers` spawned one-thread processes (worker i: jobs k with k % workers == i)
     and wait; the parent counts finished folders. A failed worker raises RuntimeError naming it."""
-    from .workers import run_workers
-
     failed = run_workers(_generate_worker, [(cfg, jobs[i::workers]) for i in range(workers)],
                          [f"generate {i}/{workers}" for i in range(workers)],
                          lambda: sum(_job_done(cfg, j) for j in jobs), len(jobs),
@@ -383,8 +358,6 @@ def generate_grid(cfg: dict, progress: bool = True, workers: int | None = None) 
     that many spawned one-thread processes first. A clip depends only on its model, prompt and
     sample (fixed noise, per-batch generators), so the clips are the ones one process with one
     thread writes (tests/test_generate.py)."""
-    from .train import resolve_device
-
     jobs = generation_jobs(cfg)
     prompt_set(cfg)  # write prompts.csv once, before any worker reads it
     workers = generate_workers(cfg) if workers is None else int(workers)
@@ -397,18 +370,6 @@ def generate_grid(cfg: dict, progress: bool = True, workers: int | None = None) 
     manifest = pd.concat(parts, ignore_index=True)
     manifest.to_csv(Layout.of(cfg).samples_manifest, index=False)
     return manifest
-
-
-def base_model(cfg: dict):
-    """The base model of the profile's adapter runs (`train.base_dir_for`: model.base_dir, else
-    <runs_dir>/base), loaded in eval mode on the CPU; checked first with models.check_base_dir so a missing or
-    broken part fails at once, naming the files."""
-    from .basedir import check_base_for
-    from .models import load_base
-    from .train import base_dir_for
-
-    check_base_for(cfg, dit=True)
-    return load_base(base_dir_for(cfg)).eval()
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,12 +7,12 @@ Everything here starts from a samples manifest, a DataFrame with the columns
 - `loudness_match`   scale a clip to a target RMS level in dBFS, peak-limited (no clipping);
 - `audio_player`     one loudness-matched clip as an ``ipywidgets.Output`` holding an
                      ``IPython.display.Audio`` player (base64 WAV embedded in the notebook);
-- `choice_buttons`   the three answer buttons of a paired comparison (used by `eisbach_lib.study`);
+- `choice_buttons`   the three answer buttons of a paired comparison (used by `study_widget.StudyAB`);
 - `listen_grid`      one row per (prompt, seed), the arms side by side;
 - `first_seed_view`  the clips `listen_grid` shows in notebook 05 (each arm's first seed, final step).
 
 The blind listening study — kit, page, import, clustered verdicts, widget — lives in
-`eisbach_lib.study`.
+`eisbach_lib.study` and its parts (study.py's docstring).
 
 Conventions chosen here
 -----------------------
@@ -94,7 +94,7 @@ def load_clip(path: str | Path, max_seconds: float | None = 10.0, max_sr: int | 
 def choice_buttons(choose, label_a: str = "A", label_b: str = "B"):
     """The three answer buttons of a paired comparison: `label_a`, `label_b` and "no preference",
     calling `choose("A")`, `choose("B")` and `choose("tie")` when clicked."""
-    import ipywidgets as widgets
+    import ipywidgets as widgets  # heavy: ipywidgets
 
     buttons = []
     for label, answer in ((label_a, "A"), (label_b, "B"), ("no preference", "tie")):
@@ -112,8 +112,8 @@ def audio_player(path: str | Path, target_dbfs: float = -20.0, max_seconds: floa
     The player's HTML is put into the Output's ``outputs`` directly, so it is built without a
     kernel (tests, papermill) and shows in any live notebook. A missing or unreadable file gives
     an ``ipywidgets.HTML`` note instead of a player."""
-    import ipywidgets as widgets
-    from IPython.display import Audio
+    import ipywidgets as widgets  # heavy: ipywidgets
+    from IPython.display import Audio  # heavy: IPython
 
     try:
         y, sr = load_clip(path, max_seconds=max_seconds, max_sr=max_sr)
@@ -161,7 +161,7 @@ def listen_grid(samples: pd.DataFrame, prompt_ids: Sequence | None = None, seeds
     appears with more than one adapter its columns are labelled ``arm (adapter)``. Should
     several runs still share a cell (same arm, adapter, seed, prompt), the first is shown.
     """
-    import ipywidgets as widgets
+    import ipywidgets as widgets  # heavy: ipywidgets
 
     df = samples[samples["sample"] == sample]
     df = final_steps(df) if step is None else df[df["step"] == step]
@@ -217,3 +217,12 @@ def first_seed_view(samples: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     final["path"] = [str(runs / p) for p in final["path"]]
     first_seed = cfg["finetune"]["seeds"][0]
     return final[(final["seed"] == first_seed) | (final["arm"] == "base")].assign(seed=first_seed)
+
+
+def study_verdicts(votes: pd.DataFrame, pairs: pd.DataFrame, **kwargs) -> pd.DataFrame:
+    """The listening study's verdicts, where the outside contract (DESIGN.md, `eisbach_lib/listen.py`)
+    names them: `study.study_verdicts(votes, pairs, **kwargs)`, which holds the clustered statistics
+    (one row per (arm_a, arm_b, question); its docstring gives the rule)."""
+    from .study import study_verdicts as verdicts  # heavy: scipy (study's statistics); study imports listen
+
+    return verdicts(votes, pairs, **kwargs)

@@ -31,8 +31,11 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderSAME, StableAudio3DiTModel
 from diffusers.pipelines.stable_audio_3.modeling_stable_audio_3 import StableAudio3DurationEmbedder
+from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
 
 from .basedir import BASE_PARTS, WEIGHTS, BaseDirError, check_base_dir, check_base_for  # noqa: F401 (re-exported)
+from .text import check_token_lengths
 
 ADAPTER_KINDS = ("dora", "lora")
 # peft matches a string target_modules with re.fullmatch against each module's name inside the
@@ -197,8 +200,6 @@ def _has_adapter(model: torch.nn.Module) -> bool:
 def adapter_config(kind: str = "dora", rank: int = 16, alpha: float = 16):
     """The peft LoraConfig of an adapter kind: rank, alpha, no dropout, the DiT blocks' attention and
     feed-forward linears (ADAPTER_TARGETS); DoRA = LoRA with use_dora=True."""
-    from peft import LoraConfig
-
     if kind not in ADAPTER_KINDS:
         raise ValueError(f"unknown adapter {kind!r}; use dora or lora")
     if int(rank) <= 0:
@@ -214,8 +215,6 @@ def add_adapter(model: EisbachDiT, kind: str = "dora", rank: int = 16, alpha: fl
     magnitude = the column norms of the base weight. The same seed gives the same A (the global RNG
     is forked). Returns `model`.
     """
-    from peft import inject_adapter_in_model
-
     if _has_adapter(model):
         raise ValueError("add_adapter: the model already carries an adapter")
     config = adapter_config(kind, rank, alpha)
@@ -233,15 +232,11 @@ def add_adapter(model: EisbachDiT, kind: str = "dora", rank: int = 16, alpha: fl
 
 def adapter_state_dict(model: EisbachDiT) -> dict[str, torch.Tensor]:
     """The adapter's weights (peft key names, without the adapter name), detached CPU copies."""
-    from peft import get_peft_model_state_dict
-
     return {k: v.detach().cpu().clone().contiguous() for k, v in get_peft_model_state_dict(model.transformer).items()}
 
 
 def save_adapter(model: EisbachDiT, directory: str | Path) -> Path:
     """Write `adapter_model.safetensors` and `adapter_config.json` (peft's format) to `directory`."""
-    from safetensors.torch import save_file
-
     if not _has_adapter(model):
         raise ValueError("save_adapter: the model has no adapter")
     directory = Path(directory)
@@ -253,9 +248,6 @@ def save_adapter(model: EisbachDiT, directory: str | Path) -> Path:
 
 def load_adapter(base: EisbachDiT, directory: str | Path) -> EisbachDiT:
     """Inject the adapter saved in `directory` into `base` (in place) and load its weights."""
-    from peft import LoraConfig, set_peft_model_state_dict
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     _require(directory, {"c": ["adapter_config.json"], "w": ["adapter_model.safetensors"]}, "load_adapter")
     config = LoraConfig.from_pretrained(str(directory))
@@ -281,7 +273,7 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
 def _folder_fingerprint(base_dir: Path, *folders: str) -> str:
     """cache.fingerprint_files over every file of `folders` in base_dir (configs, weights, tokenizer):
     what identifies a codec or text encoder in the pre-encoded cache's key."""
-    from .cache import fingerprint_files
+    from .cache import fingerprint_files  # heavy: pandas (.cache imports it)
 
     files = [f for d in folders for f in (base_dir / d).rglob("*") if f.is_file()]
     return fingerprint_files(files, base_dir)
@@ -338,7 +330,7 @@ class SA3TextEncoder:
 
     def __init__(self, base_dir: str | Path, max_tokens: int = 256, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32):
-        from transformers import AutoTokenizer, T5GemmaEncoderModel
+        from transformers import AutoTokenizer, T5GemmaEncoderModel  # heavy: transformers (T5Gemma's modules)
 
         self.base_dir = Path(base_dir)
         _require(self.base_dir, {
@@ -355,8 +347,6 @@ class SA3TextEncoder:
 
     @torch.no_grad()
     def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        from .text import check_token_lengths
-
         check_token_lengths(list(captions), self.max_tokens, tokenizer=self.tokenizer)  # no silent truncation
         enc = self.tokenizer(list(captions), padding="max_length", max_length=self.max_tokens, truncation=True,
                              return_tensors="pt")

@@ -18,8 +18,8 @@ def setup(profile: str) -> tuple[dict, Layout]:
     """Load `profile` (smoke | cpu | gpu, or a YAML path) for a notebook: FutureWarnings ignored,
     seaborn theme "whitegrid"/"notebook", <figures_dir> created, torch.manual_seed(cfg["seed"]),
     and the line "profile NAME: runs in RUNS, figures in FIGS" printed. Returns (cfg, Layout.of(cfg))."""
-    import seaborn as sns
-    import torch
+    import seaborn as sns  # heavy: seaborn
+    import torch  # heavy: torch
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     sns.set_theme(style="whitegrid", context="notebook")

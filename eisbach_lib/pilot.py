@@ -29,9 +29,12 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .cli import EXPECTED_S
 from .config import workers
 from .layout import Layout, is_finished
+from .metrics import metrics_table
 from .plan import Costs, shape_of, variance_components, write_plan_inputs
+from .scorecard import SESOI_FRACTION
 
 DOSES = (0.3, 0.1)          # oracle flat-class factors besides 1 (= none)
 PILOT_SEEDS = (0, 1)
@@ -69,7 +72,7 @@ def _timed(fn, *args, **kw):
 def clip_readout(cfg: dict, manifest: pd.DataFrame, readout) -> pd.DataFrame:
     """`manifest` (generated clips) with `flat_share`: each clip's part of the readout's PACC flat share,
     (p_flat − a)/(b − a), read from its folder's latents.npy (`readout.sample_textures`)."""
-    from .readout import sample_textures
+    from .readout import sample_textures  # heavy: torch
 
     gen = sample_textures(cfg, manifest.reset_index(drop=True), readout)
     return manifest.reset_index(drop=True).assign(flat_share=readout.clip_shares(gen["p_flat"]))
@@ -80,10 +83,11 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
     """Train, generate and read the pilot (module docstring); writes <runs_dir>/pilot/pilot.csv (one row
     per comparison × prompt set), clips.parquet, plan_inputs.json and timings.json. Safe to re-run:
     finished runs and generations are reused (their times are then read back from timings.json)."""
-    from .datasets import load_corpus
-    from .generate import base_model, generate_run, prompt_set
-    from .readout import fit_readout
-    from .train import pretrain, train_run
+    from .datasets import load_corpus  # heavy: torch
+    from .generate import generate_run, prompt_set  # heavy: torch
+    from .readout import fit_readout  # heavy: torch
+    from .runs import base_model  # heavy: torch
+    from .train import pretrain, train_run  # heavy: torch, diffusers
 
     variants = {"recipe": {}, **(variants or {})}
     pcfg = pilot_config(cfg)
@@ -151,8 +155,6 @@ def fixed_seconds(cfg: dict, measured: float) -> float:
     pretrained the base itself (`measured` ≥ 60 s; 0 when it found the base finished) plus the profile's
     expected times of 02, 04 and 07, else the profile's expected times of all five (`cli.EXPECTED_S`,
     measured on a fresh clone)."""
-    from .cli import EXPECTED_S
-
     exp = EXPECTED_S.get(cfg["name"], {})
     rest = sum(exp.get(k, 0) for k in ("02", "04", "07"))
     return measured + rest if measured >= 60 or not exp else exp.get("00", 0) + exp.get("01", 0) + rest
@@ -161,8 +163,7 @@ def fixed_seconds(cfg: dict, measured: float) -> float:
 def readout_sesoi(cfg: dict, readout) -> float:
     """The readout's sesoi: SESOI_FRACTION × the SD of the per-clip flat share over the reference split
     (the same rule as every other metric's sesoi, `scorecard.reference_sesoi`)."""
-    from .datasets import load_corpus
-    from .scorecard import SESOI_FRACTION
+    from .datasets import load_corpus  # heavy: torch
 
     z = load_corpus(cfg).split("reference").latents.numpy()
     values = readout.clip_shares(readout.p_flat(readout.predict_proba(z)))
@@ -218,8 +219,6 @@ def _metric_seconds_per_clip(runs: Path, clips: pd.DataFrame, n: int = 24) -> fl
     """Seconds per clip of the audio metric suite in one warm process (`metrics.metrics_table`, n_jobs=1:
     a first call on 2 clips compiles what numba compiles, then `n` clips are timed); `evaluate` runs
     2 workers, hence the caller's / 2."""
-    from .metrics import metrics_table
-
     paths = [str(runs / p) for p in clips["path"].head(n + 2)]
     metrics_table(paths[:2], None, n_jobs=1)
     _, t = _timed(metrics_table, paths[2:], None, n_jobs=1)

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import checkpoint_arms
 from .stats import _mean_squares, mde_factor
 
 
@@ -105,8 +106,6 @@ class Shape:
 
 def shape_of(cfg: dict) -> Shape:
     """The generation shape of a profile (`generate.prompt_set`'s sets, `config.checkpoint_arms`)."""
-    from .config import checkpoint_arms
-
     gen, ft = cfg["generate"], cfg["finetune"]
     two = float(gen.get("primary_cfg", 1.0)) != float(gen["cfg"]) and gen.get("primary_at_cfg", True)
     extra = int(gen.get("unconditional_prompts", 1)) + (4 if gen.get("card_prompts", True) else 0)

@@ -20,7 +20,7 @@ def ci_lineplot(data: pd.DataFrame, x: str, y: str, hue: str | None = None, ax=N
                 n_boot: int = 1000, **kwargs):
     """`sns.lineplot` with its 95 % bootstrap band (percentile CI of the mean over `n_boot`
     resamples, seaborn's default estimator) drawn from a fixed `seed`. Returns the Axes."""
-    import seaborn as sns
+    import seaborn as sns  # heavy: seaborn
 
     return sns.lineplot(data=data, x=x, y=y, hue=hue, errorbar=("ci", 95), n_boot=n_boot, seed=seed, ax=ax, **kwargs)
 

@@ -69,8 +69,10 @@ import pandas as pd
 import torch
 
 from .anatomy import FLAT_CLASSES
+from .cache import load_cache
 from .config import config_hash
 from .corpus import TEXTURES
+from .datasets import load_corpus, prepare_corpus
 from .files import atomic_write
 from .layout import Layout
 
@@ -407,9 +409,6 @@ def readout_key(cache_folder: Path, settings: dict) -> str:
 def fit_readout(cfg: dict, progress: bool = False, refit: bool = False) -> Readout:
     """The profile's readout: fitted on the base split's pre-encoded latents (`fit_on`) and cached in
     Layout.of(cfg).readout_model; reloaded when the cached key (`readout_key`) matches."""
-    from .cache import load_cache
-    from .datasets import prepare_corpus
-
     folder = prepare_corpus(cfg, progress=progress)
     settings = readout_settings(cfg)
     key = readout_key(folder, settings)
@@ -484,8 +483,6 @@ def validation_rows(cfg: dict, readout: Readout | None = None, min_accuracy: flo
     texture accuracy (pass: >= min_accuracy), flat-vs-rest accuracy (reported), and spike-in sets
     (`spike_in_rows`). Columns: check, target, read_back, error, max_abs_error, tolerance, pass, n,
     draws, note."""
-    from .datasets import load_corpus
-
     readout = readout if readout is not None else fit_readout(cfg)
     z, textures, _ = _split_arrays(load_corpus(cfg), "reference")
     proba = readout.predict_proba(z)
@@ -506,8 +503,6 @@ def validation_rows(cfg: dict, readout: Readout | None = None, min_accuracy: flo
 def family_rows(cfg: dict, readout: Readout | None = None) -> pd.DataFrame:
     """The family head on the reference split (reported, not gated): per family, the share of clips
     playing it, accuracy and balanced accuracy (mean of the rates on clips with and without it)."""
-    from .datasets import load_corpus
-
     readout = readout if readout is not None else fit_readout(cfg)
     ref = load_corpus(cfg).split("reference")
     truth = family_labels(ref.manifest["instruments"])

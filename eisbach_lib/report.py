@@ -235,7 +235,7 @@ def _template_dirs() -> list[str]:
 def render_notebook(path: Path) -> tuple[list[str], str]:
     """(the template's CSS blocks, the notebook's cells as HTML) for one executed notebook, with
     every <script> and <link> removed (see the module docstring)."""
-    from nbconvert import HTMLExporter
+    from nbconvert import HTMLExporter  # heavy: nbconvert
 
     dirs = _template_dirs()  # templates/lab, templates/base, and templates itself for "base/null.j2"
     exporter = HTMLExporter(template_name="lab", embed_images=True, extra_template_basedirs=dirs, extra_template_paths=dirs)
@@ -324,7 +324,8 @@ def write_report(cfg: dict) -> Path:
 def listening_html(cfg: dict) -> str:
     """The listening study's place in the report: a link to the offline page for raters (relative, so
     it works wherever runs/<profile>/ is copied) and, once votes are imported, the verdict table."""
-    from .study import listening_dir, study_summary
+    from .study import study_summary  # heavy: scipy
+    from .study_design import listening_dir  # heavy: scipy
 
     ldir = listening_dir(cfg)
     if not (ldir / "study.html").exists():

@@ -58,6 +58,7 @@ Gates and controls, fixed before any run and directional:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,8 @@ import pandas as pd
 
 from . import stats
 from .layout import Layout
+from .metrics import fit_standardizer, standardize, vendi_score
+from .study import listener_rows as study_listener_rows
 
 ARM, BASELINE = "eisbach", "none"
 POSITIVE_CONTROL, NEGATIVE_CONTROL = "oracle_texture", "constant"
@@ -195,8 +198,6 @@ def reference_sesoi(reference: pd.DataFrame, metric: str, set_size: int | None =
     prompts), on the standardised embeddings with the run's recorded kernel bandwidth."""
     if metric not in SET_METRICS:
         return _positive(SESOI_FRACTION * float(np.nanstd(reference[metric].to_numpy(dtype=float), ddof=1)))
-    from .metrics import fit_standardizer, standardize, vendi_score
-
     cols = [c for c in reference.columns if c.startswith("emb_")]
     X = reference[cols].to_numpy(dtype=float)
     Z = standardize(X, *fit_standardizer(X))
@@ -231,7 +232,7 @@ def _missing(claim: str, evidence: str, name: str, producer: str) -> dict:
 def _turn_ratios(u: pd.DataFrame, arm: str) -> pd.DataFrame:
     """Per (init, sequence) at the last step: r = (1 − cos(arm, none)) / (1 − cos(none B, none A)), as
     a crossed table (seed = adapter init, prompt_id = batch sequence) for `stats.paired_verdict`."""
-    from .anatomy import NOISE_FLOOR
+    from .anatomy import NOISE_FLOOR  # heavy: torch
 
     if "init" not in u:
         u = u.assign(init=0)
@@ -251,7 +252,7 @@ def claim_c1(cfg: dict, adir: Path) -> list[dict]:
     ev = (f"AdamW update turn 1 − cos(eisbach, none; same batches) in units of the minibatch-noise floor "
           f"1 − cos(none, none; other batches), below {C1_MAX_TURN}")
     u = _anatomy_csv(adir, "update_cosines.csv")
-    from .anatomy import NOISE_FLOOR
+    from .anatomy import NOISE_FLOOR  # heavy: torch
 
     if u is not None and NOISE_FLOOR in set(u["arm"]):
         r = _turn_ratios(u, ARM)
@@ -385,8 +386,6 @@ def metric_sesoi(t: dict, cfg: dict, metric: str, mdir: Path) -> float:
     bw = None
     f = mdir / "vendi_bandwidth.json"
     if f.exists():
-        import json
-
         bw = float(json.loads(f.read_text())["bandwidth"])
     if metric == "vendi_intra":
         size = cfg["generate"]["samples_per_prompt"]
@@ -694,9 +693,7 @@ def build_scorecard(cfg: dict) -> pd.DataFrame:
 def listener_rows(cfg: dict) -> pd.DataFrame:
     """The listening study's rows (people's judgements, kept apart from the metric verdicts): one per
     comparison and question when votes exist (`study.listener_rows`), role "listeners"."""
-    from .study import listener_rows as rows
-
-    out = rows(cfg)
+    out = study_listener_rows(cfg)
     if not len(out):
         return out
     return out.assign(role=out["role"] if "role" in out.columns else "listeners", mde=np.nan, effect_size=np.nan,

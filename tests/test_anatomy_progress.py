@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from eisbach_lib import anatomy
+from eisbach_lib import anatomy, probes
 from eisbach_lib.progress import Progress
 from eisbach_lib.train import pretrain
 from eisbach_lib.workers import one_thread
@@ -56,6 +56,7 @@ def test_barrier_anatomy_runs_on_one_thread_and_counts_every_step(world, monkeyp
     threads, bars = [], []
     forward = anatomy._forward
     monkeypatch.setattr(anatomy, "_forward", lambda *a, **k: threads.append(torch.get_num_threads()) or forward(*a, **k))
+    monkeypatch.setattr(probes, "_forward", anatomy._forward)  # the same spy on weights_by_clip's passes (probes.py)
     stream = io.StringIO()
 
     class Recorded(Progress):  # every line to `stream`, with a first line due at once

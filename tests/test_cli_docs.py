@@ -167,7 +167,7 @@ def test_documented_import_form_imports(tmp_path, capsys):
     from test_listen_study import page_csv, prefer, smoke_profile_at, tiny_samples
 
     from eisbach_lib.cli import main
-    from eisbach_lib.study import load_study
+    from eisbach_lib.study_design import load_study
 
     runs = tmp_path / "runs"
     runs.mkdir()

@@ -44,7 +44,8 @@ import torch
 from safetensors.torch import load_file
 
 from eisbach_lib.models import adapter_state_dict, add_adapter, load_base
-from eisbach_lib.train import hyperparameters, pretrain, read_log, stream_seed, train_run
+from eisbach_lib.runs import read_log
+from eisbach_lib.train import hyperparameters, pretrain, stream_seed, train_run
 
 pytestmark = pytest.mark.slow  # the slow tier: make test-all, CI
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from eisbach_lib.generate import checkpoint_arms, generate_workers, generation_jobs
-from eisbach_lib.train import grid_items
+from eisbach_lib.runs import grid_items
 
 
 def fake_grid(tmp_path: Path, arms: list[str], checkpoint_list=None) -> dict:
@@ -121,8 +121,9 @@ def test_generate_run_saves_the_latents_and_guides_each_row_at_its_cfg(tmp_path:
     import torch
 
     from eisbach_lib.datasets import codec_for, text_encoder_for
-    from eisbach_lib.generate import (LATENTS_FILE, NOISE_SEED, base_model, exact_length, generate_run,
+    from eisbach_lib.generate import (LATENTS_FILE, NOISE_SEED, exact_length, generate_run,
                                       initial_noise, load_latents, prompt_conditions, prompt_set, sample_latents)
+    from eisbach_lib.runs import base_model
 
     cfg = tiny_generation_profile(tmp_path)
     gen = cfg["generate"]

@@ -25,15 +25,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from eisbach_lib.study import (
-    StudyError,
-    import_votes,
-    load_study,
-    make_kit,
-    read_votes,
-    study_verdicts,
-    trials_of,
-)
+from eisbach_lib.study import study_verdicts
+from eisbach_lib.study_design import StudyError, load_study, trials_of
+from eisbach_lib.study_kit import make_kit
+from eisbach_lib.study_votes import import_votes, read_votes
 from test_listen_study import smoke_profile_at, tiny_samples
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,7 +167,7 @@ def free_port() -> int:
 
 
 NOTEBOOK_CELLS = [
-    "from pathlib import Path\nfrom eisbach_lib.study import StudyAB\nrater = 'lab tester'\n"
+    "from pathlib import Path\nfrom eisbach_lib.study_widget import StudyAB\nrater = 'lab tester'\n"
     "ab = StudyAB(Path('{study}'), rater=rater)\nab.widget",
 ]
 

@@ -12,30 +12,29 @@ import pytest
 import soundfile as sf
 
 from eisbach_lib.study import (
+    clustered_win_rate,
+    decide_win_rate,
+    family_adjust,
+    screen_raters,
+    study_verdicts,
+    t_interval,
+    t_pvalue,
+)
+from eisbach_lib.study_design import (
     MAX_CATCH_FAIL,
     MIN_RATERS,
     PAGE_COLUMNS,
     VOTE_COLUMNS,
-    StudyAB,
     StudyError,
-    clustered_win_rate,
-    decide_win_rate,
     default_comparisons,
-    family_adjust,
-    degrade,
     draw_trials,
-    import_votes,
     load_study,
-    make_kit,
-    rater_plan,
-    read_votes,
-    screen_raters,
     study_config,
-    study_verdicts,
-    t_interval,
-    t_pvalue,
     trials_of,
 )
+from eisbach_lib.study_kit import degrade, make_kit
+from eisbach_lib.study_votes import import_votes, read_votes
+from eisbach_lib.study_widget import StudyAB, rater_plan
 
 
 def tiny_samples(runs, arms=("none", "eisbach"), seeds=(0, 1), prompts=(0, 1, 2), samples=(0,), seconds=1.0,
@@ -381,7 +380,8 @@ def test_study_verdicts_primary_basis_and_development_note(kit):
     """study.json declares one primary row; every row says which interval its verdict used (the
     90 % one beside 'equivalent'); the development question carries the structure-metric note."""
     cfg, doc = kit
-    from eisbach_lib.study import STRUCTURE_NOTE, question_notes
+    from eisbach_lib.study import question_notes
+    from eisbach_lib.study_design import STRUCTURE_NOTE
 
     assert doc["primary"] == {"arm_a": "eisbach", "arm_b": "none", "question": "preference"}
     assert doc["pairs"].loc[doc["pairs"]["primary"], "question"].eq("preference").all()
@@ -605,7 +605,7 @@ def test_study_widget_writes_votes_with_hidden_arm(kit):
 
 
 def test_static_players_embed_labelled_mp3(tmp_path):
-    from eisbach_lib.study import static_players
+    from eisbach_lib.study_kit import static_players
 
     m = tiny_samples(tmp_path, arms=("none", "eisbach"), seeds=(0, 1), prompts=(0, 1, 2))
     page = static_players(m, tmp_path, max_clips=8)
@@ -711,3 +711,14 @@ def test_decide_win_rate_matches_stats_decide():
     ours = decide_win_rate(c - h95, c + h95, c - h90, c + h90, np.full(5000, 12))
     theirs = stats.decide(c - h95 - 0.5, c + h95 - 0.5, +1, c - h90 - 0.5, c + h90 - 0.5, sesoi=0.10)
     assert (ours == theirs).all()
+
+
+def test_listen_study_verdicts_is_the_contracts_name_for_the_study_rule(kit):
+    """DESIGN.md names `eisbach_lib.listen.study_verdicts(votes, pairs)`: on the same votes it gives the
+    table of study.study_verdicts, which holds the rule."""
+    from eisbach_lib import listen
+
+    cfg, doc = kit
+    raters = {f"r{i}": (lambda p, i=i: ("AB"[i % 2], p["arm_a"])) for i in range(6)}
+    v = votes_frame(doc, raters)
+    pd.testing.assert_frame_equal(listen.study_verdicts(v, doc["pairs"]), study_verdicts(v, doc["pairs"]))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from eisbach_lib import anatomy, datasets, evaluate, generate, listen, scorecard, train
+from eisbach_lib import anatomy, datasets, evaluate, generate, listen, runs, scorecard
 from eisbach_lib.layout import Layout
 from eisbach_lib.notebook import setup
 from series_run import profile_copy
@@ -124,15 +124,15 @@ def test_grid_status_lists_every_run_and_writes_grid_csv(profile):
     from eisbach_lib.config import load_profile
 
     cfg = load_profile(str(profile))
-    items = train.grid_items(cfg)
+    items = runs.grid_items(cfg)
     Path(items[0]["run_dir"]).mkdir(parents=True)
     (Path(items[0]["run_dir"]) / "done.json").write_text(json.dumps({"steps": 20, "loss": 0.5}))
-    status = train.grid_status(cfg)
+    status = runs.grid_status(cfg)
     assert len(status) == len(items) == 4
     assert status.loc[0, "steps"] == 20 and status.loc[0, "loss"] == 0.5
     assert list(status["status"].iloc[1:]) == ["missing"] * 3
     assert pd.read_csv(Path(cfg["runs_dir"]) / "adapters" / "grid.csv").shape == status.shape
-    assert train.pretrain_log(Path(cfg["runs_dir"]) / "base").empty  # no run record: no log
+    assert runs.pretrain_log(Path(cfg["runs_dir"]) / "base").empty  # no run record: no log
 
 
 def test_entropy_stages_puts_the_base_first(profile):

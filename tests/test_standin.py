@@ -156,7 +156,7 @@ def test_cache_key_covers_the_weights(sa3_standin, standin_profile, tmp_path):
 
 def test_run_steps_come_from_the_run_record(tmp_path):
     """A run's own done.json and checkpoint folders decide its generation steps, not the profile."""
-    from eisbach_lib.generate import run_steps
+    from eisbach_lib.runs import run_steps
 
     run = tmp_path / "dora_none_s0"
     for step in (3, 5):

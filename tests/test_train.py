@@ -11,8 +11,10 @@ import torch
 
 from eisbach_lib.cache import PreEncoded
 from eisbach_lib.models import adapter_state_dict, load_base
-from eisbach_lib.train import (BatchOrder, base_fingerprint, constant_weight, grid_items, hyperparameters, load_run_model, pretrain,
-                               read_log, run_grid, shard_items, stream_seed, train_run, training_mix)
+from eisbach_lib.anatomy import training_mix
+from eisbach_lib.probes import base_fingerprint, constant_weight
+from eisbach_lib.runs import grid_items, load_run_model, read_log
+from eisbach_lib.train import BatchOrder, hyperparameters, pretrain, run_grid, shard_items, stream_seed, train_run
 
 C, T, L, D = 8, 24, 6, 16
 
@@ -232,7 +234,7 @@ def test_oracle_arm_logs_the_label_weights(world, tmp_path: Path):
 
 
 def test_constant_arm_uses_the_cached_split_mean_for_every_sample(world, tmp_path: Path, monkeypatch):
-    from eisbach_lib import anatomy
+    from eisbach_lib import probes
 
     cfg, data, base = world
     run = train_run(cfg, data, tmp_path / "constant", arm="constant", seed=0, progress=False)
@@ -240,14 +242,14 @@ def test_constant_arm_uses_the_cached_split_mean_for_every_sample(world, tmp_pat
     entry = json.loads((run / "run.json").read_text())["arm_config"]
     assert cache.exists() and json.loads(cache.read_text())[entry["key"]] == entry
     # the weight is the finetune split's mean eisbach weight under the base model
-    direct = anatomy.weights_by_clip(load_base(base).eval(), data, n_t=8, lam=0.5, seed=0)
+    direct = probes.weights_by_clip(load_base(base).eval(), data, n_t=8, lam=0.5, seed=0)
     assert entry["weight"] == pytest.approx(float(direct["w"].mean()), rel=1e-6) and entry["n_clips"] == len(data)
     log = read_log(run)
     assert (log["w"] == entry["weight"]).all()  # identical for every sample and step
     mix = training_mix(log)
     assert mix["weighted_share"].tolist() == pytest.approx(mix["share"].tolist())
     # read from the cache afterwards (no recomputation), and deterministic
-    monkeypatch.setattr(anatomy, "weights_by_clip", lambda *a, **k: pytest.fail("recomputed despite the cache"))
+    monkeypatch.setattr(probes, "weights_by_clip", lambda *a, **k: pytest.fail("recomputed despite the cache"))
     assert constant_weight(cfg, data, base, lam=0.5) == entry
     # other data content (same ids and shapes) gets its own entry
     other = PreEncoded(data.latents + 1.0, data.frame_mask, data.tokens, data.token_mask, data.seconds, data.manifest)
