@@ -66,6 +66,7 @@ def collected() -> int:
     return int(m[-1])
 
 
+@pytest.mark.slow  # collects the whole suite in a subprocess
 def test_the_readme_states_the_number_of_tests_pytest_collects(collected):
     msg = count_message(README.read_text(encoding="utf-8"), collected)
     assert msg is None, msg

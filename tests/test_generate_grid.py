@@ -93,6 +93,7 @@ def tiny_generation_profile(runs: Path) -> dict:
     return cfg
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_two_generation_workers_write_the_clips_of_one(tmp_path: Path, one_torch_thread):
     import pandas as pd
 

@@ -237,6 +237,7 @@ def real(tmp_path_factory):
     return cfg, R.fit_readout(cfg)
 
 
+@pytest.mark.slow  # renders and encodes a chamber corpus
 def test_real_corpus_validation_rows(real, min_accuracy=0.6, tol=SPIKE_TOL):
     """On the small real corpus (96 training clips): reference accuracy well above chance (the
     cpu-profile corpus, 1,000 training clips, reaches the 90 % target and the spike-in read-back:
@@ -257,6 +258,7 @@ def test_real_corpus_validation_rows(real, min_accuracy=0.6, tol=SPIKE_TOL):
         assert abs(row["target"] - float(share[:-1]) / 100) <= 0.5 / row["n"] + 1e-9
 
 
+@pytest.mark.slow  # renders and encodes a chamber corpus
 def test_real_corpus_cache_is_reused_and_keyed(real):
     cfg, ro = real
     from eisbach_lib.layout import Layout
@@ -269,6 +271,7 @@ def test_real_corpus_cache_is_reused_and_keyed(real):
     assert changed.info["key"] != ro.info["key"]
 
 
+@pytest.mark.slow  # renders and encodes a chamber corpus
 def test_real_corpus_shuffled_labels_fall_to_chance(real, chance_margin=0.2):
     """The wrong-label control on real latents: base labels permuted, reference accuracy is chance."""
     cfg, ro = real

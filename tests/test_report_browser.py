@@ -39,7 +39,7 @@ async () => {
 def _chromium() -> str:
     path = os.environ.get("EISBACH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
-        msg = "no chromium: apt-get install chromium chromium-driver (make test does it as root)"
+        msg = "no chromium: apt-get install chromium chromium-driver (make test-all does it as root)"
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)

@@ -299,6 +299,7 @@ def _grid_cfg(world, runs_dir: Path) -> dict:
     return cfg
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_two_grid_workers_train_the_same_adapters_as_one(world, tmp_path: Path, one_torch_thread):
     one, two = _grid_cfg(world, tmp_path / "one"), _grid_cfg(world, tmp_path / "two")
     runs1 = run_grid(one, world[1], progress=False, workers=1)
@@ -316,6 +317,7 @@ def test_two_grid_workers_train_the_same_adapters_as_one(world, tmp_path: Path, 
     assert {p: p.stat().st_mtime_ns for r in runs2 for p in r.rglob("*")} == mtimes
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_a_failing_grid_worker_raises_naming_it_and_keeps_the_others(world, tmp_path: Path, one_torch_thread):
     cfg = _grid_cfg(world, tmp_path)
     cfg["finetune"]["workers"] = 2
