@@ -457,14 +457,14 @@ def m1_gate(row: dict) -> str | None:
 def control_rows(t: dict, cfg: dict, mdir: Path) -> list[dict]:
     """PC: oracle_texture − none on the texture readout (the gate), then on flatness and contrast
     (secondary, audio domain); NC: constant − none on the readout and every outcome metric."""
-    rows = [_outcome_test(t, cfg, mdir, "PC", READOUT, "clips", -1, POSITIVE_CONTROL, "control",
+    rows = [_outcome_test(t, cfg, mdir, "PC", READOUT, "clips", metric_direction(READOUT), POSITIVE_CONTROL, "control",
                           statement=f"positive control: {POSITIVE_CONTROL} makes fewer flat textures (the gate)")]
     reason = pc_gate(rows[0])
     rows[0]["note"] = (f"gate {'passed' if reason is None else 'failed: ' + reason}. {rows[0]['note']}").strip()
     for metric, direction in CONTROL_METRICS.items():
         rows.append(_outcome_test(t, cfg, mdir, "PC", metric, "clips", direction, POSITIVE_CONTROL, "control",
                                   statement=f"positive control (secondary, audio): {POSITIVE_CONTROL} moves {metric}"))
-    for metric, table, direction in [(READOUT, "clips", -1), *OUTCOMES.values()]:
+    for metric, table, direction in [(READOUT, "clips", metric_direction(READOUT)), *OUTCOMES.values()]:
         rows.append(_outcome_test(t, cfg, mdir, "NC", metric, table, direction, NEGATIVE_CONTROL, "control",
                                   statement=f"negative control: {NEGATIVE_CONTROL} is equivalent to none on {metric}"))
     return rows
