@@ -112,6 +112,12 @@ class MelCodec:
                 f"hop_length={self.hop_length}, griffin_lim_iters={self.griffin_lim_iters}, "
                 f"mel_inverse_iters={self.mel_inverse_iters})")
 
+    def settings(self) -> dict:
+        """The constructor's arguments: MelCodec(**codec.settings()) is this codec."""
+        return {"sample_rate": self.sample_rate, "n_mels": self.n_mels, "n_fft": self.n_fft,
+                "hop_length": self.hop_length, "griffin_lim_iters": self.griffin_lim_iters,
+                "mel_inverse_iters": self.mel_inverse_iters}
+
     @property
     def cache_key(self) -> str:
         """Identifies the latents this codec produces (used in pre-encoded cache keys)."""

@@ -6,29 +6,33 @@ Files (all under <runs_dir>/metrics/):
                                recomputed, never mixed with new ones)
   reference.parquet            the corpus `reference` split as rendered (raw audio): manifest columns
                                + PER_CLIP + emb_* + metrics_version + audio ("raw") + codec ("")
-  reference_roundtrip.parquet  the same clips passed through the profile's codec (encode → decode,
-                               as the generations are decoded): the reference every fidelity and set
-                               metric compares with; audio "roundtrip", codec = the codec's cache key
-                               and the clip length (generate.seconds)
+  reference_roundtrip.parquet  the same clips as the outcome metrics read the generations, through the
+                               profile's codec: for the embedded codec its log-mel (the pre-encoded
+                               latents, `analysis_of` = "log-mel"), for an audio codec the encode →
+                               decode round trip (audio = "audio"); every fidelity and set metric
+                               compares with it; codec = the codec's cache key, clip length and analysis
   vendi_bandwidth.json         the Vendi kernel bandwidth, fixed once from the round-tripped
                                reference (median pairwise distance of its standardised embeddings)
   intra.csv                    run, adapter, arm, seed, step, prompt_id, vendi_intra
   runs.csv                     run, adapter, arm, seed, step, n_clips, vendi_inter, fd_ref, kid_ref
-                               (FD and KID to the round-tripped reference)
+                               (FD and KID to the reference through the codec)
   ceiling.csv                  `ceiling_rows`: what FD / KID / Vendi read when nothing differs
                                (reference half A vs half B) and what the codec alone does (raw vs
-                               round-tripped reference)
+                               codec reference)
   structure_validation.csv     `validation.structure_validation(cfg)` (win rates of the structural
                                metrics against bar-shuffles at the profile's clip length)
 
-Embeddings are standardised with the mean and std of the round-tripped reference (the domain the
-generations live in) before any set metric.
+Embeddings are standardised with the mean and std of the reference through the codec (the domain the
+generations live in) before any set metric. The embedded codec's clips are read from their log-mel
+(`analysis_of`): no Griffin-Lim phase estimate sits between the model and the metrics, and only the
+clips someone listens to are decoded (`generate.decode_clip`).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +43,13 @@ from .anatomy import barrier_anatomy, training_dynamics
 from .datasets import codec_for, fit_length, load_corpus, read_audio, read_manifest
 from .files import atomic_write
 from .layout import Layout
-from .metrics import (METRICS_VERSION, fit_standardizer, fit_vendi_bandwidth, frechet_distance, kid,
-                      metrics_table, standardize, vendi_score)
-from .readout import fit_readout, sample_textures, validation_rows
+from .metrics import (AUDIO, LOG_MEL, METRICS_VERSION, analysis_of, fit_standardizer, fit_vendi_bandwidth, frechet_distance, kid,
+                      magnitude_table, metrics_table, standardize, vendi_score)
+from .readout import fit_readout, sample_latents_for, sample_textures, validation_rows
 from .scorecard import build_scorecard, metric_direction, metric_sesoi, outcome_diffs, write_scorecard
 from .stats import paired_verdict
 from .validation import structure_validation
+from .workers import one_thread
 
 PER_CLIP = ("motif_recurrence", "novelty_sections", "spectral_contrast", "temporal_flatness")
 ROUNDTRIP_SEED = 4321  # base seed of the Griffin-Lim initial phases of the reference round trip
@@ -65,27 +70,52 @@ def _write(df: pd.DataFrame, out: Path) -> None:
     atomic_write(out, lambda tmp: df.to_parquet(tmp, index=False))
 
 
-def clip_metrics(cfg: dict, samples: pd.DataFrame, n_jobs: int = 2) -> pd.DataFrame:
-    """Per-clip metrics for every row of the samples manifest (cached in clips.parquet by path).
+def codec_magnitude(codec, latents: np.ndarray) -> np.ndarray:
+    """|S| [N, F, T] that latents [N, C, T] imply (`MelCodec.latents_to_magnitude`), on one torch
+    thread (it runs inside the metrics workers)."""
+    with one_thread():
+        return codec.latents_to_magnitude(torch.from_numpy(np.ascontiguousarray(latents))).numpy()
+
+
+def latent_metrics(cfg: dict, codec, latents: np.ndarray, n_jobs: int = 2, desc: str = "metrics") -> pd.DataFrame:
+    """The per-clip metrics of latents [N, C, T] on the log-mel path (`metrics.magnitude_table`), the
+    clips' length being generate.seconds."""
+    return magnitude_table(latents, partial(codec_magnitude, codec), int(codec.hop_length),
+                           seconds=float(cfg["generate"]["seconds"]), n_jobs=n_jobs, desc=desc)
+
+
+def clip_metrics(cfg: dict, samples: pd.DataFrame, n_jobs: int = 2, codec=None) -> pd.DataFrame:
+    """Per-clip metrics for every row of the samples manifest (cached in clips.parquet by path), read
+    the codec's way (`analysis_of`): from each sample folder's latents.npy on the log-mel path, else
+    from the decoded WAV files. Column `analysis` says which.
 
     A cached row counts only if its metrics_version equals metrics.METRICS_VERSION (a file written
-    before versions existed has none): stale rows are dropped and recomputed, with a message."""
+    before versions existed has none) and its analysis is this codec's: other rows are dropped and
+    recomputed, with a message. `codec`: default the profile's (`codec_for`)."""
     out = _mdir(cfg) / "clips.parquet"
-    done = pd.read_parquet(out) if out.exists() else pd.DataFrame(columns=["path", "metrics_version"])
+    codec = codec_for(cfg) if codec is None else codec
+    analysis = analysis_of(codec)
+    done = pd.read_parquet(out) if out.exists() else pd.DataFrame(columns=["path", "metrics_version", "analysis"])
     if "metrics_version" not in done.columns:
         done["metrics_version"] = -1
-    stale = done["metrics_version"] != METRICS_VERSION
+    if "analysis" not in done.columns:
+        done["analysis"] = AUDIO
+    stale = (done["metrics_version"] != METRICS_VERSION) | (done["analysis"] != analysis)
     if stale.any():
         print(f"{out}: {int(stale.sum())} cached rows are from metrics version "
-              f"{sorted(set(done.loc[stale, 'metrics_version']))}, not {METRICS_VERSION}: recomputing them")
+              f"{sorted(set(done.loc[stale, 'metrics_version']))} or analysis "
+              f"{sorted(set(done.loc[stale, 'analysis']))}, not {METRICS_VERSION} / {analysis}: recomputing them")
         done = done[~stale].reset_index(drop=True)
     todo = samples[~samples["path"].isin(set(done["path"]))]
     if len(todo):
-        runs = Layout.of(cfg).runs
-        paths = [str(runs / p) for p in todo["path"]]
-        m = metrics_table(paths, sr=None, n_jobs=n_jobs).drop(columns=["path"], errors="ignore")
-        new = pd.concat([todo.reset_index(drop=True), m.reset_index(drop=True)], axis=1)
+        if analysis == LOG_MEL:
+            m = latent_metrics(cfg, codec, sample_latents_for(cfg, todo), n_jobs=n_jobs)
+        else:
+            runs = Layout.of(cfg).runs
+            m = metrics_table([str(runs / p) for p in todo["path"]], sr=None, n_jobs=n_jobs)
+        new = pd.concat([todo.reset_index(drop=True), m.drop(columns=["path"], errors="ignore")], axis=1)
         new["metrics_version"] = METRICS_VERSION
+        new["analysis"] = analysis
         done = pd.concat([done, new], ignore_index=True) if len(done) else new
         _write(done, out)
     elif stale.any():
@@ -160,19 +190,39 @@ def reference_metrics(cfg: dict, n_jobs: int = 2, roundtrip: bool = True, codec=
         return df
     if codec is None:
         codec = codec_for(cfg)
-    seconds = float(cfg["generate"]["seconds"])
-    key, out = f"{_codec_key(codec)} seconds={seconds}", mdir / "reference_roundtrip.parquet"
+    seconds, analysis = float(cfg["generate"]["seconds"]), analysis_of(codec)
+    key, out = f"{_codec_key(codec)} seconds={seconds} analysis={analysis}", mdir / "reference_roundtrip.parquet"
     df = _cached(out, ref["path"], key)
     if df is None:
         t0 = time.perf_counter()
-        audio = roundtrip_audio(codec, [str(corpus / p) for p in ref["path"]], seconds)
-        t1 = time.perf_counter()
-        m = metrics_table(list(audio), sr=int(codec.sample_rate), n_jobs=n_jobs)
-        print(f"reference round trip: {len(ref)} clips, codec {t1 - t0:.1f} s, metrics {time.perf_counter() - t1:.1f} s")
-        df = pd.concat([ref, m], axis=1).assign(metrics_version=METRICS_VERSION, audio="roundtrip", codec=key)
+        if analysis == LOG_MEL:
+            m = latent_metrics(cfg, codec, reference_latents(cfg, ref, codec), n_jobs=n_jobs, desc="reference metrics")
+            print(f"reference through the codec: {len(ref)} clips read from their log-mel, {time.perf_counter() - t0:.1f} s")
+        else:
+            audio = roundtrip_audio(codec, [str(corpus / p) for p in ref["path"]], seconds)
+            t1 = time.perf_counter()
+            m = metrics_table(list(audio), sr=int(codec.sample_rate), n_jobs=n_jobs)
+            print(f"reference round trip: {len(ref)} clips, codec {t1 - t0:.1f} s, metrics {time.perf_counter() - t1:.1f} s")
+        df = pd.concat([ref, m], axis=1).assign(metrics_version=METRICS_VERSION, audio=analysis, codec=key)
         _write(df, out)
     vendi_bandwidth(cfg, df)  # (re)written with the reference it is fitted on: a few ms
     return df
+
+
+def reference_latents(cfg: dict, ref: pd.DataFrame, codec) -> np.ndarray:
+    """The latents [N, C, T] of the reference clips `ref` (by id, in its order) from the pre-encoded
+    corpus cache, cut to the generated clips' length (codec.frames(generate.seconds)): the
+    reference's log-mel, which the log-mel path reads as it reads the generated one."""
+    pe = load_corpus(cfg).split("reference")
+    row = {str(i): k for k, i in enumerate(pe.manifest["id"].astype(str))}
+    missing = [i for i in ref["id"].astype(str) if i not in row]
+    if missing:
+        raise ValueError(f"the pre-encoded cache has no latents for {len(missing)} reference clips, e.g. {missing[0]}")
+    n = codec.frames(float(cfg["generate"]["seconds"]))
+    lat = pe.latents.numpy()[[row[i] for i in ref["id"].astype(str)]]
+    if lat.shape[-1] < n:
+        raise ValueError(f"the corpus clips ({lat.shape[-1]} frames) are shorter than generate.seconds ({n} frames)")
+    return lat[..., :n]
 
 
 def standardizer(reference: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -233,16 +283,17 @@ def ceiling_rows(raw: pd.DataFrame, roundtrip: pd.DataFrame, bandwidth: float | 
                  n_splits: int = 20, seed: int = 0) -> pd.DataFrame:
     """The scorecard's ceiling rows: what the fidelity and diversity metrics read when nothing
     but sampling differs, and what the codec alone does. Embeddings standardised with the
-    round-tripped reference; Vendi bandwidth as `set_metrics`.
+    reference through the codec; Vendi bandwidth as `set_metrics`.
 
     Rows (column `comparison`), each with n_a, n_b, fd, kid, vendi_a, vendi_b, contrast_diff_db,
     flatness_diff and, for the half splits, the sd of each over `n_splits` random splits:
-      reference A vs B (round-tripped)  halves split by source piece (mean over the splits): the
-                                        floor FD / KID of two samples of one distribution;
-      reference A vs B (raw)            the same on the raw reference;
-      raw vs round-tripped reference    the same clips before and after the codec: FD, KID, and the
-                                        mean paired difference (round trip − raw) of spectral
-                                        contrast (dB) and temporal flatness.
+      reference A vs B (codec)  halves of the reference through the codec (its log-mel, or the audio
+                                round trip), split by source piece, mean over the splits: the floor
+                                FD / KID of two samples of one distribution;
+      reference A vs B (raw)    the same on the raw reference;
+      raw vs codec reference    the same clips as rendered and through the codec: FD, KID, and the mean
+                                paired difference (codec − raw) of spectral contrast (dB) and temporal
+                                flatness: how far the codec's side of the comparison sits from the audio.
     `raw` and `roundtrip` must list the same clips in the same order (rows matched by position)."""
     if len(raw) != len(roundtrip):
         raise ValueError(f"ceiling_rows: raw has {len(raw)} clips, roundtrip {len(roundtrip)}; they must match")
@@ -251,7 +302,7 @@ def ceiling_rows(raw: pd.DataFrame, roundtrip: pd.DataFrame, bandwidth: float | 
     z_rt, z_raw = standardize(roundtrip[cols].to_numpy(), mean, std), standardize(raw[cols].to_numpy(), mean, std)
     sigma = fit_vendi_bandwidth(z_rt) if bandwidth is None else float(bandwidth)
     rows = []
-    for name, z, df in (("reference A vs B (round-tripped)", z_rt, roundtrip), ("reference A vs B (raw)", z_raw, raw)):
+    for name, z, df in (("reference A vs B (codec)", z_rt, roundtrip), ("reference A vs B (raw)", z_raw, raw)):
         rng = np.random.default_rng(seed)
         vals = []
         for _ in range(n_splits):
@@ -264,7 +315,7 @@ def ceiling_rows(raw: pd.DataFrame, roundtrip: pd.DataFrame, bandwidth: float | 
         rows.append({"comparison": name, **v.mean().to_dict(), **{f"{c}_sd": float(v[c].std()) for c in
                                                                    ("fd", "kid", "vendi_a", "vendi_b", "contrast_diff_db")},
                      "n_splits": n_splits})
-    rows.append({"comparison": "raw vs round-tripped reference", "n_a": len(raw), "n_b": len(roundtrip),
+    rows.append({"comparison": "raw vs codec reference", "n_a": len(raw), "n_b": len(roundtrip),
                  "fd": frechet_distance(z_raw, z_rt), "kid": kid(z_raw, z_rt),
                  "vendi_a": vendi_score(z_raw, bandwidth=sigma), "vendi_b": vendi_score(z_rt, bandwidth=sigma),
                  "contrast_diff_db": float((roundtrip["spectral_contrast"].to_numpy() - raw["spectral_contrast"].to_numpy()).mean()),
@@ -411,5 +462,7 @@ def differences_to_none(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFr
 
 
 def vendi_by_step(intra: pd.DataFrame) -> pd.DataFrame:
-    """Mean intra-prompt Vendi per arm, seed and step of the fine-tuned runs (the base left out)."""
+    """Mean intra-prompt Vendi per arm, seed and step of the fine-tuned runs (the base left out), on the
+    primary prompt set (the one every checkpoint generates) when the table has sets."""
+    intra = intra[intra["set"] == "primary"] if "set" in intra.columns else intra
     return intra[intra["arm"] != "base"].groupby(["arm", "seed", "step"])["vendi_intra"].mean().reset_index()

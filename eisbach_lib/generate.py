@@ -10,6 +10,7 @@ comes from its own generator seeded by (i, j) only.
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from .config import REPO, SECTION_DEFAULTS, checkpoint_arms, heldout_prompts
 from .config import workers as config_workers
 from .datasets import codec_for, read_manifest, text_encoder_for
 from .device import resolve_device
-from .files import atomic_write
+from .codec import MelCodec
+from .files import atomic_json, atomic_write
+from .metrics import AUDIO, analysis_of
 from .layout import Layout, is_finished
 from .runs import base_model, grid_items, load_run_model, run_steps
 from .sampling import rf_schedule, sample_euler, sample_pingpong
@@ -37,7 +40,10 @@ HELDOUT_EXCLUDED_SPLITS = ("base", "finetune")  # the training splits the prompt
 AMBIGUOUS_STYLE = "ambiguous"                  # corpus.make_ambiguous_caption's caption_style
 PROMPT_COLUMNS = ("prompt_id", "name", "caption", "source", "set", "cfg")
 PROMPT_SETS = ("primary", "primary_cfg", "unconditional", "card")
+CHECKPOINT_SETS = ("primary",)  # what an intermediate checkpoint generates (`generation_jobs`)
 LATENTS_FILE = "latents.npy"  # per sample folder: float32 [N, C, T], row i = manifest row with latent_row i
+CODEC_FILE = "codec.json"     # per sample folder on the log-mel path: the codec to decode a clip on demand with
+DECODE_SEED = 5678            # base seed of the Griffin-Lim phases of a clip decoded on demand (`decode_seed`)
 
 
 def generate_settings(cfg: dict) -> dict:
@@ -202,16 +208,20 @@ def sample_folder_done(folder: Path) -> bool:
 
 
 def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step: int | None = None,
-                 model=None, codec=None, text_encoder=None, progress: bool = True) -> pd.DataFrame:
+                 model=None, codec=None, text_encoder=None, progress: bool = True,
+                 sets: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Generate the prompt x sample grid for one model (an adapter run at `step`, or the base).
 
     Each prompt row is sampled at its own CFG scale (prompts.csv `cfg`; the null rows with an
-    all-False mask). Writes, in the sample folder: p<prompt>_s<sample>.wav (decoded, for listening
-    and the audio metrics), LATENTS_FILE (float32 [N, C, T]: what the model generated, before
-    decoding, row i for manifest row i) and manifest.csv (written last). `meta` (adapter, arm, seed)
+    all-False mask). Writes, in the sample folder: LATENTS_FILE (float32 [N, C, T]: what the model
+    generated, row i for manifest row i), p<prompt>_s<sample>.wav (decoded) only when the metrics read
+    audio (`metrics.analysis_of`; for the embedded codec they read the log-mel and a clip is decoded
+    when someone listens to it, `decode_clip`, its codec's settings kept in CODEC_FILE), and
+    manifest.csv (written last; its `path` names the clip's WAV whether or not it exists yet). `meta` (adapter, arm, seed)
     is copied into every manifest row, with run, step, prompt_id, prompt_name, source, set, cfg,
-    caption, sample, path and latent_row. Returns the manifest; a finished folder
-    (`sample_folder_done`) is returned as is."""
+    caption, sample, path and latent_row. `sets`: only the prompt rows of these sets (prompts.csv
+    `set`; default all). Returns the manifest; a finished folder (`sample_folder_done`) is returned
+    as is."""
     gen = cfg["generate"]
     layout = Layout.of(cfg)
     out = layout.sample_dir(name, step)
@@ -227,8 +237,13 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     tokens, token_mask = prompt_conditions(prompts, text_encoder)
     scales = prompt_scales(prompts, float(gen["cfg"]))
     n_frames = codec.frames(float(gen["seconds"]))
-    jobs = [(p, s) for p in range(len(prompts)) for s in range(int(gen["samples_per_prompt"]))]
+    chosen = [p for p in range(len(prompts)) if sets is None or prompts.loc[p, "set"] in sets]
+    jobs = [(p, s) for p in chosen for s in range(int(gen["samples_per_prompt"]))]
+    decode = analysis_of(codec) == AUDIO
     out.mkdir(parents=True, exist_ok=True)
+    if not decode:
+        atomic_json(out / CODEC_FILE, {"codec": type(codec).__name__, "settings": codec.settings(),
+                                       "seconds": float(gen["seconds"])})
     rows, latents, bs = [], [], int(gen["batch_size"])
     for k in Progress(range(0, len(jobs), bs), desc=f"generate {name}", disable=not progress, leave=False):
         chunk = jobs[k:k + bs]
@@ -239,10 +254,11 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
                              torch.Generator().manual_seed(NOISE_SEED + k), scale=scales[p_idx].to(device))
         lat = lat.float().cpu()
         latents.append(lat.numpy())
-        audio = codec.decode(lat, generator=torch.Generator().manual_seed(NOISE_SEED + k)).numpy()
-        for (p, s), y in zip(chunk, audio):
+        audio = codec.decode(lat, generator=torch.Generator().manual_seed(NOISE_SEED + k)).numpy() if decode else None
+        for j, (p, s) in enumerate(chunk):
             path = out / f"p{p:02d}_s{s}.wav"
-            sf.write(path, exact_length(y, float(gen["seconds"]), codec_rate(codec)), codec_rate(codec))
+            if decode:
+                sf.write(path, exact_length(audio[j], float(gen["seconds"]), codec_rate(codec)), codec_rate(codec))
             rows.append({**meta, "run": name, "step": step if step is not None else -1, "prompt_id": p,
                          "prompt_name": prompts.loc[p, "name"], "source": prompts.loc[p, "source"],
                          "set": prompts.loc[p, "set"], "cfg": float(prompts.loc[p, "cfg"]),
@@ -253,6 +269,41 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     manifest = pd.DataFrame(rows)
     atomic_write(out / "manifest.csv", lambda tmp: manifest.to_csv(tmp, index=False))
     return manifest
+
+
+def decode_seed(prompt_id: int, sample: int) -> int:
+    """The seed of a clip's Griffin-Lim initial phases when it is decoded on demand (`decode_clip`):
+    its own, so a clip decodes to the same audio whenever and in whatever company it is decoded."""
+    return DECODE_SEED + 10_000 * int(prompt_id) + int(sample)
+
+
+def decode_clip(path: str | Path) -> Path:
+    """The WAV of a generated clip, decoded from its sample folder's latents when it is not there yet
+    (log-mel path: generation writes no audio). The folder's CODEC_FILE names the codec and its
+    settings, manifest.csv the clip's latent_row, prompt and sample; the Griffin-Lim phases start
+    from `decode_seed`. Written atomically; returns `path`. Raises FileNotFoundError naming the
+    folder when it holds no latents to decode from."""
+    path = Path(path)
+    if path.exists():
+        return path
+    folder = path.parent
+    if not (folder / CODEC_FILE).exists() or not sample_folder_done(folder):
+        raise FileNotFoundError(f"{path} does not exist and {folder} holds no latents and {CODEC_FILE} to decode "
+                                f"it from (generate the grid first: eisbach generate --profile P)")
+    info = json.loads((folder / CODEC_FILE).read_text())
+    if info["codec"] != "MelCodec":
+        raise ValueError(f"{folder / CODEC_FILE}: decoding on demand knows MelCodec only, not {info['codec']}")
+    manifest = pd.read_csv(folder / "manifest.csv", keep_default_na=False)
+    row = manifest[manifest["path"].map(lambda p: Path(p).name) == path.name]
+    if len(row) != 1:
+        raise ValueError(f"{folder / 'manifest.csv'}: no single row for {path.name}")
+    r = row.iloc[0]
+    codec = MelCodec(**info["settings"])
+    lat = torch.from_numpy(np.array(np.load(folder / LATENTS_FILE, mmap_mode="r")[int(r["latent_row"])], np.float32))
+    y = codec.decode(lat[None], generator=torch.Generator().manual_seed(decode_seed(r["prompt_id"], r["sample"])))
+    audio = exact_length(y[0].numpy(), float(info["seconds"]), codec.sample_rate)
+    atomic_write(path, lambda tmp: sf.write(tmp, audio, codec.sample_rate, format="WAV"))
+    return path
 
 
 def load_latents(folder: Path, manifest: pd.DataFrame | None = None) -> np.ndarray:
@@ -285,10 +336,11 @@ def codec_rate(codec) -> int:
 def generation_jobs(cfg: dict) -> list[dict]:
     """What `generate_grid` generates, in order: the base model once (step 0), then every finished
     run of the profile's grid at its own checkpoint steps (`run_steps`; only for the arms in
-    `checkpoint_arms`) and at its final weights. Each job: name, run_dir (None for the base), meta,
-    step (None: final weights), final (the step recorded in the manifest)."""
+    `checkpoint_arms`, and only the primary prompt set: C10 and the by-step plots read nothing else)
+    and at its final weights (every set). Each job: name, run_dir (None for the base), meta, step
+    (None: final weights), final (the step recorded in the manifest), sets (None: all)."""
     jobs = [{"name": "base", "run_dir": None, "meta": {"adapter": "none", "arm": "base", "seed": -1}, "step": None,
-             "final": 0}]
+             "final": 0, "sets": None}]
     with_ckpts = checkpoint_arms(cfg)
     for item in grid_items(cfg):
         run_dir = Path(item["run_dir"])
@@ -299,8 +351,8 @@ def generation_jobs(cfg: dict) -> list[dict]:
         if with_ckpts is not None and item["arm"] not in with_ckpts:
             steps = []
         meta = {"adapter": item["adapter"], "arm": item["arm"], "seed": item["seed"]}
-        jobs += [{"name": run_dir.name, "run_dir": run_dir, "meta": meta, "step": step, "final": final}
-                 for step in [*steps, None]]
+        jobs += [{"name": run_dir.name, "run_dir": run_dir, "meta": meta, "step": step, "final": final,
+                  "sets": None if step is None else CHECKPOINT_SETS} for step in [*steps, None]]
     return jobs
 
 
@@ -319,7 +371,7 @@ def _generate_job(cfg: dict, job: dict, codec, text_encoder, progress: bool) -> 
     if job["run_dir"] is None and not _job_done(cfg, job):
         model = base_model(cfg).to(resolve_device(cfg))
     part = generate_run(cfg, job["run_dir"], name=job["name"], meta=job["meta"], step=job["step"], model=model,
-                        codec=codec, text_encoder=text_encoder, progress=progress)
+                        codec=codec, text_encoder=text_encoder, progress=progress, sets=job.get("sets"))
     return part.assign(step=job["final"]) if job["step"] is None else part
 
 

@@ -79,7 +79,13 @@ def rms_dbfs(y: np.ndarray) -> float:
 
 def load_clip(path: str | Path, max_seconds: float | None = 10.0, max_sr: int | None = 22050) -> tuple[np.ndarray, int]:
     """Read a WAV as mono float32 (channels averaged), cut to `max_seconds`, and resample down to
-    `max_sr` when its rate is higher (polyphase, scipy). Returns (y, sr)."""
+    `max_sr` when its rate is higher (polyphase, scipy). Returns (y, sr). A generated clip whose WAV
+    is not written yet (the log-mel path decodes only what is listened to) is decoded first
+    (`generate.decode_clip`)."""
+    if not Path(path).exists():
+        from .generate import decode_clip  # heavy: torch and the codec, only for clips not decoded yet
+
+        decode_clip(path)
     y, sr = sf.read(str(path), dtype="float32", always_2d=True)
     y = y.mean(axis=1)
     if max_seconds is not None:

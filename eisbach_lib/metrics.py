@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import librosa
 import numpy as np
@@ -81,7 +81,7 @@ SILENCE_RMS = 1e-5      # below this overall RMS a clip counts as silent
 class Features:
     """The shared analysis of one clip at ANALYSIS_SR (one STFT; everything else derives from it)."""
 
-    y: np.ndarray          # waveform at ANALYSIS_SR
+    y: np.ndarray | None   # waveform at ANALYSIS_SR (None when analysed from a log-mel)
     mag: np.ndarray        # |STFT| [1 + N_FFT/2, T]
     mel_db: np.ndarray     # log-mel power [128, T], dB, floored 80 dB below the clip's peak
     mfcc: np.ndarray       # [N_MFCC, T]
@@ -89,6 +89,8 @@ class Features:
     chroma: np.ndarray     # the same, each frame max-normalised (librosa's default)
     contrast: np.ndarray   # spectral contrast [7, T], dB
     duration_s: float
+    hop: int = HOP         # the frame grid: HOP for audio, the codec's hop for a log-mel (`features_from_magnitude`)
+    rms: np.ndarray | None = None  # frame RMS [T] (the log-mel path's loudness curve; the audio path reads `y`)
 
 
 def to_analysis_rate(y: np.ndarray, sr: int) -> np.ndarray:
@@ -123,6 +125,13 @@ def features(y: np.ndarray, sr: int) -> Features:
     """
     y = to_analysis_rate(y, sr)
     mag = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP))
+    f = _spectral(mag, HOP, len(y) / ANALYSIS_SR)
+    f.y = y
+    return f
+
+
+def _spectral(mag: np.ndarray, hop: int, duration_s: float) -> Features:
+    """Every spectral feature from |STFT| [1 + N_FFT/2, T] at ANALYSIS_SR on a grid of `hop` samples."""
     power = mag**2
     mel_fb, chroma_fb = _filterbanks()
     mel_db = librosa.power_to_db(mel_fb @ power, ref=1.0, top_db=80.0)
@@ -130,12 +139,58 @@ def features(y: np.ndarray, sr: int) -> Features:
     chroma_energy = chroma_fb @ power
     chroma = librosa.util.normalize(chroma_energy, norm=np.inf, axis=0)
     contrast = librosa.feature.spectral_contrast(S=mag, sr=ANALYSIS_SR, n_fft=N_FFT, n_bands=N_CONTRAST_BANDS)
-    return Features(y=y, mag=mag, mel_db=mel_db, mfcc=mfcc, chroma_energy=chroma_energy, chroma=chroma,
-                    contrast=contrast, duration_s=len(y) / ANALYSIS_SR)
+    rms = librosa.feature.rms(S=mag, frame_length=N_FFT)[0]
+    return Features(y=None, mag=mag, mel_db=mel_db, mfcc=mfcc, chroma_energy=chroma_energy, chroma=chroma,
+                    contrast=contrast, duration_s=duration_s, hop=int(hop), rms=rms)
+
+
+def mel_grid_ok(sample_rate: int, n_fft: int, hop: int) -> bool:
+    """Whether a log-mel codec's grid is the analysis grid (ANALYSIS_SR, N_FFT) with a hop that
+    divides the pooling windows (HOP·REC_POOL and HOP·NOV_POOL samples): then `features_from_magnitude`
+    reads the codec's log-mel on the same frequency bins and at the same pooled frame rate as audio."""
+    return (int(sample_rate) == ANALYSIS_SR and int(n_fft) == N_FFT
+            and all((HOP * k) % int(hop) == 0 for k in (REC_POOL, NOV_POOL)))
+
+
+LOG_MEL, AUDIO = "log-mel", "audio"  # how the outcome metrics read a generated clip (`analysis_of`)
+
+
+def analysis_of(codec) -> str:
+    """How the outcome metrics read a clip of this codec (docs/design.md §4): LOG_MEL when its
+    latents are a log-mel on the analysis grid (the embedded MelCodec at 22050 Hz and n_fft 2048,
+    `mel_grid_ok`; it offers `latents_to_magnitude`), so the metrics read what the model generated
+    with no Griffin-Lim phase estimate in between; else AUDIO (a learned autoencoder: decode, then
+    analyse the waveform)."""
+    grid = [getattr(codec, k, None) for k in ("sample_rate", "n_fft", "hop_length")]
+    ok = hasattr(codec, "latents_to_magnitude") and None not in grid and mel_grid_ok(*grid)
+    return LOG_MEL if ok else AUDIO
+
+
+def features_from_magnitude(mag: np.ndarray, hop: int, seconds: float | None = None) -> Features:
+    """The shared analysis of a clip given as |S| [1 + N_FFT/2, T] at ANALYSIS_SR on a grid of `hop`
+    samples, with no waveform: the log-mel path (docs/design.md §4). For the embedded codec `mag` is
+    `MelCodec.latents_to_magnitude(z)`, the linear magnitude its 64-band log-mel implies, so the
+    metrics read what the model generated and no Griffin-Lim phase estimate sits in between. The
+    features are those of `features` (mel, MFCC, chroma, contrast from the one power spectrogram),
+    the pooled structure features run at the same frames per second (`_pool_size`), and the
+    loudness curve is the frame RMS of the spectrum (librosa.feature.rms(S=...)). `seconds`: the
+    clip's length (default (T − 1)·hop / ANALYSIS_SR, the length a codec decodes T frames to)."""
+    mag = np.asarray(mag, dtype=np.float32)
+    if mag.ndim != 2 or mag.shape[0] != 1 + N_FFT // 2:
+        raise ValueError(f"features_from_magnitude: need |S| [{1 + N_FFT // 2}, T], got shape {mag.shape}")
+    duration = max(mag.shape[1] - 1, 1) * int(hop) / ANALYSIS_SR if seconds is None else float(seconds)
+    return _spectral(mag, hop, duration)
+
+
+def _pool_size(f: Features, pool_at_hop: int) -> int:
+    """Frames to average for the rate that `pool_at_hop` frames of HOP give (4 at HOP; 2 at hop 1024)."""
+    return max(int(round(pool_at_hop * HOP / f.hop)), 1)
 
 
 def _is_silent(f: Features) -> bool:
-    return float(np.sqrt(np.mean(f.y.astype(np.float64) ** 2))) < SILENCE_RMS
+    if f.y is not None:
+        return float(np.sqrt(np.mean(f.y.astype(np.float64) ** 2))) < SILENCE_RMS
+    return float(np.sqrt(np.mean(np.asarray(f.rms, dtype=np.float64) ** 2))) < SILENCE_RMS
 
 
 def _pool(x: np.ndarray, k: int) -> np.ndarray:
@@ -157,8 +212,9 @@ def _departures(x: np.ndarray, floor: float) -> np.ndarray:
 def _motif_recurrence(f: Features) -> float:
     if _is_silent(f):
         return 0.0
-    fps = ANALYSIS_SR / HOP / REC_POOL
-    c = _pool(f.chroma_energy, REC_POOL)
+    pool = _pool_size(f, REC_POOL)
+    fps = ANALYSIS_SR / f.hop / pool
+    c = _pool(f.chroma_energy, pool)
     c = c / np.maximum(c.sum(axis=0, keepdims=True), 1e-10)     # L1: each frame's pitch-class distribution
     x = librosa.feature.stack_memory(c, n_steps=REC_STACK, delay=1, mode="edge")
     x = x[:, REC_STACK - 1:]                                    # drop the edge-padded frames
@@ -210,10 +266,11 @@ def _checkerboard_kernel(half: int) -> np.ndarray:
 
 def _novelty_curve(f: Features) -> tuple[np.ndarray, float]:
     """Foote novelty over the clip (0 where the kernel does not fit) and its frame rate."""
-    fps = ANALYSIS_SR / HOP / NOV_POOL
+    pool = _pool_size(f, NOV_POOL)
+    fps = ANALYSIS_SR / f.hop / pool
     smooth = max(int(round(NOV_SMOOTH_S * fps)), 1)
-    mfcc = uniform_filter1d(_pool(f.mfcc[1:NOV_N_MFCC + 1], NOV_POOL), smooth, axis=1, mode="nearest")
-    chroma = uniform_filter1d(_pool(f.chroma_energy, NOV_POOL), smooth, axis=1, mode="nearest")
+    mfcc = uniform_filter1d(_pool(f.mfcc[1:NOV_N_MFCC + 1], pool), smooth, axis=1, mode="nearest")
+    chroma = uniform_filter1d(_pool(f.chroma_energy, pool), smooth, axis=1, mode="nearest")
     chroma = chroma / np.maximum(chroma.sum(axis=0, keepdims=True), 1e-10)
     timbre, pitch = _departures(mfcc, NOV_MFCC_FLOOR), _departures(chroma, NOV_CHROMA_FLOOR)
     ssm = NOV_W_TIMBRE * (timbre.T @ timbre) + (1.0 - NOV_W_TIMBRE) * (pitch.T @ pitch)
@@ -283,7 +340,13 @@ def temporal_flatness(y: np.ndarray, sr: int) -> float:
     """
     y = np.asarray(y, dtype=np.float32)
     y = np.nan_to_num(librosa.to_mono(y) if y.ndim > 1 else y, nan=0.0, posinf=0.0, neginf=0.0)
-    e = librosa.feature.rms(y=y, frame_length=2048, hop_length=512)[0].astype(np.float64)
+    return flatness_of(librosa.feature.rms(y=y, frame_length=2048, hop_length=512)[0])
+
+
+def flatness_of(rms: np.ndarray) -> float:
+    """h = −Σ p_t log p_t / log T with p_t = e_t / Σ e (`temporal_flatness`'s rule on a frame-RMS
+    curve e; the log-mel path passes Features.rms). Silence is 1.0; never NaN."""
+    e = np.asarray(rms, dtype=np.float64)
     total = e.sum()
     if e.size < 2 or not np.isfinite(total) or total <= 0.0:
         return 1.0
@@ -470,14 +533,24 @@ METRIC_COLUMNS: tuple[str, ...] = ("motif_recurrence", "novelty_sections", "spec
 
 def clip_metrics(y: np.ndarray, sr: int) -> dict:
     """All per-clip metrics from one shared analysis: the four scalars and 'embedding' [D]."""
-    f = features(y, sr)
-    return {
-        "motif_recurrence": _motif_recurrence(f),
-        "novelty_sections": _novelty_sections(f),
-        "spectral_contrast": float(f.contrast.mean()),
-        "temporal_flatness": temporal_flatness(y, sr),
-        "embedding": _embedding(f),
-    }
+    return _all_metrics(features(y, sr), temporal_flatness(y, sr))
+
+
+def _all_metrics(f: Features, flatness: float) -> dict:
+    return {"motif_recurrence": _motif_recurrence(f), "novelty_sections": _novelty_sections(f),
+            "spectral_contrast": float(f.contrast.mean()), "temporal_flatness": flatness, "embedding": _embedding(f)}
+
+
+#: metric → its value from a shared analysis (`features` or `features_from_magnitude`)
+FROM_FEATURES = {"motif_recurrence": _motif_recurrence, "novelty_sections": _novelty_sections,
+                 "spectral_contrast": lambda f: float(f.contrast.mean())}
+
+
+def magnitude_metrics(mag: np.ndarray, hop: int, seconds: float | None = None) -> dict:
+    """All per-clip metrics of a clip given as |S| (`features_from_magnitude`): the log-mel path.
+    temporal_flatness is `flatness_of` the spectrum's frame RMS."""
+    f = features_from_magnitude(mag, hop, seconds)
+    return _all_metrics(f, flatness_of(f.rms))
 
 
 def _load(item: str | os.PathLike | np.ndarray, sr: int | None) -> tuple[np.ndarray, int]:
@@ -494,11 +567,15 @@ def _load(item: str | os.PathLike | np.ndarray, sr: int | None) -> tuple[np.ndar
     return np.asarray(item, dtype=np.float32), sr
 
 
-def _row(item: str | os.PathLike | np.ndarray, sr: int | None) -> dict:
-    m = clip_metrics(*_load(item, sr))
+def _flat(m: dict) -> dict:
+    """A metrics dict with its embedding spread into emb_0 … emb_{D−1}."""
     emb = m.pop("embedding")
     m.update({f"emb_{i}": float(v) for i, v in enumerate(emb)})
     return m
+
+
+def _row(item: str | os.PathLike | np.ndarray, sr: int | None) -> dict:
+    return _flat(clip_metrics(*_load(item, sr)))
 
 
 def _rows(items: Sequence, sr: int | None) -> list[dict]:
@@ -531,5 +608,33 @@ def metrics_table(paths_or_arrays: Iterable, sr: int | None, n_jobs: int = 2) ->
         parts = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_rows)([items[i] for i in c], sr) for c in chunks)
         parts = list(Progress(parts, total=len(chunks), unit="chunk", desc=f"metrics of {len(items)} clips"))
         rows = [r for part in parts for r in part]
-    cols = list(METRIC_COLUMNS) + [f"emb_{i}" for i in range(EMBEDDING_DIM)]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=_columns())
+
+
+def _columns() -> list[str]:
+    return list(METRIC_COLUMNS) + [f"emb_{i}" for i in range(EMBEDDING_DIM)]
+
+
+def _magnitude_rows(latents: np.ndarray, to_magnitude: Callable[[np.ndarray], np.ndarray], hop: int,
+                    seconds: float | None) -> list[dict]:
+    with threadpool_limits(limits=1):
+        return [_flat(magnitude_metrics(m, hop, seconds)) for m in to_magnitude(latents)]
+
+
+def magnitude_table(latents: np.ndarray, to_magnitude: Callable[[np.ndarray], np.ndarray], hop: int,
+                    seconds: float | None = None, n_jobs: int = 2, desc: str = "metrics") -> pd.DataFrame:
+    """One row per clip (METRIC_COLUMNS + emb_*, in input order) from latents [N, C, T] through the
+    log-mel path: `to_magnitude` maps a chunk of latents to |S| [n, 1 + N_FFT/2, T] (for the
+    embedded codec, `MelCodec.latents_to_magnitude`; it must be picklable to run in the workers),
+    then `magnitude_metrics` (`seconds`: the clips' length). Parallel as `metrics_table`: 4·n_jobs contiguous chunks on n_jobs loky
+    processes, the latents (not the 16× larger spectra) sent to them."""
+    latents = np.asarray(latents, dtype=np.float32)
+    if n_jobs == 1 or len(latents) <= 1:
+        rows = _magnitude_rows(latents, to_magnitude, hop, seconds)
+    else:
+        chunks = [c for c in np.array_split(np.arange(len(latents)), 4 * n_jobs) if len(c)]
+        parts = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_magnitude_rows)(latents[c], to_magnitude, hop, seconds) for c in chunks)
+        parts = list(Progress(parts, total=len(chunks), unit="chunk", desc=f"{desc} of {len(latents)} clips"))
+        rows = [r for part in parts for r in part]
+    return pd.DataFrame(rows, columns=_columns())

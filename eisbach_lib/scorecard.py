@@ -531,7 +531,7 @@ def c8_margins(t: dict, cfg: dict, mdir: Path) -> dict[str, float]:
     reference split (ceiling.csv; the sampling noise of real music of this distribution), inter-prompt
     Vendi: its sesoi (`metric_sesoi`). nan where the input is missing."""
     ceil = t.get("ceilings")
-    row = ceil[ceil["comparison"].str.contains("round-tripped") & ceil["comparison"].str.startswith("reference")] \
+    row = ceil[ceil["comparison"].str.contains("(codec)", regex=False) & ceil["comparison"].str.startswith("reference")] \
         if ceil is not None else pd.DataFrame()
     sd = lambda m: float(row[f"{m}_sd"].iloc[0]) if len(row) and f"{m}_sd" in row else np.nan  # noqa: E731
     return {"vendi_inter": metric_sesoi(t, cfg, "vendi_inter", mdir), "fd_ref": C8_CEILING_SDS * sd("fd"),

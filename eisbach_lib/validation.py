@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -222,6 +223,20 @@ def win_rates(values: pd.DataFrame, directions: Mapping[str, int]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def _codec_metric(y: np.ndarray, sr: int, codec, name: str) -> float:
+    """Structural metric `name` of audio `y` read the way the generations are read on the log-mel
+    path: encoded by `codec` (at its rate), its log-mel turned to |S| (`latents_to_magnitude`), then
+    `metrics.features_from_magnitude`. The validation then checks the metric where it is used."""
+    import torch  # heavy: torch, only on the log-mel path
+
+    if sr != codec.sample_rate:
+        raise ValueError(f"through_codec: audio at {sr} Hz, codec at {codec.sample_rate} Hz")
+    with torch.no_grad():
+        mag = codec.latents_to_magnitude(codec.encode(torch.from_numpy(np.asarray(y, np.float32))))[0].numpy()
+    f = M.features_from_magnitude(mag, int(codec.hop_length), len(y) / sr)
+    return float(M.FROM_FEATURES[name](f))
+
+
 def structure_values(tunes: list[dict], seconds: Sequence[float], sample_rate: int, n_shuffles: int = 10,
                      metrics: Mapping[str, Callable[[np.ndarray, int], float]] | None = None,
                      seed: int = 0) -> pd.DataFrame:
@@ -264,7 +279,9 @@ def structure_validation(source: dict | tuple, n_tunes: int | None = None, n_shu
     (seconds, sample_rate). n_tunes / n_shuffles: default the profile's evaluate.validation_tunes /
     validation_shuffles, else 20 / 10 (a floor of 20 tunes). `seconds` overrides the
     lengths (e.g. [6, 8, 10, 12]). `metrics`:
-    name → fn(y, sr) (default the two of STRUCTURE_METRICS, read in `directions`, default +1).
+    name → fn(y, sr) (default the two of STRUCTURE_METRICS, read in `directions`, default +1; with a
+    profile, read as its generations are read: through the codec's log-mel when
+    `metrics.analysis_of` says so, `_codec_metric`).
     Returns `win_rates(...)` (one row per length × metric: win_rate, ci_lo, ci_hi, tune_win_rate,
     mean_tune, mean_shuffle, n_tunes, n_pairs, valid).
 
@@ -288,8 +305,16 @@ def structure_validation(source: dict | tuple, n_tunes: int | None = None, n_shu
         lengths = [float(clip_s)] if seconds is None else [float(s) for s in seconds]
         sr, manifest = int(sr), None
         cache_path = Path(cache) if cache not in (None, "auto") else None
+    analysis = M.AUDIO
+    if isinstance(source, dict) and metrics is None:  # the metrics as the profile's generations are read
+        from .datasets import codec_for  # heavy: torch (the codec)
+
+        codec = codec_for(source)
+        analysis = M.analysis_of(codec)
+        if analysis == M.LOG_MEL:
+            metrics = {name: partial(_codec_metric, codec=codec, name=name) for name in STRUCTURE_METRICS}
     directions = dict(directions or {name: STRUCTURE_METRICS.get(name, +1) for name in (metrics or STRUCTURE_METRICS)})
-    params = {"version": VALIDATION_VERSION, "metrics_version": M.METRICS_VERSION,
+    params = {"version": VALIDATION_VERSION, "metrics_version": M.METRICS_VERSION, "analysis": analysis,
               "seconds": lengths, "sample_rate": sr, "n_tunes": n_tunes, "n_shuffles": n_shuffles, "seed": seed,
               "metrics": sorted(directions), "win_rate_min": WIN_RATE_MIN}
     if cache_path is not None and cache_path.exists() and cache_path.with_suffix(".json").exists():

@@ -35,6 +35,9 @@ def test_checkpoints_are_generated_only_for_the_named_arms(tmp_path: Path):
         assert j["final"] == 8
     assert steps == {"none": [4, None, 4, None], "eisbach": [4, None, 4, None], "constant": [None, None]}
     assert len(jobs) == 1 + 2 * 2 * 2 + 2
+    # an intermediate checkpoint generates the primary set only (C10 reads nothing else); final weights all sets
+    assert all(j["sets"] == ("primary",) for j in jobs if j["step"] is not None)
+    assert all(j["sets"] is None for j in jobs if j["step"] is None)
 
 
 def test_without_the_key_every_arm_gets_its_checkpoints(tmp_path: Path):
@@ -95,6 +98,7 @@ def tiny_generation_profile(runs: Path) -> dict:
 
 @pytest.mark.slow  # spawns worker processes
 def test_two_generation_workers_write_the_clips_of_one(tmp_path: Path, one_torch_thread):
+    import numpy as np
     import pandas as pd
 
     from eisbach_lib.generate import generate_grid
@@ -105,16 +109,17 @@ def test_two_generation_workers_write_the_clips_of_one(tmp_path: Path, one_torch
     m2 = generate_grid(cfg2, progress=False)  # 3 jobs (base + 2 runs) over 2 spawned processes
     assert len(m1) == 3 * 5 * 2  # jobs x prompts (2 primary, 2 primary_cfg, 1 unconditional) x samples
     pd.testing.assert_frame_equal(m1, m2)
-    blobs = {p: (tmp_path / "one" / p).read_bytes() for p in m1["path"]}
-    assert all(blobs[p] == (tmp_path / "two" / p).read_bytes() for p in m1["path"])
-    assert len(set(blobs.values())) == len(blobs)  # every clip differs: byte equality is informative
     for folder in {str(Path(p).parent) for p in m1["path"]}:
-        assert (tmp_path / "one" / folder / "latents.npy").read_bytes() == (tmp_path / "two" / folder / "latents.npy").read_bytes()
+        lat = (tmp_path / "one" / folder / "latents.npy").read_bytes()
+        assert lat == (tmp_path / "two" / folder / "latents.npy").read_bytes()
+        rows = np.load(tmp_path / "one" / folder / "latents.npy").reshape(10, -1)
+        assert len({r.tobytes() for r in rows}) == len(rows)  # every clip differs: byte equality is informative
 
 
 def test_generate_run_saves_the_latents_and_guides_each_row_at_its_cfg(tmp_path: Path, one_torch_thread):
     """latents.npy holds what the model generated, float32 [N, C, T] in the manifest's order
-    (latent_row); its rows decode to the wav files; a row with cfg 1 is the conditional-only
+    (latent_row); no wav is written, and a row decodes on demand (`decode_clip`) from its own phase
+    seed to the wav a batch decode of that row gives; a row with cfg 1 is the conditional-only
     sample (the same batch sampled at cfg 1 everywhere gives the same latents on those rows), a
     row with cfg 3 is not."""
     import numpy as np
@@ -122,7 +127,7 @@ def test_generate_run_saves_the_latents_and_guides_each_row_at_its_cfg(tmp_path:
     import torch
 
     from eisbach_lib.datasets import codec_for, text_encoder_for
-    from eisbach_lib.generate import (LATENTS_FILE, NOISE_SEED, exact_length, generate_run,
+    from eisbach_lib.generate import (LATENTS_FILE, NOISE_SEED, decode_clip, decode_seed, exact_length, generate_run,
                                       initial_noise, load_latents, prompt_conditions, prompt_set, sample_latents)
     from eisbach_lib.runs import base_model
 
@@ -145,11 +150,16 @@ def test_generate_run_saves_the_latents_and_guides_each_row_at_its_cfg(tmp_path:
     # the second batch (batch_size 3): (prompt 1, sample 1) at cfg 1, (prompt 2, samples 0-1) at cfg 3
     rows = m.iloc[3:6]
     assert list(rows["cfg"]) == [1.0, 3.0, 3.0]
-    audio = codec.decode(torch.from_numpy(lat[3:6]), generator=torch.Generator().manual_seed(NOISE_SEED + 3)).numpy()
-    for y, path in zip(audio, rows["path"]):
+    # log-mel path: no audio until a clip is listened to; then each row decodes from its own phase seed
+    assert not any((tmp_path / p).exists() for p in m["path"])
+    for i, (path, p, s) in enumerate(zip(rows["path"], rows["prompt_id"], rows["sample"])):
+        y = codec.decode(torch.from_numpy(lat[3 + i:4 + i]),
+                         generator=torch.Generator().manual_seed(decode_seed(p, s)))[0].numpy()
+        assert decode_clip(tmp_path / path) == tmp_path / path
         wav, _ = sf.read(tmp_path / path, dtype="float32")
         expect = np.clip(exact_length(y, gen["seconds"], codec.sample_rate), -1, 1)
         np.testing.assert_allclose(wav, expect, atol=2e-4)
+    assert sum((tmp_path / p).exists() for p in m["path"]) == 3  # only what was asked for
     tokens, mask = prompt_conditions(prompts, text_encoder_for(cfg))
     p_idx = torch.tensor(list(rows["prompt_id"]))
     noise = torch.stack([initial_noise(int(p), int(s), lat.shape[1:]) for p, s in zip(rows["prompt_id"], rows["sample"])])
@@ -159,6 +169,27 @@ def test_generate_run_saves_the_latents_and_guides_each_row_at_its_cfg(tmp_path:
     assert np.abs(ones[1:].numpy() - lat[4:6]).max() > 1e-3        # the cfg-3 rows were guided
     # the unconditional row: sampled with the all-False mask
     assert not mask[torch.tensor(prompts["set"].eq("unconditional").tolist())].any() and mask[0].any()
+
+
+def test_generate_run_with_sets_generates_those_prompt_rows_only(tmp_path: Path, one_torch_thread):
+    """`sets` keeps the prompt rows of those sets, each sample of each; the clips are the ones the
+    full run makes for those rows (the primary rows come first, so each keeps its batch's seed and its
+    place in the batch's sampler noise)."""
+    import numpy as np
+
+    from eisbach_lib.generate import generate_run, load_latents
+    from eisbach_lib.runs import base_model
+
+    cfg = tiny_generation_profile(tmp_path / "all")
+    cfg_p = tiny_generation_profile(tmp_path / "primary")
+    meta = {"adapter": "none", "arm": "base", "seed": -1}
+    full = generate_run(cfg, None, name="base", meta=meta, model=base_model(cfg), progress=False)
+    part = generate_run(cfg_p, None, name="base", meta=meta, model=base_model(cfg_p), progress=False, sets=("primary",))
+    assert set(part["set"]) == {"primary"} and len(part) == (full["set"] == "primary").sum() == 4
+    keep = full[full["set"] == "primary"]
+    # equal up to float32 summation order: a batch of another size may block its matmuls differently
+    np.testing.assert_allclose(load_latents(tmp_path / "primary" / Path(part["path"][0]).parent, part),
+                               load_latents(tmp_path / "all" / Path(keep["path"].iloc[0]).parent, keep), atol=1e-5)
 
 
 def test_sample_latents_guides_each_row_at_its_own_scale():

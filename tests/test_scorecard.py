@@ -72,7 +72,7 @@ def write_eval(tmp_path, effects: dict | None = None, seeds: int = 5, prompts: i
     for i in range(6):
         ref[f"emb_{i}"] = rng.normal(0, 1, 60)
     ref.to_parquet(mdir / "reference.parquet", index=False)
-    pd.DataFrame([{"comparison": "reference A vs B (round-tripped)", "n_a": 30, "n_b": 30, "fd": 10.0, "kid": 0.1,
+    pd.DataFrame([{"comparison": "reference A vs B (codec)", "n_a": 30, "n_b": 30, "fd": 10.0, "kid": 0.1,
                    "fd_sd": 2.0, "kid_sd": 0.05, "n_splits": 20}]).to_csv(mdir / "ceiling.csv", index=False)
     pd.DataFrame([{"metric": m, "seconds": 4.0, "n_tunes": 20, "win_rate": win_rate}
                   for m in ("motif_recurrence", "novelty_sections")]).to_csv(mdir / "structure_validation.csv", index=False)
