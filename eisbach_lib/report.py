@@ -206,6 +206,8 @@ def scorecard_html(card: pd.DataFrame | None) -> str:
             "notebook 07).</p>" + _table(claims, claim_cols, "verdicts") +
             '</section><section id="controls"><h2>Controls and checks</h2>'
             "<p>PC: the positive control must move; NC: the negative control must come out equivalent; "
+            "MIX: what each weighting arm does to the generated texture mix (arm − none on the texture "
+            "readout; read beside the claims, not one of them); "
             "M1-M3: the fine-tune, the adapters and the training mix must differ; CEIL: what the "
             "metrics read without a model; listeners: the blind listening study (docs/design.md §5).</p>"
             + _table(checks, check_cols, "checks") + "</section>")

@@ -53,6 +53,10 @@ Gates and controls, fixed before any run and directional:
   |estimate| ≥ M1_MIN_SESOI sesoi.
 - NC (negative control): `constant` − none must come out equivalent on every outcome and the readout.
 - Secondary control rows: oracle − none on temporal flatness and spectral contrast (audio domain).
+- MIX (texture mix, role "readout"; added after the first recorded cpu run, so descriptive: not a
+  claim, outside Holm and the claim counts): each weighting arm − none on the readout, direction −,
+  the readout's sesoi; "not testable" when the positive control failed its gate (then the readout
+  cannot be trusted to see a shift); the note gives the estimate as a share of the oracle's move.
 - Manipulation checks: the adapters differ (M2), the weighting changes the training mix (M3).
 """
 
@@ -71,6 +75,7 @@ from .study import listener_rows as study_listener_rows
 
 ARM, BASELINE = "eisbach", "none"
 POSITIVE_CONTROL, NEGATIVE_CONTROL = "oracle_texture", "constant"
+WEIGHTING_ARMS = ("eisbach", "eisbach_norm", "eisbach_shuffle", "eisbach_tmatched")  # the MIX rows' arms
 PRIMARY_SET = "primary"   # prompts.csv `set` of the primary prompts (held-out, texture-free captions at CFG 1)
 READOUT = "flat_share"    # per generated clip: its part of the texture readout's flat share (evaluate.readout_columns)
 MIN_SEEDS = 3             # a verdict on trained or generated runs needs at least this many seeds
@@ -457,8 +462,7 @@ def m1_gate(row: dict) -> str | None:
 def control_rows(t: dict, cfg: dict, mdir: Path) -> list[dict]:
     """PC: oracle_texture − none on the texture readout (the gate), then on flatness and contrast
     (secondary, audio domain); NC: constant − none on the readout and every outcome metric."""
-    rows = [_outcome_test(t, cfg, mdir, "PC", READOUT, "clips", metric_direction(READOUT), POSITIVE_CONTROL, "control",
-                          statement=f"positive control: {POSITIVE_CONTROL} makes fewer flat textures (the gate)")]
+    rows = [_pc_readout_row(t, cfg, mdir)]
     reason = pc_gate(rows[0])
     rows[0]["note"] = (f"gate {'passed' if reason is None else 'failed: ' + reason}. {rows[0]['note']}").strip()
     for metric, direction in CONTROL_METRICS.items():
@@ -467,6 +471,39 @@ def control_rows(t: dict, cfg: dict, mdir: Path) -> list[dict]:
     for metric, table, direction in [(READOUT, "clips", metric_direction(READOUT)), *OUTCOMES.values()]:
         rows.append(_outcome_test(t, cfg, mdir, "NC", metric, table, direction, NEGATIVE_CONTROL, "control",
                                   statement=f"negative control: {NEGATIVE_CONTROL} is equivalent to none on {metric}"))
+    return rows
+
+
+def _pc_readout_row(t: dict, cfg: dict, mdir: Path) -> dict:
+    """The positive control's readout row (oracle_texture − none on READOUT), before its gate note."""
+    return _outcome_test(t, cfg, mdir, "PC", READOUT, "clips", metric_direction(READOUT), POSITIVE_CONTROL, "control",
+                         statement=f"positive control: {POSITIVE_CONTROL} makes fewer flat textures (the gate)")
+
+
+def mix_rows(t: dict, cfg: dict, mdir: Path, pc: dict | None = None) -> list[dict]:
+    """MIX: does the weighting shift the texture mix the model generates? One row per weighting arm
+    of the profile (WEIGHTING_ARMS in cfg["finetune"]["arms"] and in the clips table): arm − none on
+    READOUT through `_outcome_test`, the positive control's pairing, sesoi and direction (−, fewer flat
+    clips), so the claim pair's own move is read on the instrument the gate validated, beside the
+    oracle's. Role "readout": descriptive, outside the Holm family and the claim counts (the row was
+    added after the first recorded run). When the PC gate failed (`pc_gate` on `pc`, the PC readout
+    row, computed when not given) the readout is not shown to see a shift, so the verdict is "not
+    testable" with the gate's reason; else `paired_verdict`'s own. The note gives the estimate as a
+    share of the oracle's move when both are finite."""
+    present = set(t["clips"]["arm"]) if "clips" in t else set()
+    pc = pc if pc is not None else _pc_readout_row(t, cfg, mdir)
+    reason = pc_gate(pc)
+    rows = []
+    for arm in (a for a in WEIGHTING_ARMS if a in cfg["finetune"]["arms"] and a in present):
+        row = _outcome_test(t, cfg, mdir, "MIX", READOUT, "clips", metric_direction(READOUT), arm, "readout",
+                            statement=f"{arm} shifts the texture mix the model generates (fewer flat textures)")
+        if np.isfinite(row["estimate"]) and np.isfinite(pc["estimate"]) and pc["estimate"] != 0:
+            row["note"] = (f"{100 * row['estimate'] / pc['estimate']:.0f} % of the oracle's move "
+                           f"({pc['estimate']:+.3g}). {row['note']}").strip()
+        if reason and row["verdict"] != "not testable":
+            row = _not_testable(row, f"the readout could not be trusted to see a shift (positive-control gate "
+                                     f"failed: {reason})")
+        rows.append(row)
     return rows
 
 
@@ -684,7 +721,8 @@ def build_scorecard(cfg: dict) -> pd.DataFrame:
     primary.append(claim_c8(t, cfg, mdir))
     _holm(primary, cfg["evaluate"]["alpha"])
     rows = primary + [claim_c9(t, cfg), claim_c10(t, cfg)]
-    rows += controls + manipulation_rows(t, cfg, mdir, adir) + readout_rows(t) + ceiling_rows(t)
+    rows += controls + mix_rows(t, cfg, mdir, controls[0])
+    rows += manipulation_rows(t, cfg, mdir, adir) + readout_rows(t) + ceiling_rows(t)
     card = pd.DataFrame(rows, columns=COLUMNS)
     listeners = listener_rows(cfg)
     return pd.concat([card, listeners.reindex(columns=COLUMNS)], ignore_index=True) if len(listeners) else card

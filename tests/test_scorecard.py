@@ -386,3 +386,65 @@ def test_metric_direction_reads_each_metric_on_its_claims_side():
     assert metric_direction(READOUT) == -1
     assert metric_direction("temporal_flatness") == -1
     assert [metric_direction(m) for m in ("spectral_contrast", "vendi_intra", "motif_recurrence")] == [1, 1, 1]
+
+
+# --------------------------------------------------------------------------------------------
+# MIX: the weighting arms' own move of the texture readout (descriptive, outside Holm)
+
+
+def test_mix_row_reads_a_shift_of_two_sesoi_as_supported(tmp_path):
+    """sesoi of flat_share ≈ 0.2 (0.2 reference SDs): eisbach −0.4 is 2 sesoi fewer flat clips, 40 % of
+    the oracle's −1.0."""
+    write_eval(tmp_path, {**PC_MOVES, ("eisbach", "flat_share"): -0.4}, noise=0.05)
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    row = card_row(card, "MIX", "readout", "eisbach − none")
+    assert row["verdict"] == "supported" and row["estimate"] < 0 and row["direction"] == "−", row.to_dict()
+    assert row["estimate"] == pytest.approx(-0.4, abs=0.05) and row["sesoi"] == pytest.approx(0.2, rel=0.3)
+    assert "40 % of the oracle's move" in row["note"], row["note"]
+    assert row["statement"].startswith("eisbach shifts the texture mix")
+
+
+def test_mix_row_without_a_shift_is_never_supported(tmp_path):
+    write_eval(tmp_path, PC_MOVES, noise=0.05)
+    row = card_row(scorecard.build_scorecard(make_cfg(tmp_path)), "MIX", "readout")
+    assert row["verdict"] in ("equivalent", "inconclusive"), row.to_dict()
+
+
+def test_mix_row_is_not_testable_when_the_positive_control_failed(tmp_path):
+    write_eval(tmp_path, {("oracle_texture", "flat_share"): +1.0, ("eisbach", "flat_share"): -0.4}, noise=0.05)
+    row = card_row(scorecard.build_scorecard(make_cfg(tmp_path)), "MIX", "readout")
+    assert row["verdict"] == "not testable", row.to_dict()
+    assert "could not be trusted to see a shift" in row["note"] and "wrong way" in row["note"], row["note"]
+
+
+def test_mix_rows_one_per_weighting_arm_of_the_profile_after_the_controls(tmp_path):
+    write_eval(tmp_path, {**PC_MOVES, ("eisbach_shuffle", "flat_share"): -0.4}, noise=0.05,
+               arms=("none", "eisbach", "eisbach_shuffle", "oracle_texture", "constant"))
+    cfg = make_cfg(tmp_path)
+    cfg["finetune"]["arms"] = ["none", "eisbach", "eisbach_norm", "eisbach_shuffle", "oracle_texture", "constant"]
+    card = scorecard.build_scorecard(cfg)  # eisbach_norm is in the profile but was not generated: no row
+    mix = card[card["claim"] == "MIX"]
+    assert [e.split(",")[1].strip() for e in mix["evidence"]] == ["eisbach − none", "eisbach_shuffle − none"]
+    assert list(mix["verdict"]) == ["equivalent", "supported"], mix[["evidence", "verdict", "note"]]
+    claims = list(card["claim"])
+    assert max(i for i, c in enumerate(claims) if c in ("PC", "NC")) < claims.index("MIX") < claims.index("M1")
+
+
+def test_mix_rows_stay_out_of_holm_and_the_claim_counts(tmp_path):
+    from eisbach_lib import report
+
+    write_eval(tmp_path, {**PC_MOVES, ("eisbach", "flat_share"): -0.4, ("eisbach", "spectral_contrast"): 1.0},
+               noise=0.05)
+    write_anatomy(tmp_path)
+    card = scorecard.build_scorecard(make_cfg(tmp_path))
+    mix = card[card["claim"] == "MIX"]
+    assert len(mix) == 1 and mix["p_holm"].isna().all() and np.isfinite(mix["p"]).all()
+    assert not any("MIX" in n.split("Holm family:")[-1] for n in card["note"] if "Holm family:" in n)
+    assert scorecard.verdict_counts(card).sum() == 10  # C1-C10, one each
+    assert not scorecard.effects_in_sesoi(card)["label"].str.startswith("MIX").any()
+    page = report.scorecard_html(card)
+    verdicts, checks = page.split('id="checks"')
+    assert "<td>MIX</td>" not in verdicts and "<td>MIX</td>" in checks
+    scorecard.write_scorecard(card, tmp_path / "figures")
+    line = next(x for x in (tmp_path / "figures" / "scorecard.md").read_text().splitlines() if x.startswith("| MIX |"))
+    assert "| readout |" in line and "**supported**" in line and "(Holm" not in line, line
