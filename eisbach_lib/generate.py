@@ -230,8 +230,10 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     prompts = prompt_set(cfg)
     codec = codec if codec is not None else codec_for(cfg)
     text_encoder = text_encoder if text_encoder is not None else text_encoder_for(cfg)
-    if model is None:  # loaded on the CPU; sampled on the profile's device (cuda when there is one)
-        model = load_run_model(cfg, run_dir, step=step).to(resolve_device(cfg))
+    if model is None:  # loaded on the CPU, the adapter folded into the weights; sampled on the profile's device
+        from .models import merge_adapter  # heavy: diffusers (.models imports it)
+
+        model = merge_adapter(load_run_model(cfg, run_dir, step=step)).to(resolve_device(cfg))
     device = next(model.parameters()).device
     model.eval()
     tokens, token_mask = prompt_conditions(prompts, text_encoder)

@@ -5,7 +5,8 @@ unseeded generator unless `seed=` is given (`sns.lineplot(..., errorbar=("ci", 9
 different resamples each call), and matplotlib writes its version into the PNG's "Software"
 text chunk (a different matplotlib changes the bytes though the picture is the same).
 `ci_lineplot` fixes the first, `save_png` the second. `ci_errorbars` draws a table of estimates
-with their confidence intervals as points with error bars (notebook 06).
+with their confidence intervals as points with error bars (notebook 06), `band_lines` a table of
+lines with precomputed intervals (notebook 04).
 """
 
 from __future__ import annotations
@@ -38,6 +39,19 @@ def ci_errorbars(ax, table: pd.DataFrame, y: str = "mean", lo: str = "lo", hi: s
     return ax.errorbar(pos, est, yerr=[est - table[lo], table[hi] - est], fmt=fmt, capsize=capsize, **kwargs)
 
 
+def band_lines(ax, bands: pd.DataFrame, x: str = "step", hue: str = "arm", y: str = "mean", lo: str = "lo",
+               hi: str = "hi", alpha: float = 0.2):
+    """One line per `hue` group of a precomputed table (``bands[y]`` against ``bands[x]``) with its
+    interval ``bands[lo]``–``bands[hi]`` shaded (for example `anatomy.seed_bands`), in the order the
+    groups first appear, with a legend titled `hue`. Returns `ax`."""
+    for name, g in bands.groupby(hue, sort=False):
+        line, = ax.plot(g[x], g[y], label=str(name))
+        ax.fill_between(g[x], g[lo], g[hi], color=line.get_color(), alpha=alpha, linewidth=0)
+    ax.set_xlabel(x)
+    ax.legend(title=hue)
+    return ax
+
+
 def save_png(fig, path: str | Path, dpi: int = 120, **kwargs) -> Path:
     """fig.savefig as PNG without the version-bearing "Software" chunk (matplotlib writes no time
     stamp into a PNG), so equal figures give equal files."""
@@ -46,4 +60,4 @@ def save_png(fig, path: str | Path, dpi: int = 120, **kwargs) -> Path:
     return path
 
 
-__all__ = ["ci_errorbars", "ci_lineplot", "save_png"]
+__all__ = ["band_lines", "ci_errorbars", "ci_lineplot", "save_png"]

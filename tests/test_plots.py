@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from eisbach_lib.plots import ci_errorbars, ci_lineplot, save_png  # noqa: E402
@@ -72,3 +73,34 @@ def test_ci_errorbars_draws_what_the_notebook_drew_by_hand(tmp_path):
         pngs.append(save_png(fig, tmp_path / f"{by_hand}.png").read_bytes())
         plt.close(fig)
     assert pngs[0] == pngs[1]
+
+
+def test_seed_bands_are_t_intervals_over_seeds():
+    """Two seeds at 1 and 3: mean 2, sd √2, half-width t(0.975, 1)·√2/√2 = 12.706; one seed: no width."""
+    import pandas as pd
+
+    from eisbach_lib.anatomy import seed_bands
+
+    per_step = pd.DataFrame({"arm": ["a", "a", "b"], "seed": [0, 1, 0], "step": [1, 1, 1], "loss_smooth": [1.0, 3.0, 5.0]})
+    bands = seed_bands(per_step).set_index("arm")
+    assert bands.loc["a", "mean"] == 2.0 and bands.loc["a", "n"] == 2
+    assert bands.loc["a", "hi"] - 2.0 == pytest.approx(12.7062, abs=1e-4)
+    assert bands.loc["b", "lo"] == bands.loc["b", "hi"] == 5.0
+
+
+def test_band_lines_draws_a_line_and_a_band_per_group():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from eisbach_lib.plots import band_lines
+
+    bands = pd.DataFrame({"arm": ["x", "x", "y", "y"], "step": [1, 2, 1, 2], "mean": [0.0, 1.0, 2.0, 3.0],
+                          "lo": [-1.0, 0.0, 1.0, 2.0], "hi": [1.0, 2.0, 3.0, 4.0]})
+    fig, ax = plt.subplots()
+    band_lines(ax, bands)
+    assert [line.get_label() for line in ax.get_lines()] == ["x", "y"]
+    assert len(ax.collections) == 2 and ax.get_legend().get_title().get_text() == "arm"
+    assert list(ax.get_lines()[1].get_ydata()) == [2.0, 3.0]
+    plt.close(fig)
