@@ -171,7 +171,7 @@ def cmd_report(cfg: dict, args: argparse.Namespace) -> None:
 #: before the prompt sets and the readout (210 s; README: 3.5-3.7 min) split in the proportions
 #: measured per notebook on a busy one (1075 s in all).
 EXPECTED_S = {
-    "cpu": {"00": 304, "01": 965, "02": 244, "03": 1064, "04": 131, "05": 1553, "06": 243, "07": 16},  # fresh clone, 2026-12-03 (README)
+    "cpu": {"00": 210, "01": 982, "02": 178, "03": 838, "04": 54, "05": 480, "06": 323, "07": 12},  # fresh clone, 2026-12-03 (README)
     "smoke": {"00": 11, "01": 34, "02": 40, "03": 54, "04": 13, "05": 49, "06": 6, "07": 3},
 }
 #: the kernel prints figures inline (ipykernel's own default when MPLBACKEND is unset) even where the

@@ -265,7 +265,7 @@ def merge_adapter(model: EisbachDiT) -> EisbachDiT:
     """Fold the adapter into the base weights for inference, in place (peft `LoraLayer.merge`):
     W' = W + s·BA for LoRA, W' = m ⊙ (W + s·BA) / ‖W + s·BA‖_col for DoRA, so a forward pass is the
     base layer's alone. The same function up to float32 rounding (max 6e-6 on generated latents of
-    std 0.72, benchmarks/results/generation.md) at about 1.7× the sampling speed on one thread: DoRA
+    std 0.72, benchmarks/results/generation.md) at 1.3–1.6× the sampling speed on one thread: DoRA
     otherwise recomputes the column norms in every forward call. A model without an adapter is
     returned as is. Not for training: the merged weights are no longer the trainable ones."""
     for module in model.modules():
