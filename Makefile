@@ -29,7 +29,7 @@ STAMP := $(ENV_DIR)/.eisbach-installed
 # exact command is printed.
 APT_BROWSER := chromium chromium-driver
 
-.PHONY: install apt browser-deps reproduce report test test-all lab corpus pretrain grid generate evaluate bench clean-smoke strip
+.PHONY: install apt browser-deps reproduce report test test-all lab corpus pretrain grid generate anatomy dynamics evaluate bench clean-smoke strip
 
 install: $(STAMP)
 
@@ -95,7 +95,7 @@ lab: install
 	@echo "registered Jupyter kernel '$(KERNEL)' (\"Eisbach ($(ENV_NAME))\", $$($(PY) -c 'import sys; print(sys.executable)')): the notebooks open with it"
 	$(PY) -m jupyterlab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=$(CURDIR) $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/00_corpus.ipynb
 
-corpus pretrain generate evaluate: install
+corpus pretrain generate anatomy dynamics evaluate: install
 	$(PY) -m eisbach_lib.cli $@ --profile $(PROFILE)
 
 grid: install

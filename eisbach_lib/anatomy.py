@@ -1,7 +1,8 @@
 """The barrier's anatomy: what the weight does, measured on a model and a corpus (claims C1-C4),
 and the manipulation checks of the trained grid.
 
-Two entry points compute every scorecard input of C1-C4 and write it to <runs_dir>/anatomy/*.csv:
+Two entry points compute every scorecard input of C1-C4 and write it to <runs_dir>/anatomy/*.csv (the
+tables of layout.ANATOMY_TABLES, each returned under its name):
 `barrier_anatomy(cfg)` (the base model and the `finetune` split, before any fine-tuning: notebook 02)
 and `training_dynamics(cfg)` (the trained grid's logs and checkpoints: notebook 04). The notebooks
 call them and plot what they return; the functions below are their parts, each returning a tidy
@@ -392,10 +393,10 @@ def texture_order(df: pd.DataFrame) -> list[str]:
 def corpus_flatness(cfg: dict, manifest: pd.DataFrame) -> pd.DataFrame:
     """The corpus manifest with each clip's `temporal_flatness` (`clip_flatness`) as column
     `flatness`; id, split, texture and flatness also written to <runs_dir>/corpus/flatness.csv."""
-    corpus = Layout.of(cfg).corpus
+    layout = Layout.of(cfg)
     out = manifest.copy()
-    out["flatness"] = clip_flatness(out, corpus)
-    out[["id", "split", "texture", "flatness"]].to_csv(corpus / "flatness.csv", index=False)
+    out["flatness"] = clip_flatness(out, layout.corpus)
+    out[["id", "split", "texture", "flatness"]].to_csv(layout.corpus_flatness, index=False)
     return out
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from .files import atomic_dir
+from .layout import CACHE_META, MANIFEST
 
 TENSOR_FIELDS = ("latents", "frame_mask", "tokens", "token_mask", "seconds")
 SAMPLE_BYTES = 1 << 20  # fingerprint_files reads this much from the head and from the tail of each file
@@ -95,8 +96,8 @@ def save_cache(pe: PreEncoded, folder: Path, meta: dict, shard_size: int = 512) 
             shard = {f: getattr(pe, f)[sl].clone() for f in TENSOR_FIELDS}
             shard["tokens"] = shard["tokens"].half()  # halves the cache; restored to float32 on load
             torch.save(shard, tmp / f"shard_{k:03d}.pt")
-        pe.manifest.to_csv(tmp / "manifest.csv", index=False)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        pe.manifest.to_csv(tmp / MANIFEST, index=False)
+        (tmp / CACHE_META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
 
     return atomic_dir(folder, write)
 
@@ -105,14 +106,14 @@ def load_cache(folder: Path) -> PreEncoded:
     """Read a cache written by `save_cache`; a missing or partial folder names what is absent."""
     folder = Path(folder)
     shards = sorted(folder.glob("shard_*.pt"))
-    if not shards or not (folder / "manifest.csv").exists():
+    if not shards or not (folder / MANIFEST).exists():
         raise FileNotFoundError(
             f"{folder}: not a pre-encoded cache (expected shard_*.pt and manifest.csv); run `eisbach corpus` first"
         )
     parts = [torch.load(s, weights_only=True) for s in shards]
     tensors = {f: torch.cat([p[f] for p in parts]) for f in TENSOR_FIELDS}
     tensors["tokens"] = tensors["tokens"].float()
-    manifest = pd.read_csv(folder / "manifest.csv", keep_default_na=False)
+    manifest = pd.read_csv(folder / MANIFEST, keep_default_na=False)
     if len(manifest) != tensors["latents"].shape[0]:
         raise ValueError(f"{folder}: manifest.csv has {len(manifest)} rows but the shards hold {tensors['latents'].shape[0]} clips")
     return PreEncoded(**tensors, manifest=manifest)

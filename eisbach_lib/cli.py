@@ -64,7 +64,7 @@ def cmd_grid(cfg: dict, args: argparse.Namespace) -> None:
 
     run_grid(cfg, _load_data(cfg).split("finetune"), shard=args.shard)
     status = grid_status(cfg)  # as notebook 03 writes it
-    print(f"grid: {len(status)} runs -> {Layout.of(cfg).adapters / 'grid.csv'}")
+    print(f"grid: {len(status)} runs -> {Layout.of(cfg).grid}")
 
 
 def cmd_generate(cfg: dict, args: argparse.Namespace) -> None:
@@ -103,11 +103,11 @@ def cmd_evaluate(cfg: dict, args: argparse.Namespace) -> None:
 
 def cmd_listen(cfg: dict, args: argparse.Namespace) -> None:
     from .study import study_summary  # heavy: scipy
-    from .study_design import MAX_CATCH_FAIL, listening_dir, load_study, study_config, trials_of  # heavy: scipy
+    from .study_design import MAX_CATCH_FAIL, load_study, study_config, trials_of  # heavy: scipy
     from .study_kit import make_kit  # heavy: scipy
     from .study_votes import import_votes  # heavy: scipy
 
-    study_json = listening_dir(cfg) / "study.json"
+    study_json = Layout.of(cfg).study
     if args.action == "kit":
         path = make_kit(cfg, study_config(cfg, args.study))
         doc = load_study(path)
@@ -119,7 +119,7 @@ def cmd_listen(cfg: dict, args: argparse.Namespace) -> None:
         if not args.files:
             raise ValueError("listen import: name the CSV files to import")
         n = import_votes(study_json, args.files)
-        print(f"{n} new votes imported into {study_json.parent / 'votes.csv'}")
+        print(f"{n} new votes imported into {Layout.of(cfg).votes}")
     else:
         table, catch, doc = study_summary(cfg)
         print(f"study {doc['study_id']}")
@@ -137,13 +137,13 @@ def cmd_pilot(cfg: dict, args: argparse.Namespace) -> None:
                     variants={f"{k}={v}": {k: float(v)} for k, v in variants.items()})
     cols = ["set", "comparison", "estimate", "ci_lo", "ci_hi", "mde", "effect_sesoi", "verdict", "monotone"]
     print(out["pilot"][cols].to_string(index=False, float_format=lambda x: f"{x:+.4f}"))
-    print(f"plan inputs: {Layout.of(cfg).runs / 'pilot' / 'plan_inputs.json'} (eisbach plan --profile {args.profile})")
+    print(f"plan inputs: {Layout.of(cfg).plan_inputs} (eisbach plan --profile {args.profile})")
 
 
 def cmd_plan(cfg: dict, args: argparse.Namespace) -> None:
     from .plan import plan_report  # heavy: scipy
 
-    text, table = plan_report(Layout.of(cfg).runs / "pilot" / "plan_inputs.json", target_mde_sesoi=args.target_mde,
+    text, table = plan_report(Layout.of(cfg).plan_inputs, target_mde_sesoi=args.target_mde,
                               budget_minutes=args.budget)
     print(text)
     print(table.groupby("comparison").head(8).to_string(index=False, float_format=lambda x: f"{x:.3g}"))

@@ -86,6 +86,7 @@ import pandas as pd
 import soundfile as sf
 from .progress import Progress
 from .files import atomic_write
+from .layout import CORPUS_PARAMS, MANIFEST
 
 CORPUS_VERSION = 3          # bump when the rendering or captions change, so old corpora are rebuilt
                             # (3: finetune/reference get ambiguous captions and a skewed texture mix)
@@ -838,7 +839,7 @@ def build_chamber_corpus(out_dir: str | Path, clips: dict[str, int], seconds: fl
     """
     out = Path(out_dir)
     params = corpus_params(clips, seconds, sample_rate, seed, clips_per_piece, flat_share)
-    meta_path, manifest_path = out / "corpus.json", out / "manifest.csv"
+    meta_path, manifest_path = out / CORPUS_PARAMS, out / MANIFEST
     old = json.loads(meta_path.read_text()) if meta_path.exists() else None
     if old == params and manifest_path.exists():
         manifest = pd.read_csv(manifest_path, keep_default_na=False)

@@ -40,7 +40,7 @@ from .config import config_hash
 from .corpus import FLAT_SHARE, build_chamber_corpus, corpus_params
 from .device import resolve_device
 from .files import atomic_write
-from .layout import Layout
+from .layout import CACHE_META, CORPUS_PARAMS, MANIFEST, SKIPPED, Layout
 from .text import TextEncoder
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3")
@@ -284,7 +284,7 @@ def write_dataset(dataset: AudioCaptionDataset, out_dir: str | Path, progress: b
         rows.append({"id": row["id"], "split": row["split"], "caption": row["caption"],
                      "path": f"audio/{row['id']}.wav", "seconds": float(row["seconds"]), "source": row["path"]})
     manifest = pd.DataFrame(rows, columns=["id", "split", "caption", "path", "seconds", "source"])
-    manifest.to_csv(out / "manifest.csv", index=False)
+    manifest.to_csv(out / MANIFEST, index=False)
     return manifest
 
 
@@ -297,11 +297,11 @@ def cache_folder(cache_root: str | Path, meta: dict) -> Path:
 
 def _cache_complete(folder: Path, manifest: pd.DataFrame) -> bool:
     """A finished cache (save_cache renames a temp folder at the end) holding exactly these ids."""
-    if not (folder / "meta.json").exists() or not (folder / "manifest.csv").exists():
+    if not (folder / CACHE_META).exists() or not (folder / MANIFEST).exists():
         return False
     if not list(folder.glob("shard_*.pt")):
         return False
-    ids = pd.read_csv(folder / "manifest.csv", keep_default_na=False, usecols=["id"])["id"].astype(str).tolist()
+    ids = pd.read_csv(folder / MANIFEST, keep_default_na=False, usecols=["id"])["id"].astype(str).tolist()
     return ids == manifest["id"].astype(str).tolist()
 
 
@@ -357,7 +357,7 @@ def _codec_key(codec) -> str:
 
 def _clear_audio_if_changed(corpus_dir: Path, params: dict) -> None:
     """Store `params` in corpus_dir/corpus.json; remove rendered audio made with other parameters."""
-    meta_path = corpus_dir / "corpus.json"
+    meta_path = corpus_dir / CORPUS_PARAMS
     old = json.loads(meta_path.read_text()) if meta_path.exists() else None
     if old is not None and old != params:
         for f in (corpus_dir / "audio").glob("*"):
@@ -447,7 +447,7 @@ def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = Tr
             dataset, skipped = load_musiccaps(c["musiccaps_csv"], c["audio_dir"], sr, seconds, progress=progress)
         else:
             dataset, skipped = load_audio_folder(c["audio_dir"], sr, seconds, progress=progress)
-        skipped.to_csv(corpus_dir / "skipped.csv", index=False)
+        skipped.to_csv(corpus_dir / SKIPPED, index=False)
         manifest = write_dataset(dataset, corpus_dir, progress=progress)
     else:
         raise DataError(f"{cfg.get('_path', 'profile')}: corpus.source must be chamber, musiccaps or folder, got {source!r}")

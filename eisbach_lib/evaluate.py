@@ -1,6 +1,7 @@
 """Metrics over the generation grid: per-clip metrics, set metrics, ceilings, then the scorecard.
 
-Files (all under <runs_dir>/metrics/):
+Files (all under <runs_dir>/metrics/, named in layout.METRICS_TABLES; `write_metrics` returns them as one
+`tables.Tables`, the object the scorecard reads):
   clips.parquet                one row per generated clip: manifest columns + PER_CLIP + emb_* +
                                metrics_version (cached by path; rows of another metrics_version are
                                recomputed, never mixed with new ones)
@@ -21,6 +22,14 @@ Files (all under <runs_dir>/metrics/):
                                codec reference)
   structure_validation.csv     `validation.structure_validation(cfg)` (win rates of the structural
                                metrics against bar-shuffles at the profile's clip length)
+  readout_validation.csv       the texture readout's validation rows (`readout.validation_rows`; absent
+                               when the corpus has no texture labels)
+  arm_summary.csv,             `arm_means` and `differences_to_none` (notebook 06 and `evaluate`)
+  paired_differences.csv
+
+`evaluate` reads what earlier stages wrote and recomputes none of it: a missing samples manifest or
+anatomy table (layout.ANATOMY_TABLES) stops it with the file and the command that writes it
+(`check_upstream`).
 
 Embeddings are standardised with the mean and std of the reference through the codec (the domain the
 generations live in) before any set metric. The embedded codec's clips are read from their log-mel
@@ -39,15 +48,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .anatomy import barrier_anatomy, training_dynamics
 from .datasets import codec_for, fit_length, load_corpus, read_audio, read_manifest
 from .files import atomic_write
-from .layout import Layout
+from .layout import ANATOMY_TABLES, Layout
 from .metrics import (AUDIO, LOG_MEL, METRICS_VERSION, analysis_of, fit_standardizer, fit_vendi_bandwidth, frechet_distance, kid,
                       magnitude_table, metrics_table, standardize, vendi_score)
 from .readout import fit_readout, sample_latents_for, sample_textures, validation_rows
 from .scorecard import build_scorecard, metric_direction, metric_sesoi, outcome_diffs, write_scorecard
 from .stats import paired_verdict
+from .tables import Tables
 from .validation import structure_validation
 from .workers import one_thread
 
@@ -60,10 +69,11 @@ def _emb_cols(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith("emb_")]
 
 
-def _mdir(cfg: dict) -> Path:
-    out = Layout.of(cfg).metrics
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def _layout(cfg: dict) -> Layout:
+    """The profile's layout, its metrics folder created."""
+    layout = Layout.of(cfg)
+    layout.metrics.mkdir(parents=True, exist_ok=True)
+    return layout
 
 
 def _write(df: pd.DataFrame, out: Path) -> None:
@@ -92,7 +102,7 @@ def clip_metrics(cfg: dict, samples: pd.DataFrame, n_jobs: int = 2, codec=None) 
     A cached row counts only if its metrics_version equals metrics.METRICS_VERSION (a file written
     before versions existed has none) and its analysis is this codec's: other rows are dropped and
     recomputed, with a message. `codec`: default the profile's (`codec_for`)."""
-    out = _mdir(cfg) / "clips.parquet"
+    out = _layout(cfg).metrics_table("clips")
     codec = codec_for(cfg) if codec is None else codec
     analysis = analysis_of(codec)
     done = pd.read_parquet(out) if out.exists() else pd.DataFrame(columns=["path", "metrics_version", "analysis"])
@@ -179,9 +189,9 @@ def reference_metrics(cfg: dict, n_jobs: int = 2, roundtrip: bool = True, codec=
     with like (the Griffin-Lim round trip alone moves spectral contrast by several dB).
     The round-tripped call also (re)writes vendi_bandwidth.json (`vendi_bandwidth`, a few ms)."""
     corpus, ref = _reference_manifest(cfg)
-    mdir = _mdir(cfg)
+    layout = _layout(cfg)
     if not roundtrip:
-        out = mdir / "reference.parquet"
+        out = layout.metrics_table("raw")
         df = _cached(out, ref["path"], "")
         if df is None:
             m = metrics_table([str(corpus / p) for p in ref["path"]], sr=None, n_jobs=n_jobs)
@@ -191,7 +201,7 @@ def reference_metrics(cfg: dict, n_jobs: int = 2, roundtrip: bool = True, codec=
     if codec is None:
         codec = codec_for(cfg)
     seconds, analysis = float(cfg["generate"]["seconds"]), analysis_of(codec)
-    key, out = f"{_codec_key(codec)} seconds={seconds} analysis={analysis}", mdir / "reference_roundtrip.parquet"
+    key, out = f"{_codec_key(codec)} seconds={seconds} analysis={analysis}", layout.metrics_table("reference")
     df = _cached(out, ref["path"], key)
     if df is None:
         t0 = time.perf_counter()
@@ -241,7 +251,7 @@ def vendi_bandwidth(cfg: dict, reference: pd.DataFrame) -> float:
     info = {"bandwidth": sigma, "rule": "median pairwise Euclidean distance of the standardised reference embeddings",
             "reference": str(reference["audio"].iloc[0]) if "audio" in reference.columns else "unknown",
             "n_reference": int(len(reference)), "dim": int(z.shape[1]), "metrics_version": METRICS_VERSION}
-    (_mdir(cfg) / "vendi_bandwidth.json").write_text(json.dumps(info, indent=2))
+    _layout(cfg).vendi_bandwidth.write_text(json.dumps(info, indent=2))
     return sigma
 
 
@@ -352,48 +362,71 @@ def readout_columns(cfg: dict, samples: pd.DataFrame, reference: pd.DataFrame) -
             ref_values.reindex(reference["id"]).set_axis(reference.index), validation)
 
 
-def write_metrics(cfg: dict, n_jobs: int = 2) -> dict[str, pd.DataFrame]:
+def write_metrics(cfg: dict, n_jobs: int = 2, codec=None) -> Tables:
     """Every metrics file of the module docstring: per-clip metrics of the generations, the raw
-    and round-tripped reference, the Vendi bandwidth, intra.csv, runs.csv, ceiling.csv and
-    structure_validation.csv. Returns the tables by name (clips, reference, raw, intra, runs,
-    ceiling, structure). Safe to re-run: cached files are reused."""
-    mdir = _mdir(cfg)
-    samples = pd.read_csv(Layout.of(cfg).samples_manifest, keep_default_na=False)
-    clips = clip_metrics(cfg, samples, n_jobs=n_jobs).reset_index(drop=True)
-    reference = reference_metrics(cfg, n_jobs=n_jobs)
+    and round-tripped reference, the Vendi bandwidth, intra.csv, runs.csv, ceiling.csv,
+    readout_validation.csv and structure_validation.csv. Returns them as one `tables.Tables` (with
+    the prompt table generate wrote and the bandwidth), the same tables `Tables.read` reads back from
+    the files. Safe to re-run: cached files are reused. `codec`: default the profile's (`codec_for`)."""
+    layout = _layout(cfg)
+    samples = pd.read_csv(layout.samples_manifest, keep_default_na=False)
+    clips = clip_metrics(cfg, samples, n_jobs=n_jobs, codec=codec).reset_index(drop=True)
+    reference = reference_metrics(cfg, n_jobs=n_jobs, codec=codec)
     raw = reference_metrics(cfg, n_jobs=n_jobs, roundtrip=False)
     gen_read, ref_read, readout_validation = readout_columns(cfg, samples, reference)
     if len(gen_read):  # kept beside the cached metrics: recomputed from the latents on every call (seconds)
         clips[READOUT] = clips["path"].map(gen_read).to_numpy()
         reference = reference.assign(**{READOUT: ref_read.to_numpy()})
-        _write(reference, mdir / "reference_roundtrip.parquet")
-        _write(clips, mdir / "clips.parquet")
+        _write(reference, layout.metrics_table("reference"))
+        _write(clips, layout.metrics_table("clips"))
     if len(readout_validation):
-        readout_validation.to_csv(mdir / "readout_validation.csv", index=False)
+        readout_validation.to_csv(layout.metrics_table("readout"), index=False)
     else:  # no readout this time: no validation rows from an earlier one either
-        (mdir / "readout_validation.csv").unlink(missing_ok=True)
+        layout.metrics_table("readout").unlink(missing_ok=True)
     sigma = vendi_bandwidth(cfg, reference)
     intra, runs = set_metrics(clips, reference, bandwidth=sigma)
-    intra.to_csv(mdir / "intra.csv", index=False)
-    runs.to_csv(mdir / "runs.csv", index=False)
+    intra.to_csv(layout.metrics_table("intra"), index=False)
+    runs.to_csv(layout.metrics_table("runs"), index=False)
     ceiling = ceiling_rows(raw, reference, bandwidth=sigma)
-    ceiling.to_csv(mdir / "ceiling.csv", index=False)
-    return {"clips": clips, "reference": reference, "raw": raw, "intra": intra, "runs": runs, "ceiling": ceiling,
-            "structure": structure_validation(cfg), "readout": readout_validation}
+    ceiling.to_csv(layout.metrics_table("ceiling"), index=False)
+    structure = structure_validation(cfg)  # cached in layout.metrics_table("structure")
+    prompts = pd.read_csv(layout.prompts, keep_default_na=False) if layout.prompts.exists() else None
+    return Tables(clips=clips, reference=reference, raw=raw, intra=intra, runs=runs, ceiling=ceiling,
+                  structure=structure, readout=readout_validation if len(readout_validation) else None,
+                  prompts=prompts, bandwidth=sigma)
+
+
+def upstream_inputs(cfg: dict) -> list[tuple[Path, str]]:
+    """What `evaluate` reads from the stages before it, besides the corpus, each with the `eisbach`
+    command that writes it, in the order the commands run: the samples manifest (generate) and
+    every anatomy table (layout.ANATOMY_TABLES: anatomy, then dynamics)."""
+    layout = Layout.of(cfg)
+    return [(layout.samples_manifest, "generate"), *((layout.anatomy_table(name), command)
+                                                      for name, command in ANATOMY_TABLES.items())]
+
+
+def check_upstream(cfg: dict) -> None:
+    """FileNotFoundError when a table of `upstream_inputs` is missing, naming the files and the
+    command that writes them (e.g. `eisbach anatomy --profile smoke`). Nothing is recomputed here:
+    the anatomy measures the base model and the dynamics reads every run's checkpoints, which are
+    their own commands' work (and their notebooks', 02 and 04)."""
+    missing: dict[str, list[Path]] = {}
+    for path, command in upstream_inputs(cfg):
+        if not path.exists():
+            missing.setdefault(command, []).append(path)
+    if missing:
+        parts = [f"{paths[0]}{''.join(', ' + p.name for p in paths[1:])} (run `eisbach {command} --profile {cfg['name']}`)"
+                 for command, paths in missing.items()]
+        raise FileNotFoundError("evaluate reads what earlier stages write, and this is missing: " + "; ".join(parts))
 
 
 def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
-    """The whole scorecard from the command line, no notebook needed: the anatomy and
-    training-dynamics tables when missing (`anatomy.barrier_anatomy`, `anatomy.training_dynamics`),
-    `write_metrics`, `arm_means` and `differences_to_none`, then the scorecard (returned, and written
-    to <figures_dir>/scorecard.csv and .md)."""
+    """The whole scorecard from the command line, no notebook needed: after `check_upstream` (the
+    samples and the anatomy and dynamics tables must be there: `eisbach generate`, `eisbach anatomy`,
+    `eisbach dynamics`), `write_metrics`, `arm_means` and `differences_to_none`, then the scorecard
+    (returned, and written to <figures_dir>/scorecard.csv and .md)."""
+    check_upstream(cfg)
     layout = Layout.of(cfg)
-    if not layout.anatomy_table("update_cosines").exists():
-        print("anatomy: measuring the barrier on the base model (C1, C2, C4)", flush=True)
-        barrier_anatomy(cfg)
-    if not layout.anatomy_table("weight_mix").exists():
-        print("dynamics: reading the training logs and checkpoints (C3, C4, manipulation checks)", flush=True)
-        training_dynamics(cfg)
     tables = write_metrics(cfg, n_jobs=n_jobs)
     arm_means(cfg, tables)  # metrics/arm_summary.csv and paired_differences.csv, as notebook 06 writes them
     differences_to_none(cfg, tables)
@@ -406,7 +439,7 @@ def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
 # The summaries notebook 06 plots (also written by `evaluate`)
 
 
-def final_tables(cfg: dict, tables: dict[str, pd.DataFrame], prompt_set: str = "primary") -> tuple[pd.DataFrame, pd.DataFrame]:
+def final_tables(cfg: dict, tables: Tables, prompt_set: str = "primary") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(clips, intra) of `write_metrics`: each run of the profile's first adapter at its own final step
     (as the scorecard reads them), on one prompt set (`set`; every row for tables without one)."""
     adapter = cfg["finetune"]["adapters"][0]
@@ -416,10 +449,10 @@ def final_tables(cfg: dict, tables: dict[str, pd.DataFrame], prompt_set: str = "
         df = df[df["step"] == df.groupby("run")["step"].transform("max")]
         return df[df["set"] == prompt_set] if "set" in df else df
 
-    return pick(tables["clips"]), pick(tables["intra"])
+    return pick(tables.clips), pick(tables.intra)
 
 
-def arm_means(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def arm_means(cfg: dict, tables: Tables) -> pd.DataFrame:
     """Each arm's mean of every PER_CLIP metric and of vendi_intra at the final step, with its 95 % CI
     treating seeds and prompts as crossed random factors (`stats.paired_verdict` on the metric
     itself). Columns metric, arm, mean, lo, hi, seeds; also written to metrics/arm_summary.csv."""
@@ -432,11 +465,11 @@ def arm_means(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             rows.append({"metric": metric, "arm": arm, "mean": r["estimate"], "lo": r["ci_lo"], "hi": r["ci_hi"],
                          "seeds": r["n_seeds"]})
     summary = pd.DataFrame(rows)
-    summary.to_csv(_mdir(cfg) / "arm_summary.csv", index=False)
+    summary.to_csv(_layout(cfg).arm_summary, index=False)
     return summary
 
 
-def differences_to_none(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def differences_to_none(cfg: dict, tables: Tables) -> pd.DataFrame:
     """Every arm but `none` against `none` at the final step, paired by seed and prompt, for every
     PER_CLIP metric and vendi_intra: difference, 95 % CI, MDE, the reference sesoi and the verdict
     (`stats.paired_verdict`, as the scorecard decides), read in the direction the scorecard gives the
@@ -444,7 +477,7 @@ def differences_to_none(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFr
     recurrence count as "supported"). Also written to metrics/paired_differences.csv."""
     fc, fi = final_tables(cfg, tables)
     metrics = [*((m, fc) for m in (*PER_CLIP, READOUT) if m in fc), ("vendi_intra", fi)]
-    sesois = {metric: metric_sesoi(tables, cfg, metric, _mdir(cfg)) for metric, _ in metrics}
+    sesois = {metric: metric_sesoi(tables, cfg, metric) for metric, _ in metrics}
     rows = []
     for arm in [a for a in cfg["finetune"]["arms"] if a != "none"]:
         for metric, table in metrics:
@@ -457,7 +490,7 @@ def differences_to_none(cfg: dict, tables: dict[str, pd.DataFrame]) -> pd.DataFr
                          "mde": r["mde"], "sesoi": sesoi, "verdict": r["verdict"], "seeds": r["n_seeds"],
                          "prompts": r["n_prompts"]})
     diffs = pd.DataFrame(rows)
-    diffs.to_csv(_mdir(cfg) / "paired_differences.csv", index=False)
+    diffs.to_csv(_layout(cfg).paired_differences, index=False)
     return diffs
 
 

@@ -27,7 +27,7 @@ from .device import resolve_device
 from .codec import MelCodec
 from .files import atomic_json, atomic_write
 from .metrics import AUDIO, analysis_of
-from .layout import Layout, is_finished
+from .layout import CODEC_FILE, LATENTS_FILE, MANIFEST, Layout, is_finished
 from .runs import base_model, grid_items, load_run_model, run_steps
 from .sampling import rf_schedule, sample_euler, sample_pingpong
 from .text import check_token_lengths, profile_tokenizer
@@ -41,8 +41,6 @@ AMBIGUOUS_STYLE = "ambiguous"                  # corpus.make_ambiguous_caption's
 PROMPT_COLUMNS = ("prompt_id", "name", "caption", "source", "set", "cfg")
 PROMPT_SETS = ("primary", "primary_cfg", "unconditional", "card")
 CHECKPOINT_SETS = ("primary",)  # what an intermediate checkpoint generates (`generation_jobs`)
-LATENTS_FILE = "latents.npy"  # per sample folder: float32 [N, C, T], row i = manifest row with latent_row i
-CODEC_FILE = "codec.json"     # per sample folder on the log-mel path: the codec to decode a clip on demand with
 DECODE_SEED = 5678            # base seed of the Griffin-Lim phases of a clip decoded on demand (`decode_seed`)
 
 
@@ -204,7 +202,7 @@ def sample_latents(model, tokens: torch.Tensor, token_mask: torch.Tensor, second
 def sample_folder_done(folder: Path) -> bool:
     """Whether a sample folder is finished: its manifest.csv and LATENTS_FILE both exist (a folder
     written before the latents were saved is generated again)."""
-    return (folder / "manifest.csv").exists() and (folder / LATENTS_FILE).exists()
+    return (folder / MANIFEST).exists() and (folder / LATENTS_FILE).exists()
 
 
 def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step: int | None = None,
@@ -226,7 +224,7 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     layout = Layout.of(cfg)
     out = layout.sample_dir(name, step)
     if sample_folder_done(out):
-        return pd.read_csv(out / "manifest.csv", keep_default_na=False)
+        return pd.read_csv(out / MANIFEST, keep_default_na=False)
     prompts = prompt_set(cfg)
     codec = codec if codec is not None else codec_for(cfg)
     text_encoder = text_encoder if text_encoder is not None else text_encoder_for(cfg)
@@ -269,7 +267,7 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     stacked = np.concatenate(latents).astype(np.float32)
     atomic_write(out / LATENTS_FILE, lambda tmp: np.save(tmp, stacked))
     manifest = pd.DataFrame(rows)
-    atomic_write(out / "manifest.csv", lambda tmp: manifest.to_csv(tmp, index=False))
+    atomic_write(out / MANIFEST, lambda tmp: manifest.to_csv(tmp, index=False))
     return manifest
 
 
@@ -295,10 +293,10 @@ def decode_clip(path: str | Path) -> Path:
     info = json.loads((folder / CODEC_FILE).read_text())
     if info["codec"] != "MelCodec":
         raise ValueError(f"{folder / CODEC_FILE}: decoding on demand knows MelCodec only, not {info['codec']}")
-    manifest = pd.read_csv(folder / "manifest.csv", keep_default_na=False)
+    manifest = pd.read_csv(folder / MANIFEST, keep_default_na=False)
     row = manifest[manifest["path"].map(lambda p: Path(p).name) == path.name]
     if len(row) != 1:
-        raise ValueError(f"{folder / 'manifest.csv'}: no single row for {path.name}")
+        raise ValueError(f"{folder / MANIFEST}: no single row for {path.name}")
     r = row.iloc[0]
     codec = MelCodec(**info["settings"])
     lat = torch.from_numpy(np.array(np.load(folder / LATENTS_FILE, mmap_mode="r")[int(r["latent_row"])], np.float32))

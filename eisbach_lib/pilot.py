@@ -44,14 +44,14 @@ SHARED = ("corpus", "cache", "base")  # the parent profile's folders the pilot l
 def pilot_config(cfg: dict) -> dict:
     """The profile with runs_dir → <runs_dir>/pilot, whose corpus/, cache/ and base/ link to the
     profile's own (created empty first, so the pilot renders and pretrains them for both)."""
-    parent = Layout.of(cfg).runs
+    parent = Layout.of(cfg)
     pcfg = copy.deepcopy(cfg)
-    pcfg["runs_dir"] = str(parent / "pilot")
-    pcfg["figures_dir"] = str(parent / "pilot" / "figures")
-    (parent / "pilot").mkdir(parents=True, exist_ok=True)
+    pcfg["runs_dir"] = str(parent.pilot)
+    pcfg["figures_dir"] = str(parent.pilot / "figures")
+    parent.pilot.mkdir(parents=True, exist_ok=True)
     for name in SHARED:
-        (parent / name).mkdir(parents=True, exist_ok=True)
-        link = parent / "pilot" / name
+        (parent.runs / name).mkdir(parents=True, exist_ok=True)
+        link = parent.pilot / name
         if not link.exists() and not link.is_symlink():
             link.symlink_to(Path("..") / name, target_is_directory=True)
     return pcfg
@@ -91,8 +91,8 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
 
     variants = {"recipe": {}, **(variants or {})}
     pcfg = pilot_config(cfg)
-    layout = Layout.of(pcfg)
-    tfile = layout.runs / "timings.json"
+    layout, parent = Layout.of(pcfg), Layout.of(cfg)
+    tfile = parent.pilot_timings
     times = json.loads(tfile.read_text()) if tfile.exists() else {}
     data, t_corpus = _timed(load_corpus, pcfg)
     pretrained = is_finished(layout.base)
@@ -113,7 +113,7 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
                 label = arm_label(arm, factor, variant)
                 vcfg = copy.deepcopy(pcfg)
                 vcfg["finetune"].update(overrides, oracle_factor=factor)
-                run_dir = layout.adapters / f"{adapter}_{label}_s{seed}"
+                run_dir = layout.adapter_run(adapter, label, seed)
                 _, t = _timed(train_run, vcfg, data.split("finetune"), run_dir, arm=arm, seed=seed, adapter=adapter,
                               progress=progress)
                 times.setdefault(f"train {run_dir.name}", t)
@@ -127,10 +127,10 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
     clips = clip_readout(pcfg, pd.concat(manifests, ignore_index=True), readout)
     if "set" not in clips:
         clips = clips.merge(prompts[["prompt_id", "set"]], on="prompt_id", how="left")
-    clips.to_parquet(layout.runs / "clips.parquet", index=False)
+    clips.to_parquet(parent.pilot_clips, index=False)
     sesoi = readout_sesoi(pcfg, readout)
     table = dose_response(clips, sesoi, alpha=float(cfg["evaluate"]["alpha"]))
-    table.to_csv(layout.runs / "pilot.csv", index=False)
+    table.to_csv(parent.pilot_table, index=False)
     n_clips = len(clips)
     gen_s = sum(v for k, v in times.items() if k.startswith("generate"))
     train_s = [v for k, v in times.items() if k.startswith("train")]
@@ -145,7 +145,7 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
                                              "primary"))
              for v in variants if "primary" in set(clips["set"])}
     n_arms = len(cfg["finetune"]["arms"])
-    write_plan_inputs(layout.runs / "plan_inputs.json", comps, costs, sesoi, n_arms, shape_of(cfg))
+    write_plan_inputs(parent.plan_inputs, comps, costs, sesoi, n_arms, shape_of(cfg))
     return {"pilot": table, "clips": clips}
 
 

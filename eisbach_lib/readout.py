@@ -74,7 +74,7 @@ from .config import config_hash
 from .corpus import TEXTURES
 from .datasets import load_corpus, prepare_corpus
 from .files import atomic_write
-from .layout import Layout
+from .layout import LATENTS_FILE, MANIFEST, Layout
 
 READOUT_VERSION = 1
 N_BANDS = 8
@@ -538,12 +538,12 @@ def sample_latents_for(cfg: dict, samples_manifest: pd.DataFrame) -> np.ndarray:
     pos = {p: i for i, p in enumerate(samples_manifest["path"].astype(str))}
     for folder in folders.unique():
         d = runs / folder
-        if not (d / "latents.npy").exists():
-            raise FileNotFoundError(f"{d}: no latents.npy (generated before latents were saved; generate again)")
-        lat = np.load(d / "latents.npy", mmap_mode="r")
-        fm = pd.read_csv(d / "manifest.csv", keep_default_na=False)
+        if not (d / LATENTS_FILE).exists():
+            raise FileNotFoundError(f"{d}: no {LATENTS_FILE} (generated before latents were saved; generate again)")
+        lat = np.load(d / LATENTS_FILE, mmap_mode="r")
+        fm = pd.read_csv(d / MANIFEST, keep_default_na=False)
         if "latent_row" not in fm.columns:
-            raise ValueError(f"{d / 'manifest.csv'}: no latent_row column")
+            raise ValueError(f"{d / MANIFEST}: no latent_row column")
         for p, r in zip(fm["path"].astype(str), fm["latent_row"].astype(int)):
             if p in pos:
                 out[pos[p]] = np.asarray(lat[r], dtype=np.float32)

@@ -315,7 +315,7 @@ def write_report(cfg: dict) -> Path:
         raise FileNotFoundError(f"{layout.notebooks}: no executed notebooks (run `eisbach reproduce --profile {cfg['name']}` first)")
     tfile = layout.timings
     timings = json.loads(tfile.read_text()) if tfile.exists() else {}
-    card_csv = layout.figures / "scorecard.csv"
+    card_csv = layout.scorecard_csv
     card = pd.read_csv(card_csv, keep_default_na=False) if card_csv.exists() else None
     return build_report(books, layout.report, f"Eisbach reproduction: executed series, profile {cfg['name']}", timings,
                         listening_html(cfg), lead_html=scorecard_html(card) + key_figures_html(layout.figures),
@@ -327,16 +327,15 @@ def listening_html(cfg: dict) -> str:
     """The listening study's place in the report: a link to the offline page for raters (relative, so
     it works wherever runs/<profile>/ is copied) and, once votes are imported, the verdict table."""
     from .study import study_summary  # heavy: scipy
-    from .study_design import listening_dir  # heavy: scipy
 
-    ldir = listening_dir(cfg)
-    if not (ldir / "study.html").exists():
+    layout = Layout.of(cfg)
+    if not layout.study_page.exists():
         return ""
-    rel = (ldir / "study.html").relative_to(Layout.of(cfg).runs)
+    rel = layout.study_page.relative_to(layout.runs)
     out = (f'<h2>Listening study</h2><p>The page to send to raters: <a href="{html.escape(str(rel))}">'
            f"{html.escape(str(rel))}</a> (one offline file; import the CSVs it saves with "
            f"<code>eisbach listen import --profile {html.escape(cfg['name'])} FILE...</code>).</p>")
-    if (ldir / "votes.csv").exists():
+    if layout.votes.exists():
         table, _, _ = study_summary(cfg)
         out += table.to_html(index=False, float_format=lambda x: f"{x:.3g}", border=0)
     else:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .barrier import ARMS
 from .basedir import check_base_for
-from .layout import Layout, is_finished, read_done
+from .layout import LOG_DIR, RUN_META, Layout, is_finished, log_chunk_glob, log_file, read_done
 
 if TYPE_CHECKING:
     from .models import EisbachDiT
@@ -69,9 +69,9 @@ def grid_status(cfg: dict) -> pd.DataFrame:
         done = read_done(it["run_dir"]) if is_finished(it["run_dir"]) else {"status": "missing"}
         rows.append({**{k: it[k] for k in ("adapter", "arm", "seed")}, **done})
     runs = pd.DataFrame(rows)
-    out = Layout.of(cfg).adapters
-    out.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(out / "grid.csv", index=False)
+    layout = Layout.of(cfg)
+    layout.adapters.mkdir(parents=True, exist_ok=True)
+    runs.to_csv(layout.grid, index=False)
     return runs
 
 
@@ -102,9 +102,9 @@ def load_run_model(cfg: dict, run_dir: str | Path, step: int | None = None) -> E
     from .models import load_adapter, load_base  # heavy: diffusers (.models imports it)
 
     run_dir = Path(run_dir)
-    if not (run_dir / "run.json").exists():
-        raise FileNotFoundError(f"{run_dir}: not a training run (no run.json)")
-    meta = json.loads((run_dir / "run.json").read_text())
+    if not (run_dir / RUN_META).exists():
+        raise FileNotFoundError(f"{run_dir}: not a training run (no {RUN_META})")
+    meta = json.loads((run_dir / RUN_META).read_text())
     if step is None:
         if not is_finished(run_dir):
             raise FileNotFoundError(f"{run_dir}: the run is not finished (no done.json); pass a checkpoint step")
@@ -130,16 +130,16 @@ def read_log(run_dir: str | Path, which: str = "samples") -> pd.DataFrame:
     if which not in ("samples", "steps"):
         raise ValueError(f"which must be samples or steps, got {which!r}")
     run_dir = Path(run_dir)
-    whole = run_dir / f"log_{which}.parquet"
+    whole = run_dir / log_file(which)
     if whole.exists():
         return pd.read_parquet(whole)
-    chunks = sorted((run_dir / "log").glob(f"{which}_*.parquet"))
+    chunks = sorted((run_dir / LOG_DIR).glob(log_chunk_glob(which)))
     if not chunks:
-        raise FileNotFoundError(f"{run_dir}: no training log (log_{which}.parquet or log/{which}_*.parquet)")
+        raise FileNotFoundError(f"{run_dir}: no training log ({log_file(which)} or {LOG_DIR}/{log_chunk_glob(which)})")
     return pd.concat([pd.read_parquet(c) for c in chunks], ignore_index=True)
 
 
 def pretrain_log(base_dir: str | Path) -> pd.DataFrame:
     """The base model's pretraining log (`read_log`), or an empty frame for a base with no run
     record (real Stable Audio 3 weights)."""
-    return read_log(base_dir) if (Path(base_dir) / "run.json").exists() else pd.DataFrame()
+    return read_log(base_dir) if (Path(base_dir) / RUN_META).exists() else pd.DataFrame()

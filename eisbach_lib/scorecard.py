@@ -62,16 +62,16 @@ Gates and controls, fixed before any run and directional:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import stats
-from .layout import Layout
+from .layout import ANATOMY_TABLES, METRICS_TABLES, SCORECARD_CSV, SCORECARD_MD, Layout
 from .metrics import fit_standardizer, standardize, vendi_score
 from .study import listener_rows as study_listener_rows
+from .tables import Tables
 
 ARM, BASELINE = "eisbach", "none"
 POSITIVE_CONTROL, NEGATIVE_CONTROL = "oracle_texture", "constant"
@@ -88,7 +88,7 @@ C8_CEILING_SDS = 2.0      # FD/KID margin: 2 SDs of the reference-halves ceiling
 C10_MIN_CHECKPOINTS = 3   # the sweet spot needs a neighbour to compare with on at least one side, and 3 points
 M1_MIN_SESOI = 3.0        # the fine-tune must move the readout by at least 3 sesoi (it learned the new mix)
 VALIDATION_MIN_WIN = 0.8  # a structure metric is valid when the tune beats its bar-shuffles this often
-OUTCOMES = {              # claim: (metric, table, direction)
+OUTCOMES = {              # claim: (metric, its `tables.Tables` field, direction)
     "C5": ("vendi_intra", "intra", +1),
     "C6": ("motif_recurrence", "clips", +1),
     "C7": ("spectral_contrast", "clips", +1),
@@ -223,15 +223,22 @@ def _positive(x: float) -> float:
 # C1-C4: the mechanism (inputs from anatomy.barrier_anatomy and anatomy.training_dynamics)
 
 
-def _anatomy_csv(adir: Path, name: str) -> pd.DataFrame | None:
-    """<runs_dir>/anatomy/<name> as a table, or None when the step that writes it has not run."""
-    f = adir / name
+#: the function behind each command that writes anatomy tables (layout.ANATOMY_TABLES), for the notes
+PRODUCERS = {"anatomy": "anatomy.barrier_anatomy", "dynamics": "anatomy.training_dynamics"}
+
+
+def _anatomy_csv(layout: Layout, name: str) -> pd.DataFrame | None:
+    """The anatomy table `name` (layout.ANATOMY_TABLES) as a table, or None when the step that writes
+    it has not run."""
+    f = layout.anatomy_table(name)
     return pd.read_csv(f) if f.exists() else None
 
 
-def _missing(claim: str, evidence: str, name: str, producer: str) -> dict:
-    """The row of a claim whose input file `name` is missing, naming the function that writes it."""
-    return _row(claim, evidence, note=f"missing {name} ({producer})")
+def _missing(claim: str, evidence: str, layout: Layout, name: str, what: str = "") -> dict:
+    """The row of a claim whose input table `name` is missing, naming its file and the function that
+    writes it."""
+    file = layout.anatomy_table(name).name + (f" {what}" if what else "")
+    return _row(claim, evidence, note=f"missing {file} ({PRODUCERS[ANATOMY_TABLES[name]]})")
 
 
 def _turn_ratios(u: pd.DataFrame, arm: str) -> pd.DataFrame:
@@ -250,13 +257,13 @@ def _turn_ratios(u: pd.DataFrame, arm: str) -> pd.DataFrame:
     return pd.DataFrame({"seed": j["init"], "prompt_id": j["seq"], "r": r, "cos": j["cos"], "floor": j["floor"]})
 
 
-def claim_c1(cfg: dict, adir: Path) -> list[dict]:
+def claim_c1(cfg: dict, layout: Layout) -> list[dict]:
     """C1: the update's turn against the minibatch-noise floor (primary, can fail both ways) and the
     per-sample identity (sanity)."""
     rows = []
     ev = (f"AdamW update turn 1 − cos(eisbach, none; same batches) in units of the minibatch-noise floor "
           f"1 − cos(none, none; other batches), below {C1_MAX_TURN}")
-    u = _anatomy_csv(adir, "update_cosines.csv")
+    u = _anatomy_csv(layout, "update_cosines")
     from .anatomy import NOISE_FLOOR  # heavy: torch
 
     if u is not None and NOISE_FLOOR in set(u["arm"]):
@@ -273,9 +280,9 @@ def claim_c1(cfg: dict, adir: Path) -> list[dict]:
             note += f"; eisbach_shuffle turn ratio {sh['r'].mean():.3f} (the same weights on the wrong samples)"
         rows.append(_from_test("C1", ev, res, direction=-1, note=note))
     else:
-        rows.append(_missing("C1", ev, "update_cosines.csv with the noise floor", "anatomy.barrier_anatomy"))
+        rows.append(_missing("C1", ev, layout, "update_cosines", "with the noise floor"))
     ev = "per-sample gradient cosine, weighted vs unweighted (detached arms = 1 by construction)"
-    g = _anatomy_csv(adir, "grad_cosines.csv")
+    g = _anatomy_csv(layout, "grad_cosines")
     if g is not None:
         ps = g[(g["kind"] == "per_sample") & g["arm"].isin(["eisbach", "eisbach_norm", "eisbach_shuffle", "eisbach_tmatched"])]
         bt = g[(g["kind"] == "batch") & (g["arm"] == ARM)]
@@ -288,11 +295,11 @@ def claim_c1(cfg: dict, adir: Path) -> list[dict]:
     return rows
 
 
-def claim_c2(cfg: dict, adir: Path) -> dict:
+def claim_c2(cfg: dict, layout: Layout) -> dict:
     ev = "Spearman ρ(w, temporal_flatness) over finetune clips, bootstrap CI over clips"
-    w = _anatomy_csv(adir, "weights_by_clip.csv")
+    w = _anatomy_csv(layout, "weights_by_clip")
     if w is None:
-        return _missing("C2", ev, "weights_by_clip.csv", "anatomy.barrier_anatomy")
+        return _missing("C2", ev, layout, "weights_by_clip")
     alpha, n_boot = cfg["evaluate"]["alpha"], cfg["evaluate"]["n_boot"]
     rho, lo, hi, p = stats.spearman_ci(w["w"], w["flatness"], n_boot=n_boot, alpha=alpha)
     _, lo90, hi90, _ = stats.spearman_ci(w["w"], w["flatness"], n_boot=n_boot, alpha=2 * alpha)
@@ -302,11 +309,11 @@ def claim_c2(cfg: dict, adir: Path) -> dict:
                 p=p, sesoi=C2_SESOI, n=int(w[["w", "flatness"]].notna().all(axis=1).sum()))
 
 
-def claim_c3(cfg: dict, adir: Path) -> dict:
+def claim_c3(cfg: dict, layout: Layout) -> dict:
     ev = "per seed: slope over training phases of the flat class's share of loss mass Σw·L, eisbach − none"
-    m = _anatomy_csv(adir, "gradient_mass.csv")
+    m = _anatomy_csv(layout, "gradient_mass")
     if m is None:
-        return _missing("C3", ev, "gradient_mass.csv", "anatomy.training_dynamics")
+        return _missing("C3", ev, layout, "gradient_mass")
     flat = m[m["texture"] == "sustained"].groupby(["run", "arm", "seed", "phase"], as_index=False)["share"].sum()
     slopes = stats.trend_slopes(flat, "share", "phase", ["run", "arm", "seed"])
     d = outcome_diffs(slopes, "slope", keys=("seed",))
@@ -323,13 +330,13 @@ def claim_c3(cfg: dict, adir: Path) -> dict:
                                  f"not its trend); sesoi = {C3_SESOI_FRACTION} × none's share / {n_phases - 1} phases"), d)
 
 
-def claim_c4(cfg: dict, adir: Path) -> dict:
+def claim_c4(cfg: dict, layout: Layout) -> dict:
     ev = (f"share of the within-clip variance of log w explained by the noise level t (base model), "
           f"against a minimum of {C4_MIN_SHARE:.0%}")
-    e = _anatomy_csv(adir, "entropy_vs_t.csv")
+    e = _anatomy_csv(layout, "entropy_vs_t")
     if e is None:
-        return _missing("C4", ev, "entropy_vs_t.csv", "anatomy.barrier_anatomy")
-    checkpoints = _anatomy_csv(adir, "entropy_vs_t_checkpoints.csv")
+        return _missing("C4", ev, layout, "entropy_vs_t")
+    checkpoints = _anatomy_csv(layout, "entropy_vs_t_checkpoints")
     if checkpoints is not None and len(checkpoints):
         e = pd.concat([e, checkpoints], ignore_index=True)
     e = e.assign(log_w=np.log(e["w"].clip(lower=1e-12)))
@@ -355,71 +362,61 @@ def _final(df: pd.DataFrame, cfg: dict, adapter: str) -> pd.DataFrame:
     return df[((df["adapter"] == adapter) & (df["step"] == last)) | (df["arm"] == "base")]
 
 
-def _tables(mdir: Path) -> dict[str, pd.DataFrame]:
-    out = {}
-    for name, fname in (("clips", "clips.parquet"), ("intra", "intra.csv"), ("runs", "runs.csv"),
-                        ("reference", "reference.parquet"), ("reference", "reference_roundtrip.parquet"),
-                        ("validation", "structure_validation.csv"), ("ceilings", "ceiling.csv"),
-                        ("readout", "readout_validation.csv")):
-        f = mdir / fname  # the round-tripped reference (the generations' domain) wins over the raw one
-        if f.exists():
-            out[name] = pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f)
-    prompts = mdir.parent / "prompts.csv"
-    if prompts.exists():
-        out["prompts"] = pd.read_csv(prompts, keep_default_na=False)
-    return out
+def _sesoi_reference(t: Tables) -> pd.DataFrame | None:
+    """The reference every sesoi is anchored on: the one read through the codec (the generations'
+    domain) when the tables hold it, else the raw one (a metrics folder from before the round trip)."""
+    return t.reference if t.reference is not None else t.raw
 
 
-def _primary(t: dict, df: pd.DataFrame) -> pd.DataFrame:
+def _primary(t: Tables, df: pd.DataFrame) -> pd.DataFrame:
     """The rows of `df` on the primary prompt set: its own `set` column when it has one (the base model's
     rows included), else prompts.csv's `set` by prompt_id; all rows for a run from before the prompt
     sets (no `set` anywhere)."""
     if "set" in df:
         return df[df["set"] == PRIMARY_SET]
-    p = t.get("prompts")
+    p = t.prompts
     if p is None or "set" not in p or "prompt_id" not in df:
         return df
     return df[df["prompt_id"].isin(p.loc[p["set"] == PRIMARY_SET, "prompt_id"])]
 
 
-def metric_sesoi(t: dict, cfg: dict, metric: str, mdir: Path) -> float:
+def metric_sesoi(t: Tables, cfg: dict, metric: str) -> float:
     """The sesoi of `metric` for this run (`reference_sesoi` on the evaluation tables' reference, with
-    the Vendi bandwidth recorded in <mdir>/vendi_bandwidth.json and the profile's seed); nan when the
+    the Vendi bandwidth evaluate recorded, `Tables.bandwidth`, and the profile's seed); nan when the
     tables have no reference or the metric is not in it."""
-    if "reference" not in t or (metric not in SET_METRICS and metric not in t["reference"]):
+    ref = _sesoi_reference(t)
+    if ref is None or (metric not in SET_METRICS and metric not in ref):
         return np.nan
-    bw = None
-    f = mdir / "vendi_bandwidth.json"
-    if f.exists():
-        bw = float(json.loads(f.read_text())["bandwidth"])
     if metric == "vendi_intra":
         size = cfg["generate"]["samples_per_prompt"]
     else:  # vendi_inter: a set of one (mean) clip per primary prompt
-        size = len(_primary(t, t["prompts"])) if "prompts" in t else t["clips"]["prompt_id"].nunique() if "clips" in t else None
-    return reference_sesoi(t["reference"], metric, set_size=size, bandwidth=bw, seed=int(cfg["seed"]))
+        size = (len(_primary(t, t.prompts)) if t.prompts is not None
+                else t.clips["prompt_id"].nunique() if t.clips is not None else None)
+    return reference_sesoi(ref, metric, set_size=size, bandwidth=t.bandwidth, seed=int(cfg["seed"]))
 
 
-def _outcome_test(t: dict, cfg: dict, mdir: Path, claim: str, metric: str, table: str, direction: int, arm: str,
+def _outcome_test(t: Tables, cfg: dict, claim: str, metric: str, table: str, direction: int, arm: str,
                   role: str, statement: str | None = None, baseline: str = BASELINE) -> dict:
     adapter = cfg["finetune"]["adapters"][0]
     ev = f"{metric}, {arm} − {baseline}, paired by seed and prompt"
-    if table not in t or metric not in t[table]:
+    df = getattr(t, table)
+    if df is None or metric not in df:
         return _row(claim, ev, role, direction, note=f"no {metric} in the evaluation tables", statement=statement)
-    final = _primary(t, _final(t[table], cfg, adapter))
+    final = _primary(t, _final(df, cfg, adapter))
     d = _vs_base(final, metric, arm) if baseline == "base" else outcome_diffs(final, metric, arm=arm)
     if d.empty:
         return _row(claim, ev, role, direction, note=f"arm {arm} not generated at this profile", statement=statement)
-    sesoi = metric_sesoi(t, cfg, metric, mdir)
+    sesoi = metric_sesoi(t, cfg, metric)
     res = stats.paired_verdict(d, direction=direction, sesoi=sesoi if np.isfinite(sesoi) else None,
                                alpha=cfg["evaluate"]["alpha"])
     return _min_seeds(_from_test(claim, ev, res, role, direction, statement=statement), d)
 
 
-def _validity(t: dict, metric: str) -> str | None:
+def _validity(t: Tables, metric: str) -> str | None:
     """None when `metric` passed its bar-shuffle validation at this profile, else the reason."""
     if metric not in ("motif_recurrence", "novelty_sections"):
         return None
-    v = t.get("validation")
+    v = t.structure
     if v is None or metric not in set(v["metric"]):
         return f"{metric} was not validated at this profile's clip length"
     r = v[v["metric"] == metric].iloc[0]
@@ -459,28 +456,28 @@ def m1_gate(row: dict) -> str | None:
     return None
 
 
-def control_rows(t: dict, cfg: dict, mdir: Path) -> list[dict]:
+def control_rows(t: Tables, cfg: dict) -> list[dict]:
     """PC: oracle_texture − none on the texture readout (the gate), then on flatness and contrast
     (secondary, audio domain); NC: constant − none on the readout and every outcome metric."""
-    rows = [_pc_readout_row(t, cfg, mdir)]
+    rows = [_pc_readout_row(t, cfg)]
     reason = pc_gate(rows[0])
     rows[0]["note"] = (f"gate {'passed' if reason is None else 'failed: ' + reason}. {rows[0]['note']}").strip()
     for metric, direction in CONTROL_METRICS.items():
-        rows.append(_outcome_test(t, cfg, mdir, "PC", metric, "clips", direction, POSITIVE_CONTROL, "control",
+        rows.append(_outcome_test(t, cfg, "PC", metric, "clips", direction, POSITIVE_CONTROL, "control",
                                   statement=f"positive control (secondary, audio): {POSITIVE_CONTROL} moves {metric}"))
     for metric, table, direction in [(READOUT, "clips", metric_direction(READOUT)), *OUTCOMES.values()]:
-        rows.append(_outcome_test(t, cfg, mdir, "NC", metric, table, direction, NEGATIVE_CONTROL, "control",
+        rows.append(_outcome_test(t, cfg, "NC", metric, table, direction, NEGATIVE_CONTROL, "control",
                                   statement=f"negative control: {NEGATIVE_CONTROL} is equivalent to none on {metric}"))
     return rows
 
 
-def _pc_readout_row(t: dict, cfg: dict, mdir: Path) -> dict:
+def _pc_readout_row(t: Tables, cfg: dict) -> dict:
     """The positive control's readout row (oracle_texture − none on READOUT), before its gate note."""
-    return _outcome_test(t, cfg, mdir, "PC", READOUT, "clips", metric_direction(READOUT), POSITIVE_CONTROL, "control",
+    return _outcome_test(t, cfg, "PC", READOUT, "clips", metric_direction(READOUT), POSITIVE_CONTROL, "control",
                          statement=f"positive control: {POSITIVE_CONTROL} makes fewer flat textures (the gate)")
 
 
-def mix_rows(t: dict, cfg: dict, mdir: Path, pc: dict | None = None) -> list[dict]:
+def mix_rows(t: Tables, cfg: dict, pc: dict | None = None) -> list[dict]:
     """MIX: does the weighting shift the texture mix the model generates? One row per weighting arm
     of the profile (WEIGHTING_ARMS in cfg["finetune"]["arms"] and in the clips table): arm − none on
     READOUT through `_outcome_test`, the positive control's pairing, sesoi and direction (−, fewer flat
@@ -490,12 +487,12 @@ def mix_rows(t: dict, cfg: dict, mdir: Path, pc: dict | None = None) -> list[dic
     row, computed when not given) the readout is not shown to see a shift, so the verdict is "not
     testable" with the gate's reason; else `paired_verdict`'s own. The note gives the estimate as a
     share of the oracle's move when both are finite."""
-    present = set(t["clips"]["arm"]) if "clips" in t else set()
-    pc = pc if pc is not None else _pc_readout_row(t, cfg, mdir)
+    present = set(t.clips["arm"]) if t.clips is not None else set()
+    pc = pc if pc is not None else _pc_readout_row(t, cfg)
     reason = pc_gate(pc)
     rows = []
     for arm in (a for a in WEIGHTING_ARMS if a in cfg["finetune"]["arms"] and a in present):
-        row = _outcome_test(t, cfg, mdir, "MIX", READOUT, "clips", metric_direction(READOUT), arm, "readout",
+        row = _outcome_test(t, cfg, "MIX", READOUT, "clips", metric_direction(READOUT), arm, "readout",
                             statement=f"{arm} shifts the texture mix the model generates (fewer flat textures)")
         if np.isfinite(row["estimate"]) and np.isfinite(pc["estimate"]) and pc["estimate"] != 0:
             row["note"] = (f"{100 * row['estimate'] / pc['estimate']:.0f} % of the oracle's move "
@@ -507,14 +504,14 @@ def mix_rows(t: dict, cfg: dict, mdir: Path, pc: dict | None = None) -> list[dic
     return rows
 
 
-def manipulation_rows(t: dict, cfg: dict, mdir: Path, adir: Path) -> list[dict]:
+def manipulation_rows(t: Tables, cfg: dict, layout: Layout) -> list[dict]:
     """M1 the fine-tune moves the generations (readout: the gate; flatness and contrast beside it),
     M2 the adapters differ, M3 the training mix changes."""
     rows, alpha = [], cfg["evaluate"]["alpha"]
     adapter = cfg["finetune"]["adapters"][0]
-    if "clips" in t and "base" in set(t["clips"]["arm"]):
+    if t.clips is not None and "base" in set(t.clips["arm"]):
         for metric in (READOUT, *CONTROL_METRICS):
-            row = _outcome_test(t, cfg, mdir, "M1", metric, "clips", +1, BASELINE, "manipulation",
+            row = _outcome_test(t, cfg, "M1", metric, "clips", +1, BASELINE, "manipulation",
                                 statement="the fine-tune moves the generations", baseline="base")
             if metric == READOUT:
                 reason = m1_gate(row)
@@ -522,10 +519,10 @@ def manipulation_rows(t: dict, cfg: dict, mdir: Path, adir: Path) -> list[dict]:
             elif row["verdict"] == "contradicted":  # either direction counts for the secondary rows
                 row["verdict"] = "supported"
             rows.append(row)
-    dist = _anatomy_csv(adir, "output_distances.csv")
+    dist = _anatomy_csv(layout, "output_distances")
     if dist is not None:
         rows.append(_adapter_distance_row(dist, adapter, alpha))
-    mix = _anatomy_csv(adir, "weight_mix.csv")
+    mix = _anatomy_csv(layout, "weight_mix")
     if mix is not None:
         flat = mix[mix["texture"] == "sustained"]
         for arm in (ARM, POSITIVE_CONTROL):
@@ -562,28 +559,28 @@ def _adapter_distance_row(dist: pd.DataFrame, adapter: str, alpha: float) -> dic
                            f"{df['base'].mean():.4f} (RMS, in units of the base output's RMS)")
 
 
-def c8_margins(t: dict, cfg: dict, mdir: Path) -> dict[str, float]:
+def c8_margins(t: Tables, cfg: dict) -> dict[str, float]:
     """The pre-registered non-inferiority margins of C8, anchored on the reference, not on `none`:
     FD and KID: C8_CEILING_SDS × the SD of that metric between two halves of the round-tripped
     reference split (ceiling.csv; the sampling noise of real music of this distribution), inter-prompt
     Vendi: its sesoi (`metric_sesoi`). nan where the input is missing."""
-    ceil = t.get("ceilings")
+    ceil = t.ceiling
     row = ceil[ceil["comparison"].str.contains("(codec)", regex=False) & ceil["comparison"].str.startswith("reference")] \
         if ceil is not None else pd.DataFrame()
     sd = lambda m: float(row[f"{m}_sd"].iloc[0]) if len(row) and f"{m}_sd" in row else np.nan  # noqa: E731
-    return {"vendi_inter": metric_sesoi(t, cfg, "vendi_inter", mdir), "fd_ref": C8_CEILING_SDS * sd("fd"),
+    return {"vendi_inter": metric_sesoi(t, cfg, "vendi_inter"), "fd_ref": C8_CEILING_SDS * sd("fd"),
             "kid_ref": C8_CEILING_SDS * sd("kid")}
 
 
-def claim_c8(t: dict, cfg: dict, mdir: Path) -> dict:
+def claim_c8(t: Tables, cfg: dict) -> dict:
     """Non-inferiority per seed on inter-prompt Vendi (+), FD (−) and KID (−) to the reference, each
     against its reference-anchored margin (`c8_margins`); all three non-inferior → supported (an
     intersection-union test: p is the largest of the three), any inferior → contradicted."""
     ev = "inter-prompt Vendi, FD and KID to the round-tripped reference, non-inferiority per seed"
-    if "runs" not in t:
-        return _row("C8", ev, note="missing runs.csv (eisbach evaluate)")
-    runs = _primary(t, _final(t["runs"], cfg, cfg["finetune"]["adapters"][0]))
-    margins = c8_margins(t, cfg, mdir)
+    if t.runs is None:
+        return _row("C8", ev, note=f"missing {METRICS_TABLES['runs']} (eisbach evaluate)")
+    runs = _primary(t, _final(t.runs, cfg, cfg["finetune"]["adapters"][0]))
+    margins = c8_margins(t, cfg)
     parts, notes, verdicts = [], [], []
     for metric, direction in (("vendi_inter", +1), ("fd_ref", -1), ("kid_ref", -1)):
         if metric not in runs or not (np.isfinite(margins[metric]) and margins[metric] > 0):
@@ -612,9 +609,9 @@ def claim_c8(t: dict, cfg: dict, mdir: Path) -> dict:
     return _min_seeds(row, d)
 
 
-def claim_c9(t: dict, cfg: dict) -> dict:
+def claim_c9(t: Tables, cfg: dict) -> dict:
     ev = "interaction on intra-prompt Vendi: (eisbach−none | DoRA) − (eisbach−none | LoRA), exploratory"
-    intra = t.get("intra")
+    intra = t.intra
     adapters = set(intra["adapter"]) - {"none"} if intra is not None else set()
     if not {"dora", "lora"} <= adapters:
         return _row("C9", ev, "exploratory", note=f"not tested at this profile (adapters trained: {sorted(adapters)})")
@@ -627,7 +624,7 @@ def claim_c9(t: dict, cfg: dict) -> dict:
     return _min_seeds(_from_test("C9", ev, res, "exploratory"), j)
 
 
-def claim_c10(t: dict, cfg: dict) -> dict:
+def claim_c10(t: Tables, cfg: dict) -> dict:
     """C10 as an intersection-union test: the eisbach − none intra-prompt Vendi gap at the sweet spot
     exceeds the gap at each neighbouring checkpoint (d_n = gap(sweet) − gap(n), `paired_verdict`,
     direction +). Supported when every d_n is; contradicted when any neighbour's gap is larger (d_n's
@@ -635,7 +632,7 @@ def claim_c10(t: dict, cfg: dict) -> dict:
     (with two, "sweet spot" cannot be told from a gap that simply shrinks or grows)."""
     sweet = cfg["finetune"].get("sweet_spot")
     ev = f"intra-prompt Vendi gap (eisbach − none) at step {sweet} minus the gap at each neighbouring checkpoint"
-    intra = t.get("intra")
+    intra = t.intra
     adapter = cfg["finetune"]["adapters"][0]
     steps = sorted(set(intra[intra["adapter"] == adapter]["step"]) - {0}) if intra is not None else []
     if sweet is None or sweet not in steps or len(steps) < C10_MIN_CHECKPOINTS:
@@ -661,12 +658,12 @@ def claim_c10(t: dict, cfg: dict) -> dict:
     return _min_seeds(row, j)
 
 
-def readout_rows(t: dict) -> list[dict]:
+def readout_rows(t: Tables) -> list[dict]:
     """The texture readout's validation (`readout.validation_rows`, metrics/readout_validation.csv):
     accuracy on the reference split and the spike-in read-backs, each with its target and whether it
     passed; the readout is the positive control's and M1's instrument, so a failed row says so."""
     rows = []
-    v = t.get("readout")
+    v = t.readout
     for r in (v.to_dict("records") if v is not None and len(v) else []):
         ok = bool(r["pass"]) if pd.notna(r.get("pass")) else None
         rows.append(_row("READ", str(r["check"]), "validation", verdict="" if ok is None else "passed" if ok else "failed",
@@ -678,12 +675,12 @@ def readout_rows(t: dict) -> list[dict]:
     return rows
 
 
-def ceiling_rows(t: dict) -> list[dict]:
+def ceiling_rows(t: Tables) -> list[dict]:
     """What FD and KID read with no model (two halves of the reference, split by source piece) and
     what the codec round trip alone does (raw vs round-tripped reference; also its spectral-contrast
     shift in dB), from `evaluate.ceiling_rows` (metrics/ceiling.csv)."""
     rows = []
-    for r in t.get("ceilings", pd.DataFrame()).to_dict("records"):
+    for r in (t.ceiling if t.ceiling is not None else pd.DataFrame()).to_dict("records"):
         for metric in ("fd", "kid", "contrast_diff_db"):
             if metric == "contrast_diff_db" and not r["comparison"].startswith("raw"):
                 continue
@@ -702,27 +699,26 @@ def ceiling_rows(t: dict) -> list[dict]:
 def build_scorecard(cfg: dict) -> pd.DataFrame:
     """Every claim, control, manipulation check and ceiling as one table (rules: module docstring)."""
     layout = Layout.of(cfg)
-    adir, mdir = layout.anatomy, layout.metrics
-    t = _tables(mdir)
-    controls = control_rows(t, cfg, mdir)
+    t = Tables.read(layout)
+    controls = control_rows(t, cfg)
     pc_reason = pc_gate(controls[0])
-    primary = [*claim_c1(cfg, adir), claim_c2(cfg, adir), claim_c3(cfg, adir), claim_c4(cfg, adir)]
+    primary = [*claim_c1(cfg, layout), claim_c2(cfg, layout), claim_c3(cfg, layout), claim_c4(cfg, layout)]
     for claim, (metric, table, direction) in OUTCOMES.items():
-        row = _outcome_test(t, cfg, mdir, claim, metric, table, direction, ARM, "primary")
+        row = _outcome_test(t, cfg, claim, metric, table, direction, ARM, "primary")
         if claim in SECONDARY:
             m2, tb2, d2 = SECONDARY[claim]
-            sec = _outcome_test(t, cfg, mdir, claim, m2, tb2, d2, ARM, "secondary")
+            sec = _outcome_test(t, cfg, claim, m2, tb2, d2, ARM, "secondary")
             reason2 = _validity(t, m2)
             row["note"] += (f" secondary {m2}: Δ {sec['estimate']:.3g} [{sec['ci_lo']:.3g}, {sec['ci_hi']:.3g}], "
                             f"{'not testable: ' + reason2 if reason2 else sec['verdict']}")
         reason = _validity(t, metric) or (f"positive-control gate failed: {pc_reason}"
                                           if pc_reason and row["verdict"] != "not testable" else None)
         primary.append(_not_testable(row, reason) if reason else row)
-    primary.append(claim_c8(t, cfg, mdir))
+    primary.append(claim_c8(t, cfg))
     _holm(primary, cfg["evaluate"]["alpha"])
     rows = primary + [claim_c9(t, cfg), claim_c10(t, cfg)]
-    rows += controls + mix_rows(t, cfg, mdir, controls[0])
-    rows += manipulation_rows(t, cfg, mdir, adir) + readout_rows(t) + ceiling_rows(t)
+    rows += controls + mix_rows(t, cfg, controls[0])
+    rows += manipulation_rows(t, cfg, layout) + readout_rows(t) + ceiling_rows(t)
     card = pd.DataFrame(rows, columns=COLUMNS)
     listeners = listener_rows(cfg)
     return pd.concat([card, listeners.reindex(columns=COLUMNS)], ignore_index=True) if len(listeners) else card
@@ -758,7 +754,7 @@ def write_scorecard(card: pd.DataFrame, out_dir: Path) -> None:
     """scorecard.csv and scorecard.md in `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    card.to_csv(out_dir / "scorecard.csv", index=False)
+    card.to_csv(out_dir / SCORECARD_CSV, index=False)
     fmt = lambda x: "" if pd.isna(x) else f"{x:.4g}"  # noqa: E731
     cell = lambda x: str(x).replace("|", "\\|")  # noqa: E731  (a '|' inside a cell would end it)
     lines = ["| claim | role | statement | evidence | estimate [95% CI] | p | MDE | effect size | sesoi | n | verdict | note |",
@@ -769,7 +765,7 @@ def write_scorecard(card: pd.DataFrame, out_dir: Path) -> None:
         verdict = f"**{r.verdict}**" if r.verdict else ""
         lines.append(f"| {r.claim} | {r.role} | {cell(r.statement)} | {cell(r.evidence)} | {ci} | {p} | {fmt(r.mde)} | "
                      f"{fmt(r.effect_size)} | {fmt(r.sesoi)} | {r.n} | {verdict} | {cell(r.note)} |")
-    (out_dir / "scorecard.md").write_text("\n".join(lines) + "\n")
+    (out_dir / SCORECARD_MD).write_text("\n".join(lines) + "\n")
 
 
 def effects_in_sesoi(card: pd.DataFrame, claims: tuple[str, ...] = ("C5", "C6", "C7", "PC", "NC", "M1")) -> pd.DataFrame:

@@ -53,8 +53,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .study_design import (CONTROL_ARMS, MAX_CATCH_FAIL, MIN_RATERS, SESOI, STRUCTURE_NOTE, StudyError,
-                           listening_dir, load_study)
+from .layout import Layout
+from .study_design import CONTROL_ARMS, MAX_CATCH_FAIL, MIN_RATERS, SESOI, STRUCTURE_NOTE, StudyError, load_study
 from .study_votes import read_votes
 
 # ----------------------------------------------------------------------------- statistics
@@ -448,8 +448,9 @@ def question_notes(doc: dict) -> dict:
 
 def study_summary(cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(verdicts, catch table, study doc) for a profile's listening folder (votes.csv may be absent)."""
-    doc = load_study(listening_dir(cfg) / "study.json")
-    votes = read_votes(listening_dir(cfg) / "votes.csv")
+    layout = Layout.of(cfg)
+    doc = load_study(layout.study)
+    votes = read_votes(layout.votes)
     votes = votes[votes["study_id"] == doc["study_id"]] if len(votes) else votes
     table = study_verdicts(votes, doc["pairs"], doc.get("catch_question", "preference"), notes=question_notes(doc))
     return table, table.attrs["catch"], doc
@@ -468,7 +469,8 @@ def listener_rows(cfg: dict) -> pd.DataFrame:
     ``n`` the votes, the study's verdict, ``role`` "listeners (primary)" or "listeners" and a
     note naming the family and, for the verdict, the interval it used (90 % for "equivalent").
     Kept apart from the metric-based claims (they are people's judgements, not metrics)."""
-    if not (listening_dir(cfg) / "study.json").exists() or not (listening_dir(cfg) / "votes.csv").exists():
+    layout = Layout.of(cfg)
+    if not layout.study.exists() or not layout.votes.exists():
         return pd.DataFrame(columns=LISTENER_COLUMNS)
     table, catch, doc = study_summary(cfg)
     if table["n_votes"].sum() == 0:

@@ -23,7 +23,7 @@ import pandas as pd
 import soundfile as sf
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
-from .layout import Layout
+from .layout import STUDY, STUDY_PAGE, Layout
 from .listen import final_steps, load_clip, loudness_match
 from .study_design import (MAX_CATCH_FAIL, MIN_RATERS, PAGE_COLUMNS, SESOI, draw_trials, listening_dir,
                            resolve_primary, study_config, study_pairs, trials_of)
@@ -139,9 +139,9 @@ def make_kit(cfg: dict, study: dict | None = None, samples: pd.DataFrame | None 
                        "the others Holm-corrected and gated on the primary (study.family_adjust)",
            "settings": {k: v for k, v in study.items() if k not in ("questions",)},
            "pairs": json.loads(pairs.to_json(orient="records"))}
-    (out / "study.json").write_text(json.dumps(doc, indent=1))
-    (out / "study.html").write_text(build_page(doc, runs, study["target_dbfs"], study["max_seconds"]), encoding="utf-8")
-    return out / "study.json"
+    (out / STUDY).write_text(json.dumps(doc, indent=1))
+    (out / STUDY_PAGE).write_text(build_page(doc, runs, study["target_dbfs"], study["max_seconds"]), encoding="utf-8")
+    return out / STUDY
 
 
 def build_page(doc: dict, runs_dir: str | Path, target_dbfs: float = -20.0, max_seconds: float | None = 10.0) -> str:

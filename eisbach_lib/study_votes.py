@@ -16,6 +16,7 @@ from typing import Sequence
 import pandas as pd
 
 from .files import append_csv_row, atomic_write
+from .layout import VOTES
 from .study_design import CHOICES, PAGE_COLUMNS, VOTE_COLUMNS, StudyError, load_study
 
 
@@ -107,7 +108,7 @@ def import_votes(study_path: str | Path, files: Sequence[str | Path], votes_path
     temporary file and an atomic rename."""
     study_path = Path(study_path)
     doc = load_study(study_path)
-    votes_path = Path(votes_path) if votes_path else study_path.parent / "votes.csv"
+    votes_path = Path(votes_path) if votes_path else study_path.parent / VOTES
     new = []
     for f in files:
         if not Path(f).exists():

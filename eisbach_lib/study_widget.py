@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .layout import VOTES
 from .listen import audio_player, choice_buttons
 from .study import study_verdicts
 from .study_design import CHOICES, load_study, trials_of
@@ -58,7 +59,7 @@ class StudyAB:
         self.study_path = Path(study_path)
         self.doc = load_study(self.study_path)
         self.runs_dir = Path(runs_dir) if runs_dir else self.study_path.parent.parent
-        self.votes_path = Path(votes_path) if votes_path else self.study_path.parent / "votes.csv"
+        self.votes_path = Path(votes_path) if votes_path else self.study_path.parent / VOTES
         self.rater = str(rater).strip()
         self.target_dbfs = target_dbfs
         self.questions = self.doc["questions"]

@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -84,7 +83,8 @@ from .config import workers as config_workers
 from .device import Placement, distributed, resolve_device
 from .files import atomic_dir, atomic_json, atomic_write
 from .flow import noise_data, ot_couple, sample_timesteps, velocity_target
-from .layout import DONE, Layout, finished_runs, is_finished, read_done
+from .layout import (DONE, LOG_CHUNK, LOG_DIR, RUN_META, Layout, finished_runs, is_finished, log_chunk, log_chunk_glob, log_file,
+                     read_done)
 from .models import (ADAPTER_KINDS, EisbachDiT, add_adapter, build_base, count_parameters, drop_condition,
                      load_base, save_adapter, save_base)
 from .probes import constant_weight
@@ -225,7 +225,7 @@ def _save_checkpoint(run_dir: Path, model: EisbachDiT, adapter: str | None, stat
     written to a temporary folder and renamed); older checkpoints keep their weights but lose their
     state.pt (only the newest is needed to resume)."""
     step = state.step
-    log.write(run_dir / "log", step)
+    log.write(run_dir / LOG_DIR, step)
 
     def write(folder: Path) -> None:
         _save_weights(model, adapter, folder)
@@ -238,13 +238,10 @@ def _save_checkpoint(run_dir: Path, model: EisbachDiT, adapter: str | None, stat
     return final
 
 
-LOG_CHUNK = re.compile(r"(samples|steps)_(\d+)\.parquet")  # the chunks RunLog.write names
-
-
 def _drop_stale_logs(run_dir: Path, step: int) -> None:
     """Remove log chunks written after checkpoint `step` (a crash between the logs and the rename).
     Only this loop's chunks (samples_N / steps_N .parquet) are touched; other files are left alone."""
-    for p in (run_dir / "log").glob("*.parquet"):
+    for p in (run_dir / LOG_DIR).glob(log_chunk_glob()):
         m = LOG_CHUNK.fullmatch(p.name)
         if m and int(m.group(2)) > step:
             p.unlink()
@@ -498,8 +495,8 @@ class RunLog:
 
     def write(self, log_dir: Path, step: int) -> None:
         log_dir.mkdir(exist_ok=True)
-        _atomic_parquet(pd.DataFrame(self.samples), log_dir / f"samples_{step:06d}.parquet")
-        _atomic_parquet(pd.DataFrame(self.steps), log_dir / f"steps_{step:06d}.parquet")
+        _atomic_parquet(pd.DataFrame(self.samples), log_dir / log_chunk("samples", step))
+        _atomic_parquet(pd.DataFrame(self.steps), log_dir / log_chunk("steps", step))
 
     def clear(self) -> None:
         self.samples, self.steps = [], []
@@ -559,7 +556,7 @@ def _resume(out_dir: Path, model: EisbachDiT, adapter: str | None, state: RunSta
     resumable = [s for s, f in ckpts.items() if (f / "state.pt").exists()]
     if not resumable:
         if lead:
-            shutil.rmtree(out_dir / "log", ignore_errors=True)
+            shutil.rmtree(out_dir / LOG_DIR, ignore_errors=True)
         return state
     folder = ckpts[resumable[-1]]
     _load_weights(model, adapter, folder)
@@ -584,7 +581,7 @@ def _check_run_meta(out_dir: Path, meta: dict) -> None:
     """Write run.json, or check that an existing one describes the same run (arm, seed, adapter, data,
     model config and the RESUME_KEYS hyper-parameters; the step count and checkpoints may change, so a
     run can be extended); a mismatch raises instead of mixing two runs in one folder."""
-    path = out_dir / "run.json"
+    path = out_dir / RUN_META
     if path.exists():
         old = json.loads(path.read_text())
         def same(a, b) -> bool:
@@ -604,8 +601,8 @@ def _finish(out_dir: Path, model: EisbachDiT, adapter: str | None, meta: dict) -
     model.cpu()
     _save_weights(model, adapter, out_dir)
     samples, steps = read_log(out_dir, "samples"), read_log(out_dir, "steps")
-    _atomic_parquet(samples, out_dir / "log_samples.parquet")
-    _atomic_parquet(steps, out_dir / "log_steps.parquet")
+    _atomic_parquet(samples, out_dir / log_file("samples"))
+    _atomic_parquet(steps, out_dir / log_file("steps"))
     tail = steps.tail(max(1, len(steps) // 10))
     summary = {**meta, "steps": int(meta["hyperparameters"]["steps"]), "final_loss": float(tail["loss"].mean()),
                "final_loss_unweighted": float(tail["loss_unweighted"].mean()),

@@ -298,7 +298,7 @@ def structure_validation(source: dict | tuple, n_tunes: int | None = None, n_shu
         sr = int(source["corpus"]["sample_rate"])
         layout = Layout.of(source)
         manifest = layout.corpus_manifest
-        cache_path = layout.metrics / "structure_validation.csv" \
+        cache_path = layout.metrics_table("structure") \
             if cache == "auto" and metrics is None else (Path(cache) if cache not in (None, "auto") else None)
     else:
         clip_s, sr = source

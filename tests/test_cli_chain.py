@@ -1,7 +1,8 @@
 """The command line alone gives the notebooks' scorecard: `eisbach corpus`, `pretrain`, `train` (each
-arm and seed of the grid), `generate` and `evaluate` on the smoke profile, into a folder of their
-own, write a scorecard.csv byte-identical to the one `eisbach reproduce --profile smoke` (the
-notebook series) writes."""
+arm and seed of the grid), `generate`, `anatomy`, `dynamics` and `evaluate` (which reads the anatomy
+tables and no longer computes them itself) on the smoke profile, into a folder of their own, write
+a scorecard.csv byte-identical to the one `eisbach reproduce --profile smoke` (the notebook series)
+writes."""
 
 import subprocess
 import sys
@@ -33,6 +34,8 @@ def test_cli_chain_writes_the_series_scorecard(tmp_path, smoke_run):
             for arm in cfg["finetune"]["arms"]:
                 _eisbach("train", "--profile", str(profile), "--adapter", adapter, "--arm", arm, "--seed", str(seed))
     _eisbach("generate", "--profile", str(profile))
+    _eisbach("anatomy", "--profile", str(profile))
+    _eisbach("dynamics", "--profile", str(profile))
     _eisbach("evaluate", "--profile", str(profile))
 
     chain = tmp_path / "runs" / "figures" / "scorecard.csv"

@@ -6,6 +6,7 @@ through the General MIDI soundfont that ships inside the pretty_midi wheel (TimG
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -572,3 +573,100 @@ def test_set_metrics_reports_fd_and_kid_to_the_reference():
     ref_moved[emb] = ref[emb] + 5.0
     _, runs2 = E.set_metrics(moved, ref_moved)
     pd.testing.assert_frame_equal(runs2.set_index("run"), runs)
+
+
+# ----------------------------------------------------------------------------- evaluate -> scorecard: one contract
+
+
+def _tiny_grid(tmp_path, cfg: dict) -> None:
+    """Two runs (none, eisbach) × 2 prompts × 2 samples as WAVs in their sample folders, the samples
+    manifest and the prompt table, as `eisbach generate` leaves them (audio codec: the WAVs exist)."""
+    import soundfile as sf
+
+    from eisbach_lib.layout import Layout
+
+    layout = Layout.of(cfg)
+    rows = []
+    for arm in ("none", "eisbach"):
+        folder = layout.sample_dir(f"dora_{arm}_s0")
+        folder.mkdir(parents=True)
+        for p in range(2):
+            for s in range(2):
+                path = folder / f"p{p:02d}_s{s}.wav"
+                y = melody([60 + p, 64 + s, 67 + (arm == "none"), 72] * 2, cfg["generate"]["seconds"] / 8, decay=0.1 + 0.05 * s)
+                sf.write(path, y, SR, subtype="FLOAT")
+                rows.append({"run": f"dora_{arm}_s0", "adapter": "dora", "arm": arm, "seed": 0, "step": -1, "prompt_id": p,
+                             "sample": s, "set": "primary", "path": str(path.relative_to(layout.runs))})
+    pd.DataFrame(rows).to_csv(layout.samples_manifest, index=False)
+    pd.DataFrame({"prompt_id": [0, 1], "name": ["a", "b"], "set": "primary", "caption": ["x", "y"]}).to_csv(
+        layout.prompts, index=False)
+
+
+@pytest.mark.filterwarnings("ignore:Matrix is singular")  # FD on 4-6 clips of a 73-d embedding
+def test_write_metrics_writes_exactly_the_files_tables_reads_back(tmp_path, one_torch_thread, monkeypatch):
+    """Layout names every file the evaluate stage hands the scorecard: `write_metrics` on a tiny runs
+    folder writes the files of `Tables.paths` (every metrics one; prompts.csv is generate's) and nothing
+    else under metrics/, and `Tables.read` reads back the tables it returned. The texture readout and the
+    structure validation need a rendered corpus: stand-ins give their tables (the validation's written
+    where the real one caches it)."""
+    from eisbach_lib import evaluate as E
+    from eisbach_lib.layout import Layout
+    from eisbach_lib.tables import Tables
+
+    cfg = _tiny_runs(tmp_path)
+    layout = Layout.of(cfg)
+    _tiny_grid(tmp_path, cfg)
+    structure = pd.DataFrame({"metric": ["motif_recurrence", "novelty_sections"], "seconds": 2.0, "win_rate": [0.9, 0.6]})
+
+    def structure_validation(c):
+        structure.to_csv(Layout.of(c).metrics_table("structure"), index=False)
+        return structure
+
+    def readout_columns(c, samples, reference):
+        return (pd.Series(np.linspace(0.0, 1.0, len(samples)), index=samples["path"].to_numpy()),
+                pd.Series(np.linspace(1.0, 0.0, len(reference)), index=reference.index),
+                pd.DataFrame([{"check": "texture accuracy (reference split)", "target": 0.9, "read_back": 0.95,
+                               "pass": True, "n": 6, "note": "stand-in"}]))
+
+    monkeypatch.setattr(E, "structure_validation", structure_validation)
+    monkeypatch.setattr(E, "readout_columns", readout_columns)
+    tables = E.write_metrics(cfg, n_jobs=1, codec=AudioOnly(**cfg["codec"]))
+    assert isinstance(tables, Tables)
+    assert tables.present() == [f.name for f in dataclasses.fields(Tables)]  # every table, the bandwidth too
+    assert E.READOUT in tables.clips and E.READOUT in tables.reference and set(tables.intra["set"]) == {"primary"}
+    paths = Tables.paths(layout)
+    assert {p for p in layout.metrics.iterdir()} == {p for name, p in paths.items() if name != "prompts"}
+    back = Tables.read(layout)
+    assert back.present() == tables.present() and back.bandwidth == tables.bandwidth
+    for f in dataclasses.fields(Tables):
+        if f.name != "bandwidth":
+            pd.testing.assert_frame_equal(getattr(back, f.name), getattr(tables, f.name), check_dtype=False, obj=f.name)
+
+
+def test_evaluate_names_the_command_that_makes_a_missing_upstream_table(tmp_path):
+    """`evaluate` never recomputes the anatomy (it would load the base model and every checkpoint): a
+    missing table stops it before any metric, naming the file and the command that writes it."""
+    from eisbach_lib import evaluate as E
+    from eisbach_lib.layout import ANATOMY_TABLES, Layout
+
+    cfg = {"name": "smoke", "runs_dir": str(tmp_path)}
+    layout = Layout.of(cfg)
+    with pytest.raises(FileNotFoundError) as e:
+        E.evaluate(cfg)
+    msg = str(e.value)
+    for command in ("generate", "anatomy", "dynamics"):
+        assert f"`eisbach {command} --profile smoke`" in msg, msg
+    assert str(layout.samples_manifest) in msg and str(layout.anatomy_table("entropy_vs_t")) in msg
+    assert msg.index("generate") < msg.index("eisbach anatomy") < msg.index("eisbach dynamics")
+    layout.samples.mkdir(parents=True)
+    layout.samples_manifest.write_text("path\n")
+    layout.anatomy.mkdir()
+    for name, command in ANATOMY_TABLES.items():
+        if command == "anatomy":
+            layout.anatomy_table(name).write_text("x\n")
+    with pytest.raises(FileNotFoundError) as e:
+        E.evaluate(cfg)
+    msg = str(e.value)
+    assert "`eisbach dynamics --profile smoke`" in msg and "weight_mix.csv" in msg and "output_distances.csv" in msg
+    assert "eisbach anatomy" not in msg and "update_cosines" not in msg and "generate" not in msg
+    assert not layout.metrics.exists()  # nothing computed before the check

@@ -1,5 +1,6 @@
 """notebook.setup and the library functions the notebooks call instead of computing inline."""
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -12,6 +13,7 @@ import soundfile as sf
 from eisbach_lib import anatomy, datasets, evaluate, generate, listen, runs, scorecard
 from eisbach_lib.layout import Layout
 from eisbach_lib.notebook import setup
+from eisbach_lib.tables import Tables
 from series_run import profile_copy
 
 @pytest.fixture
@@ -169,7 +171,7 @@ def test_first_seed_view_and_sample_counts(profile):
     assert c.loc["none", 10] == 2 and c.loc["base", 0] == 1 and np.isnan(c.loc["base", 20])
 
 
-def _metric_tables(cfg: dict) -> dict:
+def _metric_tables(cfg: dict) -> Tables:
     rng = np.random.default_rng(0)
     rows = []
     for arm, shift in (("none", 0.0), ("eisbach", 1.0)):
@@ -181,7 +183,7 @@ def _metric_tables(cfg: dict) -> dict:
     clips = pd.concat([clips, clips.assign(step=10, adapter="dora")], ignore_index=True)
     intra = clips[["run", "adapter", "arm", "seed", "step", "prompt_id"]].assign(vendi_intra=1.0 + clips["arm"].eq("eisbach"))
     ref = pd.DataFrame({**{m: rng.normal(size=12) for m in evaluate.PER_CLIP}, **{f"emb_{i}": rng.normal(size=12) for i in range(3)}})
-    return {"clips": clips, "intra": intra, "reference": ref}
+    return Tables(clips=clips, intra=intra, reference=ref)
 
 
 def test_arm_means_differences_and_vendi_by_step(profile):
@@ -191,7 +193,8 @@ def test_arm_means_differences_and_vendi_by_step(profile):
     t = _metric_tables(cfg)
     fc, fi = evaluate.final_tables(cfg, t)
     assert set(fc["step"]) == {20} and len(fc) == 24 and len(fi) == 24
-    short = {k: v[(v["run"] != "dora_none_s0") | (v["step"] == 10)] for k, v in t.items() if k != "reference"}
+    keep = lambda v: v[(v["run"] != "dora_none_s0") | (v["step"] == 10)]  # noqa: E731
+    short = Tables(clips=keep(t.clips), intra=keep(t.intra))
     fc_short, _ = evaluate.final_tables(cfg, short)  # a run trained with --steps 10 ends at its own last step
     assert set(fc_short.loc[fc_short["run"] == "dora_none_s0", "step"]) == {10}
     summary = evaluate.arm_means(cfg, t)
@@ -203,13 +206,12 @@ def test_arm_means_differences_and_vendi_by_step(profile):
     assert (summary["seeds"] == 3).all() and (summary["lo"] <= summary["mean"]).all()
     mdir = Path(cfg["runs_dir"]) / "metrics"
     assert pd.read_csv(mdir / "arm_summary.csv").shape == summary.shape
-    (mdir / "vendi_bandwidth.json").write_text(json.dumps({"bandwidth": 2.0}))
-    diffs = evaluate.differences_to_none(cfg, t)
+    diffs = evaluate.differences_to_none(cfg, dataclasses.replace(t, bandwidth=2.0))
     assert list(diffs["arm"].unique()) == ["eisbach"] and len(diffs) == len(evaluate.PER_CLIP) + 1
     dv = diffs.set_index("metric").loc["vendi_intra"]
     assert dv["diff"] == pytest.approx(1.0) and dv["prompts"] == 4 and dv["seeds"] == 3
     assert pd.read_csv(mdir / "paired_differences.csv").shape == diffs.shape
-    by = evaluate.vendi_by_step(t["intra"])
+    by = evaluate.vendi_by_step(t.intra)
     assert len(by) == 2 * 3 * 2 and by.set_index(["arm", "seed", "step"]).loc[("eisbach", 0, 10), "vendi_intra"] == 2.0
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from eisbach_lib import scorecard
 from eisbach_lib.config import load_profile
+from eisbach_lib.layout import Layout
 
 STEPS = 20
 METRICS = ("motif_recurrence", "novelty_sections", "spectral_contrast", "temporal_flatness", "flat_share")
@@ -35,8 +36,8 @@ def write_eval(tmp_path, effects: dict | None = None, seeds: int = 5, prompts: i
     (metric 'vendi_intra' for the set table, 'fd_ref'/'kid_ref'/'vendi_inter' for the runs table)."""
     effects = effects or {}
     rng = np.random.default_rng(seed)
-    mdir = tmp_path / "metrics"
-    mdir.mkdir(parents=True, exist_ok=True)
+    L = Layout.of({"runs_dir": str(tmp_path)})
+    L.metrics.mkdir(parents=True, exist_ok=True)
     seed_eff = rng.normal(0, noise, size=seeds)
     prompt_eff = rng.normal(0, noise, size=prompts)
     clips, intra, runs = [], [], []
@@ -65,17 +66,17 @@ def write_eval(tmp_path, effects: dict | None = None, seeds: int = 5, prompts: i
             clips.append({"run": "base", "adapter": "none", "arm": "base", "seed": -1, "step": 0, "prompt_id": p,
                           "sample": k, "path": f"base/{p}_{k}.wav",
                           **{m: 1.0 + prompt_eff[p] + effects.get(("base", m), 0.0) for m in METRICS}})
-    pd.DataFrame(clips).to_parquet(mdir / "clips.parquet", index=False)
-    pd.DataFrame(intra).to_csv(mdir / "intra.csv", index=False)
-    pd.DataFrame(runs).to_csv(mdir / "runs.csv", index=False)
+    pd.DataFrame(clips).to_parquet(L.metrics_table("clips"), index=False)
+    pd.DataFrame(intra).to_csv(L.metrics_table("intra"), index=False)
+    pd.DataFrame(runs).to_csv(L.metrics_table("runs"), index=False)
     ref = pd.DataFrame({m: rng.normal(1.0, ref_sd, 60) for m in METRICS})
     for i in range(6):
         ref[f"emb_{i}"] = rng.normal(0, 1, 60)
-    ref.to_parquet(mdir / "reference.parquet", index=False)
+    ref.to_parquet(L.metrics_table("raw"), index=False)  # the raw one only: the sesoi falls back to it
     pd.DataFrame([{"comparison": "reference A vs B (codec)", "n_a": 30, "n_b": 30, "fd": 10.0, "kid": 0.1,
-                   "fd_sd": 2.0, "kid_sd": 0.05, "n_splits": 20}]).to_csv(mdir / "ceiling.csv", index=False)
+                   "fd_sd": 2.0, "kid_sd": 0.05, "n_splits": 20}]).to_csv(L.metrics_table("ceiling"), index=False)
     pd.DataFrame([{"metric": m, "seconds": 4.0, "n_tunes": 20, "win_rate": win_rate}
-                  for m in ("motif_recurrence", "novelty_sections")]).to_csv(mdir / "structure_validation.csv", index=False)
+                  for m in ("motif_recurrence", "novelty_sections")]).to_csv(L.metrics_table("structure"), index=False)
 
 
 def card_row(card: pd.DataFrame, claim: str, role: str = "primary", contains: str = "") -> pd.Series:
@@ -104,7 +105,8 @@ def test_outcome_claim_every_verdict(tmp_path, effect, noise, expected):
     row = card_row(card, "C7")
     assert row["verdict"] == expected, row.to_dict()
     assert np.isfinite(row["mde"]) and row["mde"] > 0
-    assert row["sesoi"] == pytest.approx(0.2 * pd.read_parquet(tmp_path / "metrics" / "reference.parquet")["spectral_contrast"].std(), rel=1e-6)
+    raw = pd.read_parquet(Layout.of({"runs_dir": str(tmp_path)}).metrics_table("raw"))
+    assert row["sesoi"] == pytest.approx(0.2 * raw["spectral_contrast"].std(), rel=1e-6)
 
 
 def test_too_few_seeds_is_not_testable(tmp_path):
@@ -235,20 +237,20 @@ def test_holm_covers_every_primary_claim_with_a_verdict_and_names_the_family(tmp
 def write_anatomy(tmp_path, cos_final=0.999, floor=0.5, rho_sign=-1, slope_eisbach=-0.02, h_slope=0.05, seed=0, seeds=5,
                   mass_noise=0.002):
     rng = np.random.default_rng(seed)
-    adir = tmp_path / "anatomy"
-    adir.mkdir(parents=True, exist_ok=True)
+    L = Layout.of({"runs_dir": str(tmp_path)})
+    L.anatomy.mkdir(parents=True, exist_ok=True)
     finals = {"eisbach": cos_final, "eisbach_shuffle": cos_final, "none_other_batches": floor}
     rows = [{"init": i, "arm": arm, "seq": q, "step": k, "cos": 1 - (1 - c) * k / 10 + rng.normal(0, 1e-3)}
             for i in range(3) for arm, c in finals.items() for q in range(4) for k in range(1, 11)]
-    pd.DataFrame(rows).to_csv(adir / "update_cosines.csv", index=False)
+    pd.DataFrame(rows).to_csv(L.anatomy_table("update_cosines"), index=False)
     gc = [{"arm": a, "kind": "per_sample", "batch": 0, "sample": b, "cos": 1.0 if a != "eisbach_grad" else 0.3, "w": 0.1}
           for a in ("eisbach", "eisbach_norm", "eisbach_grad") for b in range(4)]
     gc += [{"arm": "eisbach", "kind": "batch", "batch": 0, "sample": -1, "cos": 0.95, "w": np.nan}]
-    pd.DataFrame(gc).to_csv(adir / "grad_cosines.csv", index=False)
+    pd.DataFrame(gc).to_csv(L.anatomy_table("grad_cosines"), index=False)
     flat = rng.uniform(0.3, 1.0, 80)
     pd.DataFrame({"id": range(80), "texture": np.where(flat > 0.7, "sustained", "plucked"),
                   "h": flat, "w": rho_sign * flat + rng.normal(0, 0.05, 80), "flatness": flat}).to_csv(
-        adir / "weights_by_clip.csv", index=False)
+        L.anatomy_table("weights_by_clip"), index=False)
     mass = []
     for arm, slope in (("none", 0.0), ("eisbach", slope_eisbach)):
         for s in range(seeds):
@@ -258,11 +260,11 @@ def write_anatomy(tmp_path, cos_final=0.999, floor=0.5, rho_sign=-1, slope_eisba
                           "share": share, "share_unweighted": 0.4},
                          {"run": f"dora_{arm}_s{s}", "arm": arm, "seed": s, "phase": ph, "texture": "plucked",
                           "share": 1 - share, "share_unweighted": 0.6}]
-    pd.DataFrame(mass).to_csv(adir / "gradient_mass.csv", index=False)
+    pd.DataFrame(mass).to_csv(L.anatomy_table("gradient_mass"), index=False)
     t = np.round(np.linspace(0.05, 0.95, 10), 3)
     ev = [{"id": c, "texture": "x", "t": tt, "h": h, "w": (1 - h + 1e-6) ** 0.5, "stage": "base"}
           for c in range(24) for tt in t for h in [0.9 + h_slope * tt + rng.normal(0, 0.01)]]
-    pd.DataFrame(ev).to_csv(adir / "entropy_vs_t.csv", index=False)
+    pd.DataFrame(ev).to_csv(L.anatomy_table("entropy_vs_t"), index=False)
 
 
 @pytest.mark.parametrize("cos_final,expected", [(0.98, "supported"), (0.6, "contradicted"), (0.875, "inconclusive")])
@@ -370,8 +372,8 @@ def test_the_readouts_validation_rows_say_passed_or_failed(tmp_path):
     pd.DataFrame([{"check": "texture accuracy (reference split)", "target": 0.9, "read_back": 0.98, "error": 0.08,
                    "tolerance": np.nan, "pass": True, "n": 150, "note": ""},
                   {"check": "spike-in 5 % flat", "target": 0.05, "read_back": 0.12, "error": 0.07, "tolerance": 0.03,
-                   "pass": False, "n": 117, "note": "20 draws"}]).to_csv(tmp_path / "metrics" / "readout_validation.csv",
-                                                                         index=False)
+                   "pass": False, "n": 117, "note": "20 draws"}]).to_csv(
+        Layout.of({"runs_dir": str(tmp_path)}).metrics_table("readout"), index=False)
     card = scorecard.build_scorecard(make_cfg(tmp_path))
     rows = card[card["claim"] == "READ"]
     assert list(rows["verdict"]) == ["passed", "failed"] and set(rows["role"]) == {"validation"}

@@ -192,9 +192,9 @@ def assert_full_scorecard(cfg: dict) -> None:
 
 @pytest.mark.slow
 def test_standin_chain_corpus_train_generate_evaluate(standin_profile):
-    """`eisbach corpus -> train (2 arms x 2 seeds, --steps 5) -> generate -> evaluate` on the stand-in,
-    under a profile whose checkpoints lie at or beyond step 5 (smoke: [5, 10, 20]): generate takes each
-    run's steps from its record, not from the profile."""
+    """`eisbach corpus -> train (2 arms x 2 seeds, --steps 5) -> generate -> anatomy -> dynamics ->
+    evaluate` on the stand-in, under a profile whose checkpoints lie at or beyond step 5 (smoke: [5, 10,
+    20]): generate takes each run's steps from its record, not from the profile."""
     profile = standin_profile(overrides={"corpus.clips": {"base": 8, "finetune": 8, "reference": 8}})
     cfg = load_profile(profile)
     assert min(cfg["finetune"]["checkpoints"]) >= 5 and cfg["finetune"]["steps"] == 20
@@ -219,6 +219,9 @@ def test_standin_chain_corpus_train_generate_evaluate(standin_profile):
         assert info.samplerate == 44100 and info.frames == 176400   # exactly generate.seconds = 4.0 s
     clips = [sf.read(str(runs / rel))[0] for rel in samples["path"].head(2)]
     assert np.abs(clips[0] - clips[1]).max() > 1e-3                 # two prompts' latents decode to different audio
+    for command in ("anatomy", "dynamics"):  # evaluate reads their tables and never computes them
+        code, _, err = run_cli(command, "--profile", str(profile))
+        assert code == 0, err
     code, out, err = run_cli("evaluate", "--profile", str(profile))
     assert code == 0, err
     assert_full_scorecard(cfg)
