@@ -44,7 +44,7 @@ from threadpoolctl import threadpool_limits
 from .progress import Progress
 
 METRICS_VERSION = 2     # bump when a metric's definition changes: caches keyed on it are recomputed
-                        # (2: Gaussian-kernel Vendi with a reference bandwidth, KID, round-tripped reference)
+                        # (2: Gaussian-kernel Vendi with a reference bandwidth, KID, the reference through the codec)
 ANALYSIS_SR = 22050
 N_FFT = 2048
 HOP = 512

@@ -34,7 +34,7 @@ its constant below):
   pre-registered minimum C4_MIN_SHARE; the direction (does w rise or fall with t) is in the note.
 - C5-C7 go through the gates in order: ≥ MIN_SEEDS seeds; the metric passes its known-answer
   validation at the clip length (C6); the positive control passes its gate (below).
-- C8 non-inferiority per seed: FD and KID to the round-tripped reference may be worse than `none` by at
+- C8 non-inferiority per seed: FD and KID to the reference through the codec may be worse than `none` by at
   most C8_CEILING_SDS standard deviations of their reference-halves ceiling, inter-prompt Vendi by at
   most its sesoi; supported when all three are non-inferior (p = the largest of the three, an
   intersection-union test), contradicted when any is inferior. A collapsed generator fails it.
@@ -561,7 +561,7 @@ def _adapter_distance_row(dist: pd.DataFrame, adapter: str, alpha: float) -> dic
 
 def c8_margins(t: Tables, cfg: dict) -> dict[str, float]:
     """The pre-registered non-inferiority margins of C8, anchored on the reference, not on `none`:
-    FD and KID: C8_CEILING_SDS × the SD of that metric between two halves of the round-tripped
+    FD and KID: C8_CEILING_SDS × the SD of that metric between two halves of the codec
     reference split (ceiling.csv; the sampling noise of real music of this distribution), inter-prompt
     Vendi: its sesoi (`metric_sesoi`). nan where the input is missing."""
     ceil = t.ceiling
@@ -576,7 +576,7 @@ def claim_c8(t: Tables, cfg: dict) -> dict:
     """Non-inferiority per seed on inter-prompt Vendi (+), FD (−) and KID (−) to the reference, each
     against its reference-anchored margin (`c8_margins`); all three non-inferior → supported (an
     intersection-union test: p is the largest of the three), any inferior → contradicted."""
-    ev = "inter-prompt Vendi, FD and KID to the round-tripped reference, non-inferiority per seed"
+    ev = "inter-prompt Vendi, FD and KID to the reference through the codec, non-inferiority per seed"
     if t.runs is None:
         return _row("C8", ev, note=f"missing {METRICS_TABLES['runs']} (eisbach evaluate)")
     runs = _primary(t, _final(t.runs, cfg, cfg["finetune"]["adapters"][0]))
@@ -677,7 +677,7 @@ def readout_rows(t: Tables) -> list[dict]:
 
 def ceiling_rows(t: Tables) -> list[dict]:
     """What FD and KID read with no model (two halves of the reference, split by source piece) and
-    what the codec round trip alone does (raw vs round-tripped reference; also its spectral-contrast
+    what the codec alone does (raw vs codec reference; also its spectral-contrast
     shift in dB), from `evaluate.ceiling_rows` (metrics/ceiling.csv)."""
     rows = []
     for r in (t.ceiling if t.ceiling is not None else pd.DataFrame()).to_dict("records"):
