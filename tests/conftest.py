@@ -1,5 +1,12 @@
 """Shared fixtures. The autouse `runs_untouched` (tests/runs_guard.py) fails the session if it changed
-the user's runs/; `smoke_run` runs the smoke series once, in a temporary runs folder."""
+the user's runs/; `smoke_run` runs the smoke series once, in a temporary runs folder.
+
+What several test modules share lives in modules beside this file, never in a test module: helpers.py
+(tiny training data and profiles, a tiny listening study), series_run.py (profile copies, the smoke
+series) and runs_guard.py. Test modules import them by name (`from helpers import synth`), as this file
+does: tests/ has no __init__.py, so pytest's default "prepend" import mode puts tests/ at the front of
+sys.path before it imports this file and each test module. No test module imports another, and no
+test file edits sys.path (test_distributed.py's worker script, a separate process, says why it must)."""
 
 import pytest
 import torch

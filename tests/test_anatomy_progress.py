@@ -17,7 +17,7 @@ from eisbach_lib import anatomy, probes
 from eisbach_lib.progress import Progress
 from eisbach_lib.train import pretrain
 from eisbach_lib.workers import one_thread
-from test_train import synth, tiny_cfg
+from helpers import synth, tiny_cfg
 
 SETTINGS = {"clips": 6, "t_points": 3, "weight_draws": 2, "grad_batches": 1, "update_seqs": 1, "update_steps": 2}
 

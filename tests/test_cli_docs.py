@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 
 from eisbach_lib.cli import build_parser
+from helpers import page_csv, prefer, tiny_samples
+from series_run import profile_copy
 
 REPO = Path(__file__).resolve().parent.parent
 #: a value for each placeholder the documents write
@@ -161,18 +163,13 @@ def test_options_and_files_in_any_order():
 def test_documented_import_form_imports(tmp_path, capsys):
     """`eisbach listen import --profile P FILE...` runs as written (the README's, notebook 05's and the
     report's form, rc 2 "unrecognized arguments" before), on a tiny study in a temporary runs folder."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_listen_study import page_csv, prefer, smoke_profile_at, tiny_samples
-
     from eisbach_lib.cli import main
     from eisbach_lib.study_design import load_study
 
     runs = tmp_path / "runs"
     runs.mkdir()
     tiny_samples(runs)
-    prof = smoke_profile_at(runs, tmp_path)
+    prof = profile_copy(tmp_path / "profile.yaml", runs)
     main(["listen", "kit", "--profile", str(prof)])
     doc = load_study(runs / "listening" / "study.json")
     files = [page_csv(tmp_path / f"{r}.csv", doc, r, prefer("eisbach")) for r in ("r1", "r2")]

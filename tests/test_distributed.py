@@ -46,11 +46,9 @@ from safetensors.torch import load_file
 from eisbach_lib.models import adapter_state_dict, add_adapter, load_base
 from eisbach_lib.runs import read_log
 from eisbach_lib.train import hyperparameters, pretrain, stream_seed, train_run
+from helpers import T as FRAMES, synth, tiny_cfg
 
 pytestmark = pytest.mark.slow  # the slow tier: make test-all, CI
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train import T as FRAMES, synth, tiny_cfg  # noqa: E402
 
 #: float32 unit roundoff (half the machine epsilon)
 U32 = torch.finfo(torch.float32).eps / 2
@@ -59,13 +57,17 @@ U32 = torch.finfo(torch.float32).eps / 2
 DETECTABLE = 0.25
 
 #: one rank of two; DROP_SHARD=True simulates a bug: rank 1 weighs its shard's samples by 0 (its
-#: gradient is zero; the all-reduce averages rank 0's half-batch gradient with nothing)
+#: gradient is zero; the all-reduce averages rank 0's half-batch gradient with nothing).
+#: The worker is a plain script that torchrun starts from a temporary folder: its sys.path[0] is that
+#: folder, and pytest's insertion of tests/ does not reach a child process. So the script itself puts
+#: tests/ (for helpers.py) and this checkout (its eisbach_lib, not whichever one the venv installed)
+#: in front; it is the one place in the tests that sets sys.path.
 WORKER = textwrap.dedent("""
     import os, sys
     sys.path[:0] = [{tests!r}, {repo!r}]
     import torch
     import eisbach_lib.train as train
-    from test_train import synth, tiny_cfg
+    from helpers import synth, tiny_cfg
     if {drop_shard!r} and os.environ["RANK"] == "1":
         weighted_loss = train.weighted_loss
         train.weighted_loss = lambda w, per_sample: weighted_loss(torch.zeros_like(w), per_sample)

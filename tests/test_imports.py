@@ -4,7 +4,10 @@ heavy or optional package out of the importing module's load, saying which on it
 comment line right above it (``# heavy: torch``, ``# heavy: diffusers (.models imports it)``,
 ``# optional: ipywidgets``). Imports made only for type checkers (``if TYPE_CHECKING:``) do not count.
 
-The checks parse eisbach_lib/*.py with `ast` and import nothing. `python tests/test_imports.py`
+The tests' own modules (issue 25, item 5): no test module imports another test module (what two of
+them share lives in tests/helpers.py, series_run.py or conftest.py) and no test file edits sys.path.
+
+The checks parse eisbach_lib/*.py and tests/*.py with `ast` and import nothing. `python tests/test_imports.py`
 prints the layers (a module's layer is one above the highest module it imports; 0 imports none)
 and every import inside a function with its reason.
 """
@@ -16,6 +19,7 @@ import re
 from pathlib import Path
 
 LIB = Path(__file__).resolve().parents[1] / "eisbach_lib"
+TESTS = Path(__file__).resolve().parent
 REASON = re.compile(r"#\s*(heavy|optional):\s*\S")
 FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
@@ -159,6 +163,49 @@ def test_the_checks_see_what_they_look_for(tmp_path):
     assert find_cycle(graph) is None and layers(graph) == {"a": 1, "b": 0, "c": 2}
     assert find_cycle({**graph, "b": {"c"}}) == ["a", "b", "c", "a"]
     assert unexplained_function_imports(parsed) == ["b.py:5  from . import a", "b.py:6  import torch"]
+
+
+# -------------------------------------------------------------------------------- the tests' own modules
+
+
+def cross_test_imports(folder: Path = TESTS) -> list[str]:
+    """'file:line  statement' for every import of a test module (test_*.py) and every use of sys.path
+    in the .py files of `folder` (code only: a string that a child process runs is not looked at)."""
+    test_modules = {p.stem for p in folder.glob("test_*.py")}
+    out = []
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                bad = any(a.name.split(".")[0] in test_modules for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                bad = node.level == 0 and (node.module or "").split(".")[0] in test_modules or (
+                    node.module == "sys" and any(a.name == "path" for a in node.names))
+            else:
+                bad = (isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name)
+                       and node.value.id == "sys")
+            if bad:
+                out.append((path.name, node.lineno, f"{path.name}:{node.lineno}  {ast.unparse(node)}"))
+    return [line for *_, line in sorted(out)]
+
+
+def test_no_test_module_imports_another_or_edits_sys_path():
+    offences = cross_test_imports()
+    assert not offences, ("a test module imports another test module or edits sys.path (move what they share "
+                          "to tests/helpers.py or a conftest.py fixture; tests/ is on sys.path already):\n"
+                          + "\n".join(offences))
+
+
+def test_the_test_module_check_sees_what_it_looks_for(tmp_path):
+    """An import of another test module (either form) and sys.path edits are named; a helpers module
+    and a child process's code in a string are not."""
+    (tmp_path / "test_a.py").write_text("import sys\nfrom pathlib import Path\n\n"
+                                        "sys.path.insert(0, str(Path(__file__).parent))\nfrom test_b import f\n")
+    (tmp_path / "test_b.py").write_text("import test_a\nfrom sys import path\nfrom helpers import g\n"
+                                        "CHILD = 'import sys; sys.path[:0] = [\"x\"]'\n\n\ndef f():\n    pass\n")
+    (tmp_path / "helpers.py").write_text("import sys\n\n\ndef g():\n    return sys.argv\n")
+    assert cross_test_imports(tmp_path) == ["test_a.py:4  sys.path", "test_a.py:5  from test_b import f",
+                                            "test_b.py:1  import test_a", "test_b.py:2  from sys import path"]
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ from eisbach_lib.study import study_verdicts
 from eisbach_lib.study_design import StudyError, load_study, trials_of
 from eisbach_lib.study_kit import make_kit
 from eisbach_lib.study_votes import import_votes, read_votes
-from test_listen_study import smoke_profile_at, tiny_samples
+from helpers import tiny_samples
+from series_run import profile_copy
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -151,7 +152,7 @@ def test_tampered_csv_refused_votes_unchanged(session, tmp_path):
         import_votes(study, [bad])
     assert votes_csv.read_bytes() == before
     out = subprocess.run([sys.executable, "-m", "eisbach_lib.cli", "listen", "import", str(bad),
-                          "--profile", str(smoke_profile_at(session["cfg"]["runs_dir"], tmp_path))],
+                          "--profile", str(profile_copy(tmp_path / "profile.yaml", Path(session["cfg"]["runs_dir"])))],
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert out.returncode == 2 and "tampered.csv, line 4" in out.stderr
     assert votes_csv.read_bytes() == before

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
 
 from eisbach_lib.study import (
     clustered_win_rate,
@@ -23,7 +22,6 @@ from eisbach_lib.study import (
 from eisbach_lib.study_design import (
     MAX_CATCH_FAIL,
     MIN_RATERS,
-    PAGE_COLUMNS,
     VOTE_COLUMNS,
     StudyError,
     default_comparisons,
@@ -35,57 +33,26 @@ from eisbach_lib.study_design import (
 from eisbach_lib.study_kit import degrade, make_kit
 from eisbach_lib.study_votes import import_votes, read_votes
 from eisbach_lib.study_widget import StudyAB, rater_plan
+from helpers import page_csv, prefer, tiny_samples
+from series_run import profile_copy
 
 
-def tiny_samples(runs, arms=("none", "eisbach"), seeds=(0, 1), prompts=(0, 1, 2), samples=(0,), seconds=1.0,
-                 sr=16000, step=20):
-    """A samples manifest with short synthetic WAVs under `runs` (paths relative to it, as generate writes)."""
-    rows = []
-    for arm in arms:
-        for seed in seeds:
-            run = f"dora_{arm}_s{seed}"
-            for p in prompts:
-                for s in samples:
-                    rel = f"samples/{run}/step_final/p{p:02d}_s{s}.wav"
-                    path = Path(runs) / rel
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    t = np.arange(int(seconds * sr)) / sr
-                    y = 0.2 * np.sin(2 * np.pi * (220 * (1 + p) + 5 * seed + 3 * s) * t) * (1 + 0.3 * np.sin(4 * np.pi * t))
-                    sf.write(path, y.astype(np.float32), sr, subtype="FLOAT")
-                    rows.append({"run": run, "adapter": "dora", "arm": arm, "seed": seed, "step": step, "prompt_id": p,
-                                 "caption": f"caption {p}", "sample": s, "path": rel})
-    m = pd.DataFrame(rows)
-    m.to_csv(Path(runs) / "samples" / "manifest.csv", index=False)
-    return m
+@pytest.fixture(scope="module")
+def kit_made(tmp_path_factory):
+    """A tiny kit (tiny_samples, then make_kit), made once per module."""
+    runs = tmp_path_factory.mktemp("kit")
+    tiny_samples(runs)
+    make_kit({"name": "tiny", "runs_dir": str(runs)})
+    return runs
 
 
 @pytest.fixture
-def kit(tmp_path):
+def kit(kit_made, tmp_path):
+    """(profile, study) of the tiny kit, copied into this test's tmp_path (its runs_dir): a test's
+    imports and votes stay its own. make_kit is deterministic, so the copy is the kit it would make."""
+    shutil.copytree(kit_made, tmp_path, dirs_exist_ok=True)
     cfg = {"name": "tiny", "runs_dir": str(tmp_path)}
-    tiny_samples(tmp_path)
-    return cfg, load_study(make_kit(cfg))
-
-
-def page_csv(path, doc, rater, choose, study_id=None):
-    """A CSV as the page downloads it: `choose(trial_row, question) -> (choice, clip_at_a)`."""
-    rows = []
-    for p in doc["pairs"].to_dict("records"):
-        choice, at_a = choose(p, p["question"])
-        rows.append({"study_id": study_id or doc["study_id"], "rater": rater, "pair_id": p["pair_id"],
-                     "question": p["question"], "choice": choice, "clip_at_a": at_a,
-                     "timestamp": "2026-12-01T07:00:00.000Z"})
-    pd.DataFrame(rows, columns=list(PAGE_COLUMNS)).to_csv(path, index=False)
-    return path
-
-
-def prefer(arm):
-    """A page answer that prefers `arm`'s clip (clip 1 at A), else the other arm (anchor: the original)."""
-    def choose(p, q):
-        first = p["arm_a"] if p["page_first"] == "a" else p["arm_b"]
-        if p["is_catch"]:
-            return ("A" if first == p["arm_a"] else "B"), 1
-        return ("A" if first == arm else "B"), 1
-    return choose
+    return cfg, load_study(tmp_path / "listening" / "study.json")
 
 
 # ----------------------------------------------------------------------------- the study as data
@@ -614,26 +581,13 @@ def test_static_players_embed_labelled_mp3(tmp_path):
     assert "8 clips shown of 12" in page
 
 
-def smoke_profile_at(runs, tmp_path):
-    """The smoke profile with runs_dir (and figures_dir) pointing at `runs`."""
-    import yaml
-
-    from eisbach_lib.config import CONFIGS
-
-    prof = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
-    prof.update(runs_dir=str(runs), figures_dir=str(Path(runs) / "figures"))
-    path = tmp_path / "profile.yaml"
-    path.write_text(yaml.safe_dump(prof))
-    return path
-
-
 def test_cli_listen_kit_import_summary(tmp_path, capsys):
     from eisbach_lib.cli import main
 
     runs = tmp_path / "runs"
     runs.mkdir()
     tiny_samples(runs)
-    prof = smoke_profile_at(runs, tmp_path)
+    prof = profile_copy(tmp_path / "profile.yaml", runs)
     main(["listen", "kit", "--profile", str(prof)])
     out = capsys.readouterr().out
     assert "8 trials (2 catch)" in out and "study.html" in out

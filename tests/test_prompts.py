@@ -128,6 +128,7 @@ def test_a_stale_prompts_file_is_rewritten(tmp_path):
     assert pd.read_csv(tmp_path / "prompts.csv", keep_default_na=False).equals(prompts)
 
 
+@pytest.mark.slow  # renders a chamber corpus (music21 parsing, FluidSynth); the fast tier has fake_corpus
 def test_a_rendered_chamber_corpus_gives_held_out_prompts(tmp_path):
     """On a real (tiny) chamber corpus: reference pieces and captions are disjoint from training."""
     from eisbach_lib.corpus import build_chamber_corpus

@@ -20,6 +20,7 @@ import torch
 from eisbach_lib import cli
 from eisbach_lib.config import load_profile
 from eisbach_lib.models import BaseDirError, SA3Codec, SA3TextEncoder, check_base_dir
+from series_run import profile_copy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -77,9 +78,7 @@ def test_missing_part_fails_before_any_work(sa3_standin, standin_profile, tmp_pa
 
 
 def test_embedded_base_missing_suggests_pretrain(tmp_path):
-    text = (Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml").read_text()
-    prof = tmp_path / "p.yaml"
-    prof.write_text(text.replace("runs_dir: runs/smoke", f"runs_dir: {tmp_path / 'runs'}"))
+    prof = profile_copy(tmp_path / "p.yaml", tmp_path / "runs")
     code, _, err = run_cli("train", "--profile", str(prof), "--arm", "none")
     assert code == 2 and "the embedded base DiT" in err and str(tmp_path / "runs" / "base") in err
     assert f"`eisbach pretrain --profile {prof}`" in err

@@ -15,35 +15,7 @@ from eisbach_lib.anatomy import training_mix
 from eisbach_lib.probes import base_fingerprint, constant_weight
 from eisbach_lib.runs import grid_items, load_run_model, read_log
 from eisbach_lib.train import BatchOrder, hyperparameters, pretrain, run_grid, shard_items, stream_seed, train_run
-
-C, T, L, D = 8, 24, 6, 16
-
-
-def synth(n: int, split: str = "finetune", seed: int = 0) -> PreEncoded:
-    """A tiny corpus: random latents with some padded frames, variable-length token masks, textures."""
-    g = torch.Generator().manual_seed(seed)
-    frame_mask = torch.ones(n, T, dtype=torch.bool)
-    frame_mask[::3, T - 5:] = False
-    token_mask = torch.zeros(n, L, dtype=torch.bool)
-    for i in range(n):
-        token_mask[i, : 2 + i % 4] = True
-    manifest = pd.DataFrame({"id": [f"{split}_{i:03d}" for i in range(n)], "split": split, "caption": "c",
-                             "texture": [("sustained", "plucked", "percussive")[i % 3] for i in range(n)]})
-    return PreEncoded(torch.randn(n, C, T, generator=g), frame_mask, torch.randn(n, L, D, generator=g), token_mask,
-                      torch.full((n,), 4.0), manifest)
-
-
-def tiny_cfg(runs_dir: Path) -> dict:
-    return {
-        "name": "test", "seed": 0, "runs_dir": str(runs_dir), "device": "cpu",
-        "model": {"base_dir": None, "embed_dim": 32, "depth": 1, "num_heads": 2, "ff_mult": 2.0,
-                  "num_memory_tokens": 0, "patch_size": 1},
-        "pretrain": {"steps": 6, "batch_size": 4, "lr": 1e-3, "cond_dropout": 0.2, "checkpoints": [3]},
-        "finetune": {"steps": 8, "batch_size": 4, "lr": 1e-3, "betas": [0.9, 0.95], "adapters": ["dora"], "rank": 4,
-                     "alpha": 4, "arms": ["none", "eisbach", "eisbach_shuffle"], "seeds": [0, 1], "lam": 0.5,
-                     "timesteps": "trunc_logit_normal", "ot": "exact", "cond_dropout": 0.3, "checkpoints": [3, 6],
-                     "log_every": 1},
-    }
+from helpers import C, D, synth, tiny_cfg
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 and the barrier weight is detached (its own gradient only in eisbach_grad)."""
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +9,7 @@ import torch
 from eisbach_lib.barrier import barrier_weights, per_sample_loss
 from eisbach_lib.flow import noise_data, velocity_target
 from eisbach_lib.train import ArmInputs, BatchOrder, draw_batch, make_generators, weighted_step
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train import synth  # noqa: E402
+from helpers import synth
 
 HP = {"batch_size": 4, "timesteps": "trunc_logit_normal", "ot": "exact", "cond_dropout": 0.3}
 
