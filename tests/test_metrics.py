@@ -347,6 +347,7 @@ def test_clip_metrics_match_single_functions():
     assert np.allclose(m["embedding"], M.clip_embedding(y, SR))
 
 
+@pytest.mark.slow  # spawns loky worker processes (4–6 s)
 def test_metrics_table_parallel_equals_serial_and_reads_files(tmp_path):
     import soundfile as sf
 
