@@ -362,8 +362,7 @@ def _embedding(f: Features) -> np.ndarray:
     onset = librosa.onset.onset_strength(S=f.mel_db, sr=ANALYSIS_SR)
     centroid = librosa.feature.spectral_centroid(S=f.mag, sr=ANALYSIS_SR, n_fft=N_FFT)[0]
     flatness = librosa.feature.spectral_flatness(S=f.mag)[0]
-    rms = librosa.feature.rms(S=f.mag, frame_length=N_FFT)[0]
-    log_rms = np.log(rms + 1e-6)
+    log_rms = np.log(f.rms + 1e-6)  # the shared analysis' frame RMS (librosa.feature.rms(S=mag, frame_length=N_FFT))
     parts = [
         f.mfcc.mean(axis=1), f.mfcc.std(axis=1),                 # 40: timbre and its variation
         f.contrast.mean(axis=1), f.contrast.std(axis=1),         # 14: peak/valley per octave band
@@ -537,8 +536,8 @@ def clip_metrics(y: np.ndarray, sr: int) -> dict:
 
 
 def _all_metrics(f: Features, flatness: float) -> dict:
-    return {"motif_recurrence": _motif_recurrence(f), "novelty_sections": _novelty_sections(f),
-            "spectral_contrast": float(f.contrast.mean()), "temporal_flatness": flatness, "embedding": _embedding(f)}
+    return {**{name: float(value(f)) for name, value in FROM_FEATURES.items()}, "temporal_flatness": flatness,
+            "embedding": _embedding(f)}
 
 
 #: metric → its value from a shared analysis (`features` or `features_from_magnitude`)
