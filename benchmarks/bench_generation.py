@@ -29,18 +29,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from eisbach_lib import metrics as M  # noqa: E402
-from eisbach_lib.config import load_profile  # noqa: E402
+from eisbach_lib.config import load_profile, override  # noqa: E402
 from eisbach_lib.datasets import codec_for, text_encoder_for  # noqa: E402
 from eisbach_lib.generate import NOISE_SEED, generate_run  # noqa: E402
 from eisbach_lib.models import merge_adapter  # noqa: E402
 from eisbach_lib.runs import load_run_model  # noqa: E402
 
 
-def sample_seconds(cfg: dict, run: Path, merged: bool, out: Path, codec, text_encoder) -> tuple[float, np.ndarray]:
+def sample_seconds(cfg, run: Path, merged: bool, out: Path, codec, text_encoder) -> tuple[float, np.ndarray]:
     """Seconds to sample the primary set of `run` (final weights) into `out`, and the latents."""
     model = load_run_model(cfg, run)
     model = merge_adapter(model) if merged else model
-    cfg = {**cfg, "runs_dir": str(out)}
+    cfg = override(cfg, {"runs_dir": str(out)})
     t0 = time.perf_counter()
     m = generate_run(cfg, None, name=f"bench_{'merged' if merged else 'adapter'}", meta={"arm": "bench"},
                      model=model, codec=codec, text_encoder=text_encoder, progress=False, sets=("primary",))
@@ -58,8 +58,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
-    cfg = load_profile(args.profile)
-    cfg["runs_dir"] = str(Path(args.runs).resolve())
+    cfg = load_profile(args.profile, {"runs_dir": str(Path(args.runs).resolve())})
     run = Path(args.runs) / "adapters" / args.run
     codec, text_encoder = codec_for(cfg), text_encoder_for(cfg)
     times: dict[str, list[float]] = {"adapter": [], "merged": []}
@@ -67,8 +66,8 @@ def main() -> None:
     for r in range(args.repeats):
         for merged in (False, True):
             with tempfile.TemporaryDirectory() as tmp:
-                (Path(tmp) / "corpus").symlink_to(Path(cfg["runs_dir"]) / "corpus")
-                (Path(tmp) / "prompts.csv").symlink_to(Path(cfg["runs_dir"]) / "prompts.csv")
+                (Path(tmp) / "corpus").symlink_to(Path(cfg.runs_dir) / "corpus")
+                (Path(tmp) / "prompts.csv").symlink_to(Path(cfg.runs_dir) / "prompts.csv")
                 s, lat["merged" if merged else "adapter"] = sample_seconds(cfg, run, merged, Path(tmp), codec, text_encoder)
             times["merged" if merged else "adapter"].append(s)
             print(f"repeat {r}: {'merged' if merged else 'adapter'} {s:.2f} s", flush=True)
@@ -87,7 +86,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for k in range(0, n, 16):
         for mag in codec.latents_to_magnitude(z[k:k + 16]).numpy():
-            M.magnitude_metrics(mag, codec.hop_length, float(cfg["generate"]["seconds"]))
+            M.magnitude_metrics(mag, codec.hop_length, float(cfg.generate.seconds))
     mel_metrics_s = (time.perf_counter() - t0) / n
     a, m = min(times["adapter"]) / n, min(times["merged"]) / n
     old, new = a + decode_s + audio_metrics_s, m + mel_metrics_s
@@ -98,8 +97,8 @@ def main() -> None:
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, torch "
         f"{torch.__version__}; one torch thread (as a generation worker); {n} clips of the primary set "
-        f"({cfg['generate']['sampler']}, {cfg['generate']['steps']} steps, batch {cfg['generate']['batch_size']}, "
-        f"{cfg['generate']['seconds']} s); sampling times are the minimum of {args.repeats} alternating repeats; "
+        f"({cfg.generate.sampler}, {cfg.generate.steps} steps, batch {cfg.generate.batch_size}, "
+        f"{cfg.generate.seconds} s); sampling times are the minimum of {args.repeats} alternating repeats; "
         f"wall time of the benchmark {(time.perf_counter() - started) / 60:.1f} min.",
         "",
         "| step | before (s / clip) | after (s / clip) |",

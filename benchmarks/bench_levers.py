@@ -41,7 +41,7 @@ def _load() -> dict:
     return load_profile(PROFILE)
 
 
-def _data(cfg: dict, split: str):
+def _data(cfg, split: str):
     from eisbach_lib.cache import load_cache
     from eisbach_lib.datasets import prepare_corpus
 
@@ -55,11 +55,15 @@ def prepare() -> None:
     the speed measurements do not depend on the weights)."""
     import yaml
 
+    from eisbach_lib.config import set_dotted
+
     cfg = yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())
-    cfg.update(name="levers", runs_dir=str(ROOT / "runs"), figures_dir=str(ROOT / "figures"))
-    cfg["corpus"]["clips"] = {"base": 240, "finetune": 96, "reference": 48}
-    cfg["pretrain"]["steps"] = 200
-    cfg["finetune"].update(steps=200, checkpoints=[50, 100, 200], arms=["none", "eisbach"], seeds=[0, 1], workers=2)
+    changes = {"name": "levers", "runs_dir": str(ROOT / "runs"), "figures_dir": str(ROOT / "figures"),
+               "corpus.clips": {"base": 240, "finetune": 96, "reference": 48}, "pretrain.steps": 200,
+               "finetune.steps": 200, "finetune.checkpoints": [50, 100, 200], "finetune.arms": ["none", "eisbach"],
+               "finetune.seeds": [0, 1], "finetune.workers": 2}
+    for key, value in changes.items():
+        set_dotted(cfg, key, value)
     ROOT.mkdir(parents=True, exist_ok=True)
     PROFILE.write_text(yaml.safe_dump(cfg, sort_keys=False))
     from eisbach_lib.train import pretrain
@@ -73,7 +77,7 @@ def prepare() -> None:
     _emit(section="prepare", what="corpus", clips=len(data), seconds=time.perf_counter() - t0)
     t0 = time.perf_counter()
     pretrain(cfg, data)
-    _emit(section="prepare", what="pretrain", steps=cfg["pretrain"]["steps"], seconds=time.perf_counter() - t0)
+    _emit(section="prepare", what="pretrain", steps=cfg.pretrain.steps, seconds=time.perf_counter() - t0)
 
 
 def _times(fn, reps: int) -> dict:
@@ -98,17 +102,17 @@ def gen(reps: int = 3, threads: int = 1) -> None:
     cfg = _load()
     model, codec = base_model(cfg), codec_for(cfg)
     tok, mask = text_encoder_for(cfg).encode(["a slow drone with a rising swell"] * 64)
-    n_frames = codec.frames(float(cfg["generate"]["seconds"]))
+    n_frames = codec.frames(float(cfg.generate.seconds))
     for b in (16, 32, 64):
         noise = torch.randn(b, codec.n_mels, n_frames, generator=torch.Generator().manual_seed(0))
-        sec = torch.full((b,), float(cfg["generate"]["seconds"]))
-        t = _times(lambda: sample_latents(model, tok[:b], mask[:b], sec, noise, cfg["generate"],
+        sec = torch.full((b,), float(cfg.generate.seconds))
+        t = _times(lambda: sample_latents(model, tok[:b], mask[:b], sec, noise, cfg.generate,
                                           torch.Generator().manual_seed(1)), reps)
         _emit(section="gen", what="sample", batch=b, threads=threads, per_clip_min_s=t["min_s"] / b,
               per_clip_median_s=t["median_s"] / b, **t)
-    lat = sample_latents(model, tok[:32], mask[:32], torch.full((32,), float(cfg["generate"]["seconds"])),
+    lat = sample_latents(model, tok[:32], mask[:32], torch.full((32,), float(cfg.generate.seconds)),
                          torch.randn(32, codec.n_mels, n_frames, generator=torch.Generator().manual_seed(0)),
-                         cfg["generate"], torch.Generator().manual_seed(1))
+                         cfg.generate, torch.Generator().manual_seed(1))
     for iters in (8, 16, 24, 32):
         t = _times(lambda: codec.decode(lat, n_iter=iters, generator=torch.Generator().manual_seed(2)), reps)
         _emit(section="gen", what="decode", iters=iters, batch=32, threads=threads, per_clip_min_s=t["min_s"] / 32,
@@ -137,11 +141,11 @@ def _work(kind: str, threads: int, out: str) -> None:
 
         model, codec = base_model(cfg), codec_for(cfg)
         tok, mask = text_encoder_for(cfg).encode(["a slow drone with a rising swell"] * 64)
-        n = codec.frames(float(cfg["generate"]["seconds"]))
+        n = codec.frames(float(cfg.generate.seconds))
         t0, c0 = time.perf_counter(), time.process_time()
-        lat = sample_latents(model, tok, mask, torch.full((64,), float(cfg["generate"]["seconds"])),
+        lat = sample_latents(model, tok, mask, torch.full((64,), float(cfg.generate.seconds)),
                              torch.randn(64, codec.n_mels, n, generator=torch.Generator().manual_seed(0)),
-                             cfg["generate"], torch.Generator().manual_seed(1))
+                             cfg.generate, torch.Generator().manual_seed(1))
         codec.decode(lat, generator=torch.Generator().manual_seed(2))
     print(json.dumps({"work_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}))
 
@@ -187,7 +191,7 @@ def gl() -> None:
     torch.set_num_threads(2)
     cfg = _load()
     codec = codec_for(cfg)
-    sr, seconds = codec.sample_rate, float(cfg["generate"]["seconds"])
+    sr, seconds = codec.sample_rate, float(cfg.generate.seconds)
     sets = {"reference": _data(cfg, "reference").latents[:48]}
     prompts = prompt_set(cfg)
     tok, mask = text_encoder_for(cfg).encode(list(prompts["caption"]))
@@ -195,7 +199,7 @@ def gl() -> None:
     n = codec.frames(seconds)
     sets["generated"] = sample_latents(base_model(cfg), tok[idx], mask[idx], torch.full((48,), seconds),
                                        torch.randn(48, codec.n_mels, n, generator=torch.Generator().manual_seed(0)),
-                                       cfg["generate"], torch.Generator().manual_seed(1))
+                                       cfg.generate, torch.Generator().manual_seed(1))
     scalars = ("motif_recurrence", "novelty_sections", "spectral_contrast", "temporal_flatness")
     for name, lat in sets.items():
         rows = {}
@@ -233,8 +237,8 @@ def adapters() -> None:
     cfg = _load()
     t0 = time.perf_counter()
     run_grid(cfg, _data(cfg, "finetune"), progress=False)
-    _emit(section="adapters", what="grid_wall", runs=len(grid_items(cfg)), steps=cfg["finetune"]["steps"],
-          workers=cfg["finetune"].get("workers", 1), seconds=time.perf_counter() - t0, load=os.getloadavg()[0])
+    _emit(section="adapters", what="grid_wall", runs=len(grid_items(cfg)), steps=cfg.finetune.steps,
+          workers=cfg.finetune.workers, seconds=time.perf_counter() - t0, load=os.getloadavg()[0])
     ref = _data(cfg, "reference")
     idx = torch.arange(16)
     noise = torch.randn(ref.latents[idx].shape, generator=torch.Generator().manual_seed(0))
@@ -263,23 +267,23 @@ def generate(workers: int = 2) -> None:
     cpu.yaml's generate section and Griffin-Lim iterations (set in memory; the bench cache is kept),
     from an empty samples folder. Wall time per clip, to check the per-clip projection of levers.md
     (model loading, WAV writing and the workers' start-up included)."""
+    import dataclasses
     import shutil
 
-    import yaml
-
+    from eisbach_lib.config import load_profile, override
     from eisbach_lib.generate import generate_grid, generation_jobs
 
     cfg = _load()
-    cpu = yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())
-    cfg["generate"] = {**cpu["generate"], "workers": workers}
-    cfg["codec"]["griffin_lim_iters"] = cpu["codec"]["griffin_lim_iters"]
-    shutil.rmtree(Path(cfg["runs_dir"]) / "samples", ignore_errors=True)
+    cpu = load_profile("cpu")
+    cfg = override(cfg, {"generate": {**dataclasses.asdict(cpu.generate), "workers": workers},
+                         "codec.griffin_lim_iters": cpu.codec.griffin_lim_iters})
+    shutil.rmtree(Path(cfg.runs_dir) / "samples", ignore_errors=True)
     jobs = len(generation_jobs(cfg))
     t0 = time.perf_counter()
     m = generate_grid(cfg, progress=False)
     wall = time.perf_counter() - t0
     _emit(section="generate", workers=workers, jobs=jobs, clips=len(m), seconds=wall, s_per_clip=wall / len(m),
-          griffin_lim_iters=cfg["codec"]["griffin_lim_iters"], batch=cfg["generate"]["batch_size"],
+          griffin_lim_iters=cfg.codec.griffin_lim_iters, batch=cfg.generate.batch_size,
           load=os.getloadavg()[0])
 
 

@@ -102,8 +102,8 @@ def count(module: torch.nn.Module, trainable: bool = False) -> int:
 def main() -> None:
     torch.set_num_threads(1)
     profiles = {name: load_profile(name) for name in ("smoke", "cpu", "gpu")}
-    shapes = {n: (int(c["finetune"]["batch_size"]), math.ceil(float(c["corpus"]["seconds"]) * RATE / HOP),
-                  int(c["text"]["max_tokens"]), int(c["generate"]["batch_size"])) for n, c in profiles.items()}
+    shapes = {n: (c.finetune.batch_size, math.ceil(c.corpus.seconds * RATE / HOP), c.text.max_tokens,
+                  c.generate.batch_size) for n, c in profiles.items()}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         sa3 = build_standin(Path(tmp) / "sa3")

@@ -70,11 +70,12 @@ def measure_step(spec: dict) -> dict:
     import torch
 
     from eisbach_lib.barrier import barrier_weights, per_sample_loss, weighted_loss
+    from eisbach_lib.config import Model
     from eisbach_lib.models import add_adapter, build_base, count_parameters
 
     torch.set_num_threads(int(spec.get("threads", 2)))
     b, frames, channels, text_dim, n_tok = spec["batch"], spec["frames"], spec.get("channels", 64), 384, spec.get("tokens", 64)
-    model = build_base(spec["model"], channels, text_dim, seed=0)
+    model = build_base(Model(**spec["model"]), channels, text_dim, seed=0)
     if spec.get("adapter"):
         add_adapter(model, spec["adapter"], 16, 16, seed=0)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -108,6 +109,7 @@ def measure_loop(spec: dict) -> dict:
 
     from eisbach_lib.cache import PreEncoded
     from eisbach_lib.runs import read_log
+    from eisbach_lib.config import load_profile
     from eisbach_lib.train import pretrain, train_run
 
     torch.set_num_threads(int(spec.get("threads", 2)))
@@ -123,12 +125,12 @@ def measure_loop(spec: dict) -> dict:
                           torch.randn(n, 64, 384, generator=g), tmask, torch.full((n,), frames / 21.5), man)
 
     with tempfile.TemporaryDirectory() as root:
-        cfg = {"seed": 0, "runs_dir": root, "device": "cpu", "model": {**spec["model"], "base_dir": None},
-               "pretrain": {"steps": spec["steps"] if not spec.get("adapter") else 2, "batch_size": spec["batch"],
-                            "lr": 1e-3, "cond_dropout": 0.1, "checkpoints": []},
-               "finetune": {"steps": spec["steps"], "batch_size": spec["batch"], "lr": 5e-5, "betas": [0.9, 0.95],
-                            "rank": 16, "alpha": 16, "lam": 0.5, "timesteps": "trunc_logit_normal", "ot": "exact",
-                            "cond_dropout": 0.1, "checkpoints": [], "log_every": 1}}
+        cfg = load_profile("smoke", {
+            "runs_dir": root, "figures_dir": root, "device": "cpu", "model": spec["model"],
+            "pretrain": {"steps": spec["steps"] if not spec.get("adapter") else 2, "batch_size": spec["batch"],
+                         "lr": 1e-3, "cond_dropout": 0.1, "checkpoints": []},
+            "finetune": {"steps": spec["steps"], "batch_size": spec["batch"], "lr": 5e-5, "arms": ["none", "eisbach"],
+                         "seeds": [0], "checkpoints": []}})
         t0 = time.perf_counter()
         run = pretrain(cfg, data("base"), progress=False)
         if spec.get("adapter"):
@@ -213,8 +215,8 @@ def profile_model(name: str) -> tuple[dict, int]:
 
     cfg = load_profile(name)
     keys = ("embed_dim", "depth", "num_heads", "ff_mult", "num_memory_tokens", "patch_size")
-    frames = 1 + int(float(cfg["corpus"]["seconds"]) * cfg["corpus"]["sample_rate"]) // int(cfg["codec"]["hop_length"])
-    return {k: cfg["model"][k] for k in keys}, frames
+    frames = 1 + int(float(cfg.corpus.seconds) * cfg.corpus.sample_rate) // int(cfg.codec.hop_length)
+    return {k: getattr(cfg.model, k) for k in keys}, frames
 
 
 def specs_profiles(reps: int) -> list[dict]:

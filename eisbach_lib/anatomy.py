@@ -6,7 +6,7 @@ tables of layout.ANATOMY_TABLES, each returned under its name):
 `barrier_anatomy(cfg)` (the base model and the `finetune` split, before any fine-tuning: notebook 02)
 and `training_dynamics(cfg)` (the trained grid's logs and checkpoints: notebook 04). The notebooks
 call them and plot what they return; the functions below are their parts, each returning a tidy
-DataFrame. Sizes come from the profile's optional `anatomy:` section (defaults in config.ANATOMY_DEFAULTS).
+DataFrame. Sizes come from the profile's optional `anatomy:` section (config.Anatomy, with its defaults).
 
 Both entry points run with one torch thread (`workers.one_thread`): their loops are thousands of
 small forward/backward passes, which a second OpenMP thread barely speeds up alone and slows down
@@ -29,7 +29,7 @@ import torch
 
 from .barrier import barrier_weights, new_tmatched_state, per_sample_loss, temporal_entropy
 from .cache import PreEncoded, load_cache
-from .config import anatomy_settings
+from .config import Anatomy, Profile
 from .datasets import prepare_corpus
 from .flow import sample_timesteps
 from .layout import Layout, is_finished
@@ -239,7 +239,7 @@ def update_cosines(model, data: PreEncoded, arms: list[str], n_seqs: int = 3, n_
 
 
 @torch.no_grad()
-def output_distances(cfg: dict, run_dirs: dict[str, Path], data: PreEncoded, n_clips: int = 16,
+def output_distances(cfg: Profile, run_dirs: dict[str, Path], data: PreEncoded, n_clips: int = 16,
                      t_val: float = 0.5, seed: int = 0) -> pd.DataFrame:
     """How far apart the trained models are (manipulation check): every model's velocity output on
     the same inputs (the first `n_clips` of `data`, fixed noise, noise level `t_val`), and the RMS
@@ -262,25 +262,25 @@ def output_distances(cfg: dict, run_dirs: dict[str, Path], data: PreEncoded, n_c
                          for i, a in enumerate(names) for b in names[i + 1:]])
 
 
-def _split_data(cfg: dict, split: str = "finetune") -> PreEncoded:
+def _split_data(cfg: Profile, split: str = "finetune") -> PreEncoded:
     return load_cache(prepare_corpus(cfg, progress=False)).split(split)
 
 
-def anatomy_steps(st: dict, n_data: int, batch_size: int) -> dict[str, int]:
+def anatomy_steps(st: Anatomy, n_data: int, batch_size: int) -> dict[str, int]:
     """The steps of each part of `barrier_anatomy` as its loops count them on the progress counter
     (forward passes, backward passes, AdamW steps, clips), from the anatomy settings `st`, the size
     of the finetune split and the fine-tuning batch size. tests/test_anatomy_progress.py checks
     that the counter ends exactly at their sum."""
-    n_clips = min(n_data, int(st["clips"]))
-    return {"entropy_vs_t": int(st["t_points"]) * math.ceil(n_clips / 32),
-            "weights_by_clip": int(st["weight_draws"]) * math.ceil(n_data / 32),
+    n_clips = min(n_data, st.clips)
+    return {"entropy_vs_t": st.t_points * math.ceil(n_clips / 32),
+            "weights_by_clip": st.weight_draws * math.ceil(n_data / 32),
             "clip_flatness": n_data,
-            "grad_cosines": int(st["grad_batches"]) * len(GRAD_ARMS) * 2 * (min(batch_size, n_data) + 1),
-            "update_cosines": int(st["update_inits"]) * int(st["update_seqs"]) * (2 + len(UPDATE_ARMS))
-                              * int(st["update_steps"])}
+            "grad_cosines": st.grad_batches * len(GRAD_ARMS) * 2 * (min(batch_size, n_data) + 1),
+            "update_cosines": st.update_inits * st.update_seqs * (2 + len(UPDATE_ARMS))
+                              * st.update_steps}
 
 
-def barrier_anatomy(cfg: dict, progress: bool = True) -> dict[str, pd.DataFrame]:
+def barrier_anatomy(cfg: Profile, progress: bool = True) -> dict[str, pd.DataFrame]:
     """Everything the scorecard needs from the base model before fine-tuning (C1, C2, C4), written to
     <runs_dir>/anatomy/: entropy_vs_t.csv (C4), weights_by_clip.csv (C2, with each clip's
     temporal_flatness), grad_cosines.csv and update_cosines.csv (C1). Returns the tables by name.
@@ -289,36 +289,36 @@ def barrier_anatomy(cfg: dict, progress: bool = True) -> dict[str, pd.DataFrame]
         return _barrier_anatomy(cfg, progress)
 
 
-def _barrier_anatomy(cfg: dict, progress: bool) -> dict[str, pd.DataFrame]:
+def _barrier_anatomy(cfg: Profile, progress: bool) -> dict[str, pd.DataFrame]:
     """`barrier_anatomy`'s work, in the caller's thread setting."""
     from .models import add_adapter  # heavy: diffusers (.models imports it)
 
-    st, ft = anatomy_settings(cfg), cfg["finetune"]
+    st, ft = cfg.anatomy, cfg.finetune
     layout = Layout.of(cfg)
     layout.anatomy.mkdir(parents=True, exist_ok=True)
-    data, model, lam, seed = _split_data(cfg), base_model(cfg), float(ft["lam"]), int(cfg["seed"])
-    bar = Progress(total=sum(anatomy_steps(st, len(data), int(ft["batch_size"])).values()), desc="barrier anatomy",
+    data, model, lam, seed = _split_data(cfg), base_model(cfg), ft.lam, cfg.seed
+    bar = Progress(total=sum(anatomy_steps(st, len(data), ft.batch_size).values()), desc="barrier anatomy",
                    unit="step", disable=not progress)
     out = {}
-    t_grid = np.round(np.linspace(0.05, 0.95, int(st["t_points"])), 3).tolist()
-    out["entropy_vs_t"] = entropy_vs_t(model, data, t_grid, n_clips=min(len(data), int(st["clips"])), lam=lam,
+    t_grid = np.round(np.linspace(0.05, 0.95, st.t_points), 3).tolist()
+    out["entropy_vs_t"] = entropy_vs_t(model, data, t_grid, n_clips=min(len(data), st.clips), lam=lam,
                                        seed=seed, bar=bar).assign(stage="base")
-    wbc = weights_by_clip(model, data, n_t=int(st["weight_draws"]), lam=lam, seed=seed, timesteps=ft["timesteps"],
+    wbc = weights_by_clip(model, data, n_t=st.weight_draws, lam=lam, seed=seed, timesteps=ft.timesteps,
                           bar=bar)
     wbc["flatness"] = clip_flatness(data.manifest, layout.corpus, bar=bar).to_numpy()
     out["weights_by_clip"] = wbc
-    adapted = add_adapter(base_model(cfg), kind=ft["adapters"][0], rank=ft["rank"], alpha=ft["alpha"], seed=seed)
-    out["grad_cosines"] = grad_cosines(adapted, data, list(GRAD_ARMS), n_batches=int(st["grad_batches"]),
-                                       batch_size=ft["batch_size"], lam=lam, seed=seed, timesteps=ft["timesteps"],
+    adapted = add_adapter(base_model(cfg), kind=ft.adapter, rank=ft.rank, alpha=ft.alpha, seed=seed)
+    out["grad_cosines"] = grad_cosines(adapted, data, list(GRAD_ARMS), n_batches=st.grad_batches,
+                                       batch_size=ft.batch_size, lam=lam, seed=seed, timesteps=ft.timesteps,
                                        bar=bar)
     parts = []
-    for init in range(int(st["update_inits"])):  # several adapter inits, the same batch sequences (crossed)
-        model_i = add_adapter(base_model(cfg), kind=ft["adapters"][0], rank=ft["rank"], alpha=ft["alpha"],
+    for init in range(st.update_inits):  # several adapter inits, the same batch sequences (crossed)
+        model_i = add_adapter(base_model(cfg), kind=ft.adapter, rank=ft.rank, alpha=ft.alpha,
                               seed=seed + init)
-        parts.append(update_cosines(model_i, data, list(UPDATE_ARMS), n_seqs=int(st["update_seqs"]),
-                                    n_steps=int(st["update_steps"]), batch_size=ft["batch_size"], lr=float(ft["lr"]),
-                                    betas=tuple(ft["betas"]), weight_decay=float(ft.get("weight_decay", 0.0)), lam=lam,
-                                    seed=seed, timesteps=ft["timesteps"], init=init, bar=bar))
+        parts.append(update_cosines(model_i, data, list(UPDATE_ARMS), n_seqs=st.update_seqs,
+                                    n_steps=st.update_steps, batch_size=ft.batch_size, lr=ft.lr,
+                                    betas=ft.betas, weight_decay=ft.weight_decay, lam=lam,
+                                    seed=seed, timesteps=ft.timesteps, init=init, bar=bar))
     out["update_cosines"] = pd.concat(parts, ignore_index=True)
     bar.close()
     for name, df in out.items():
@@ -326,7 +326,7 @@ def _barrier_anatomy(cfg: dict, progress: bool) -> dict[str, pd.DataFrame]:
     return out
 
 
-def training_logs(cfg: dict) -> pd.DataFrame:
+def training_logs(cfg: Profile) -> pd.DataFrame:
     """The per-sample training logs of every finished run of the grid, with run, arm, seed, adapter."""
     items = [it for it in grid_items(cfg) if is_finished(it["run_dir"])]
     if not items:
@@ -335,7 +335,7 @@ def training_logs(cfg: dict) -> pd.DataFrame:
                                                      adapter=it["adapter"]) for it in items], ignore_index=True)
 
 
-def training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
+def training_dynamics(cfg: Profile) -> dict[str, pd.DataFrame]:
     """Everything the scorecard needs from the trained grid (C3, C4 over training, manipulation
     checks), written to <runs_dir>/anatomy/: gradient_mass.csv (C3: each class's share of Σw·L per
     run and training phase), weight_mix.csv (the effective training mix, `training_mix`, with
@@ -347,9 +347,9 @@ def training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
         return _training_dynamics(cfg)
 
 
-def _training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
+def _training_dynamics(cfg: Profile) -> dict[str, pd.DataFrame]:
     """`training_dynamics`' work, in the caller's thread setting."""
-    st, ft = anatomy_settings(cfg), cfg["finetune"]
+    st, ft = cfg.anatomy, cfg.finetune
     layout = Layout.of(cfg)
     layout.anatomy.mkdir(parents=True, exist_ok=True)
     log = training_logs(cfg)
@@ -359,20 +359,20 @@ def _training_dynamics(cfg: dict) -> dict[str, pd.DataFrame]:
     out = {"gradient_mass": gradient_mass(log), "weight_mix": mix.assign(shift=mix["weighted_share"] - mix["share"])}
     data = _split_data(cfg)
     items = [it for it in grid_items(cfg) if is_finished(it["run_dir"])]
-    adapter = ft["adapters"][0]
+    adapter = ft.adapter
     first = next((it for it in items if it["arm"] == "eisbach" and it["adapter"] == adapter), None)
-    t_grid = np.round(np.linspace(0.05, 0.95, int(st["t_points"])), 3).tolist()
+    t_grid = np.round(np.linspace(0.05, 0.95, st.t_points), 3).tolist()
     parts = []
     if first is not None:
         ckpts, final = run_steps(first["run_dir"])  # the run's own record, not the profile
         for step in [*ckpts, final]:
             m = load_run_model(cfg, first["run_dir"], step=None if step == final else step)
-            parts.append(entropy_vs_t(m, data, t_grid, n_clips=min(len(data), int(st["clips"])), lam=float(ft["lam"]),
-                                      seed=int(cfg["seed"])).assign(stage=f"step {step}", run=first["run_dir"].name))
+            parts.append(entropy_vs_t(m, data, t_grid, n_clips=min(len(data), st.clips), lam=ft.lam,
+                                      seed=cfg.seed).assign(stage=f"step {step}", run=first["run_dir"].name))
     out["entropy_vs_t_checkpoints"] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     finals = {Path(it["run_dir"]).name: it["run_dir"] for it in items if it["adapter"] == adapter}
     out["output_distances"] = output_distances(cfg, finals, _split_data(cfg, "reference"),
-                                               n_clips=int(st["distance_clips"]), seed=int(cfg["seed"]))
+                                               n_clips=st.distance_clips, seed=cfg.seed)
     for name, df in out.items():
         df.to_csv(layout.anatomy_table(name), index=False)
     return out
@@ -390,7 +390,7 @@ def texture_order(df: pd.DataFrame) -> list[str]:
     return [t for t in TEXTURE_ORDER if t in present]
 
 
-def corpus_flatness(cfg: dict, manifest: pd.DataFrame) -> pd.DataFrame:
+def corpus_flatness(cfg: Profile, manifest: pd.DataFrame) -> pd.DataFrame:
     """The corpus manifest with each clip's `temporal_flatness` (`clip_flatness`) as column
     `flatness`; id, split, texture and flatness also written to <runs_dir>/corpus/flatness.csv."""
     layout = Layout.of(cfg)
@@ -453,7 +453,7 @@ def mix_table(mix: pd.DataFrame) -> pd.DataFrame:
     return mix.groupby(["arm", "texture"])["shift"].agg(["mean", "std", "count"]).round(4)
 
 
-def entropy_stages(cfg: dict, checkpoints: pd.DataFrame) -> pd.DataFrame:
+def entropy_stages(cfg: Profile, checkpoints: pd.DataFrame) -> pd.DataFrame:
     """Entropy against noise level at every stage: the base model's anatomy/entropy_vs_t.csv
     followed by the checkpoints' table (`training_dynamics`' entropy_vs_t_checkpoints)."""
     base = pd.read_csv(Layout.of(cfg).anatomy_table("entropy_vs_t"))

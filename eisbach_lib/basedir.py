@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .config import Profile
 from .layout import Layout
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -76,18 +77,18 @@ def _widths(directory: Path, parts: tuple[str, ...], problems: list[str]) -> dic
                "duration_embedder": ("dit", ("output_dim",)), "vae": ("codec", ("latent_dim", "sampling_rate"))}
     for folder, (part, keys) in configs.items():
         if part in parts and (directory / folder / "config.json").exists():
-            cfg = _read_json(directory / folder / "config.json", problems) or {}
+            conf = _read_json(directory / folder / "config.json", problems) or {}
             for k in keys:
-                if k in cfg:
-                    w[f"{folder}.{k}"] = int(cfg[k])
-                elif cfg:
+                if k in conf:
+                    w[f"{folder}.{k}"] = int(conf[k])
+                elif conf:
                     problems.append(f"{folder}/config.json has no {k}")
     if "text" in parts and (directory / "text_encoder" / "config.json").exists():
-        cfg = _read_json(directory / "text_encoder" / "config.json", problems) or {}
-        hidden = (cfg.get("encoder") or {}).get("hidden_size", cfg.get("hidden_size"))
+        conf = _read_json(directory / "text_encoder" / "config.json", problems) or {}
+        hidden = (conf.get("encoder") or {}).get("hidden_size", conf.get("hidden_size"))
         if hidden is not None:
             w["text_encoder.hidden_size"] = int(hidden)
-        elif cfg:
+        elif conf:
             problems.append("text_encoder/config.json has no encoder.hidden_size")
     return w
 
@@ -140,7 +141,7 @@ def check_base_dir(directory: str | Path, parts: tuple[str, ...] = ("dit", "code
     return widths
 
 
-def check_base_for(cfg: dict, dit: bool = True, base_dir: str | Path | None = None) -> None:
+def check_base_for(cfg: Profile, dit: bool = True, base_dir: str | Path | None = None) -> None:
     """The early check of a command that will need a base directory (cli: corpus, train, grid, generate,
     reproduce), before any work.
 
@@ -150,8 +151,8 @@ def check_base_for(cfg: dict, dit: bool = True, base_dir: str | Path | None = No
     loads the base of adapter runs), <runs_dir>/base is checked: the pretrained embedded DiT. The fix
     named fits the case: complete the directory or point the profile elsewhere for real weights,
     `eisbach pretrain` for the embedded base."""
-    profile = cfg.get("_path", "the profile")
-    real = (cfg.get("model") or {}).get("base_dir")
+    profile = cfg.path
+    real = cfg.model.base_dir
     if real:
         fix = (f"copy the missing or broken files of the Stable Audio 3 checkpoint into {real} (nothing is "
                f"downloaded at run time), or point model.base_dir in {profile} at a complete directory")

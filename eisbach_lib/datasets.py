@@ -23,6 +23,7 @@ the top level behind `eisbach corpus` and notebook 00.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 import zlib
@@ -36,8 +37,8 @@ import torch
 from .progress import Progress
 
 from .cache import PreEncoded, fingerprint_files, load_cache, save_cache
-from .config import config_hash
-from .corpus import FLAT_SHARE, build_chamber_corpus, corpus_params
+from .config import Profile, config_hash
+from .corpus import build_chamber_corpus, corpus_params
 from .device import resolve_device
 from .files import atomic_write
 from .layout import CACHE_META, CORPUS_PARAMS, MANIFEST, SKIPPED, Layout
@@ -366,7 +367,7 @@ def _clear_audio_if_changed(corpus_dir: Path, params: dict) -> None:
     meta_path.write_text(json.dumps(params, indent=2, sort_keys=True))
 
 
-def cache_meta(cfg: dict, corpus_key: dict, manifest: pd.DataFrame, corpus_dir: str | Path, codec,
+def cache_meta(cfg: Profile, corpus_key: dict, manifest: pd.DataFrame, corpus_dir: str | Path, codec,
                text_encoder) -> dict:
     """The parts of the pre-encoded cache's key: everything that changes the cached tensors.
 
@@ -383,37 +384,37 @@ def cache_meta(cfg: dict, corpus_key: dict, manifest: pd.DataFrame, corpus_dir: 
     cols = [c for c in ("id", "split", "caption", "path", "seconds", "source") if c in manifest.columns]
     root = Path(corpus_dir)
     audio = [root / p for p in manifest["path"] if (root / p).exists()]
-    return {"corpus": corpus_key, "codec": _codec_key(codec), "codec_config": dict(cfg["codec"]),
-            "text": _codec_key(text_encoder), "max_tokens": int(cfg["text"]["max_tokens"]),
-            "seconds": float(cfg["corpus"]["seconds"]), "sample_rate": int(cfg["corpus"]["sample_rate"]),
+    return {"corpus": corpus_key, "codec": _codec_key(codec), "codec_config": dataclasses.asdict(cfg.codec),
+            "text": _codec_key(text_encoder), "max_tokens": int(cfg.text.max_tokens),
+            "seconds": float(cfg.corpus.seconds), "sample_rate": int(cfg.corpus.sample_rate),
             "codec_sample_rate": int(codec.sample_rate),
             "manifest": config_hash(manifest[cols].astype(str).to_numpy().tolist()),
             "audio": fingerprint_files(audio, root, sample_bytes=0)}
 
 
-def codec_for(cfg: dict):
+def codec_for(cfg: Profile):
     """The audio codec of a profile: the SA3 autoencoder when model.base_dir is set (on the profile's
     device: SAME-L has 852 M parameters; results come back on the CPU), else MelCodec."""
-    if (cfg.get("model") or {}).get("base_dir"):
+    if cfg.model.base_dir:
         from .models import SA3Codec  # heavy: diffusers (.models imports it)
 
-        return SA3Codec(cfg["model"]["base_dir"], device=resolve_device(cfg))
+        return SA3Codec(cfg.model.base_dir, device=resolve_device(cfg))
     from .codec import MelCodec  # heavy: scipy (.codec imports scipy.stats)
 
-    return MelCodec(sample_rate=cfg["corpus"]["sample_rate"], **cfg["codec"])
+    return MelCodec(sample_rate=cfg.corpus.sample_rate, **dataclasses.asdict(cfg.codec))
 
 
-def text_encoder_for(cfg: dict):
+def text_encoder_for(cfg: Profile):
     """The text encoder of a profile: the SA3 text encoder when model.base_dir is set (on the profile's
     device; results come back on the CPU), else MiniLM."""
-    if (cfg.get("model") or {}).get("base_dir"):
+    if cfg.model.base_dir:
         from .models import SA3TextEncoder  # heavy: diffusers (.models imports it)
 
-        return SA3TextEncoder(cfg["model"]["base_dir"], cfg["text"]["max_tokens"], device=resolve_device(cfg))
-    return TextEncoder(cfg["text"]["max_tokens"])
+        return SA3TextEncoder(cfg.model.base_dir, cfg.text.max_tokens, device=resolve_device(cfg))
+    return TextEncoder(cfg.text.max_tokens)
 
 
-def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = True) -> Path:
+def prepare_corpus(cfg: Profile, codec=None, text_encoder=None, progress: bool = True) -> Path:
     """Render or load the profile's corpus into <runs_dir>/corpus/ and pre-encode it into
     <runs_dir>/cache/<hash>/; returns the cache folder (safe to re-run: finished work is reused).
 
@@ -422,53 +423,52 @@ def prepare_corpus(cfg: dict, codec=None, text_encoder=None, progress: bool = Tr
     clips are written as WAVs under corpus/audio so every source looks the same downstream, and
     skipped rows go to corpus/skipped.csv. `codec` and `text_encoder` default to the
     profile's (`codec_for`, `text_encoder_for`: the Stable Audio 3 autoencoder and text encoder
-    when model.base_dir is set, else MelCodec and MiniLM). Optional config keys: corpus.clips_per_piece (4),
-    corpus.flat_share (corpus.FLAT_SHARE: the flat texture's share in finetune and reference),
-    corpus.encode_batch_size (32).
+    when model.base_dir is set, else MelCodec and MiniLM). The settings are config.Corpus's (its
+    optional keys: clips_per_piece, flat_share, encode_batch_size, workers).
     """
-    c = cfg["corpus"]
+    c = cfg.corpus
     layout = Layout.of(cfg)
     corpus_dir = layout.corpus
-    sr, seconds, source = int(c["sample_rate"]), float(c["seconds"]), c["source"]
+    sr, seconds, source = c.sample_rate, c.seconds, c.source
     if source == "chamber":
-        cpp, flat = int(c.get("clips_per_piece", 4)), float(c.get("flat_share", FLAT_SHARE))
-        manifest = build_chamber_corpus(corpus_dir, dict(c["clips"]), seconds, sr, seed=int(cfg.get("seed", 0)),
-                                        workers=int(c.get("workers", 2)), progress=progress, clips_per_piece=cpp,
+        cpp, flat = c.clips_per_piece, c.flat_share
+        manifest = build_chamber_corpus(corpus_dir, dict(c.clips), seconds, sr, seed=cfg.seed,
+                                        workers=c.workers, progress=progress, clips_per_piece=cpp,
                                         flat_share=flat)
-        corpus_key = corpus_params(dict(c["clips"]), seconds, sr, int(cfg.get("seed", 0)), cpp, flat)
+        corpus_key = corpus_params(dict(c.clips), seconds, sr, cfg.seed, cpp, flat)
     elif source in ("musiccaps", "folder"):
-        corpus_key = {"source": source, "musiccaps_csv": c.get("musiccaps_csv"), "audio_dir": c.get("audio_dir"),
+        corpus_key = {"source": source, "musiccaps_csv": c.musiccaps_csv, "audio_dir": c.audio_dir,
                       "sample_rate": sr, "seconds": seconds}
-        if not c.get("audio_dir") or (source == "musiccaps" and not c.get("musiccaps_csv")):
+        if not c.audio_dir or (source == "musiccaps" and not c.musiccaps_csv):
             need = "corpus.musiccaps_csv and corpus.audio_dir" if source == "musiccaps" else "corpus.audio_dir"
-            raise DataError(f"{cfg.get('_path', 'profile')}: corpus.source is {source!r} but {need} is not set")
+            raise DataError(f"{cfg.path}: corpus.source is {source!r} but {need} is not set")
         _clear_audio_if_changed(corpus_dir, corpus_key)
         if source == "musiccaps":
-            dataset, skipped = load_musiccaps(c["musiccaps_csv"], c["audio_dir"], sr, seconds, progress=progress)
+            dataset, skipped = load_musiccaps(c.musiccaps_csv, c.audio_dir, sr, seconds, progress=progress)
         else:
-            dataset, skipped = load_audio_folder(c["audio_dir"], sr, seconds, progress=progress)
+            dataset, skipped = load_audio_folder(c.audio_dir, sr, seconds, progress=progress)
         skipped.to_csv(corpus_dir / SKIPPED, index=False)
         manifest = write_dataset(dataset, corpus_dir, progress=progress)
     else:
-        raise DataError(f"{cfg.get('_path', 'profile')}: corpus.source must be chamber, musiccaps or folder, got {source!r}")
+        raise DataError(f"{cfg.path}: corpus.source must be chamber, musiccaps or folder, got {source!r}")
 
     codec = codec if codec is not None else codec_for(cfg)
     text_encoder = text_encoder if text_encoder is not None else text_encoder_for(cfg)
     meta = cache_meta(cfg, corpus_key, manifest, corpus_dir, codec, text_encoder)
     return encode_corpus(manifest, corpus_dir, codec, text_encoder, layout.cache, meta,
-                         batch_size=int(c.get("encode_batch_size", 32)), progress=progress, seconds=seconds)
+                         batch_size=c.encode_batch_size, progress=progress, seconds=seconds)
 
 
 # --------------------------------------------------------------------------------------------
 # The corpus as notebook 00 shows it
 
 
-def load_corpus(cfg: dict):
+def load_corpus(cfg: Profile):
     """The profile's pre-encoded corpus (`prepare_corpus`, then cache.load_cache): every split."""
     return load_cache(prepare_corpus(cfg))
 
 
-def read_manifest(cfg: dict) -> pd.DataFrame:
+def read_manifest(cfg: Profile) -> pd.DataFrame:
     """<runs_dir>/corpus/manifest.csv (empty strings kept as strings)."""
     return pd.read_csv(Layout.of(cfg).corpus_manifest, keep_default_na=False)
 

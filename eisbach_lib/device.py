@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .config import device_name
+from .config import Profile
 
 
-def resolve_device(cfg: dict) -> torch.device:
-    """cfg['device']: auto (CUDA when available) | cpu | cuda."""
-    want = device_name(cfg)
+def resolve_device(cfg: Profile) -> torch.device:
+    """cfg.device: auto (CUDA when available) | cpu | cuda (checked by config)."""
+    want = cfg.device
     if want == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if want.startswith("cuda") and not torch.cuda.is_available():

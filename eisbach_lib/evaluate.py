@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .config import Profile
 from .datasets import codec_for, fit_length, load_corpus, read_audio, read_manifest
 from .files import atomic_write
 from .layout import ANATOMY_TABLES, Layout
@@ -56,7 +57,7 @@ from .metrics import (AUDIO, LOG_MEL, METRICS_VERSION, analysis_of, fit_standard
 from .readout import fit_readout, sample_latents_for, sample_textures, validation_rows
 from .scorecard import build_scorecard, metric_direction, metric_sesoi, outcome_diffs, write_scorecard
 from .stats import paired_verdict
-from .tables import Tables
+from .tables import Tables, final_rows
 from .validation import structure_validation
 from .workers import one_thread
 
@@ -69,7 +70,7 @@ def _emb_cols(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith("emb_")]
 
 
-def _layout(cfg: dict) -> Layout:
+def _layout(cfg: Profile) -> Layout:
     """The profile's layout, its metrics folder created."""
     layout = Layout.of(cfg)
     layout.metrics.mkdir(parents=True, exist_ok=True)
@@ -87,14 +88,14 @@ def codec_magnitude(codec, latents: np.ndarray) -> np.ndarray:
         return codec.latents_to_magnitude(torch.from_numpy(np.ascontiguousarray(latents))).numpy()
 
 
-def latent_metrics(cfg: dict, codec, latents: np.ndarray, n_jobs: int = 2, desc: str = "metrics") -> pd.DataFrame:
+def latent_metrics(cfg: Profile, codec, latents: np.ndarray, n_jobs: int = 2, desc: str = "metrics") -> pd.DataFrame:
     """The per-clip metrics of latents [N, C, T] on the log-mel path (`metrics.magnitude_table`), the
     clips' length being generate.seconds."""
     return magnitude_table(latents, partial(codec_magnitude, codec), int(codec.hop_length),
-                           seconds=float(cfg["generate"]["seconds"]), n_jobs=n_jobs, desc=desc)
+                           seconds=cfg.generate.seconds, n_jobs=n_jobs, desc=desc)
 
 
-def clip_metrics(cfg: dict, samples: pd.DataFrame, n_jobs: int = 2, codec=None) -> pd.DataFrame:
+def clip_metrics(cfg: Profile, samples: pd.DataFrame, n_jobs: int = 2, codec=None) -> pd.DataFrame:
     """Per-clip metrics for every row of the samples manifest (cached in clips.parquet by path), read
     the codec's way (`analysis_of`): from each sample folder's latents.npy on the log-mel path, else
     from the decoded WAV files. Column `analysis` says which.
@@ -134,11 +135,11 @@ def clip_metrics(cfg: dict, samples: pd.DataFrame, n_jobs: int = 2, codec=None) 
     return keep[[c for c in keep.columns if not c.endswith("_x")]]
 
 
-def _reference_manifest(cfg: dict) -> tuple[Path, pd.DataFrame]:
+def _reference_manifest(cfg: Profile) -> tuple[Path, pd.DataFrame]:
     layout = Layout.of(cfg)
     corpus, path = layout.corpus, layout.corpus_manifest
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: build the corpus first (eisbach corpus --profile {cfg['name']})")
+        raise FileNotFoundError(f"{path} not found: build the corpus first (eisbach corpus --profile {cfg.name})")
     man = read_manifest(cfg)
     ref = man[man["split"] == "reference"].reset_index(drop=True)
     if len(ref) < 2:
@@ -182,7 +183,7 @@ def _cached(out: Path, paths: pd.Series, codec_key: str) -> pd.DataFrame | None:
     return df if ok else None
 
 
-def reference_metrics(cfg: dict, n_jobs: int = 2, roundtrip: bool = True, codec=None) -> pd.DataFrame:
+def reference_metrics(cfg: Profile, n_jobs: int = 2, roundtrip: bool = True, codec=None) -> pd.DataFrame:
     """Per-clip metrics of the corpus `reference` split: through the profile's codec as the generations
     are read (default; its log-mel for the embedded codec, `analysis_of`, else the encode → decode
     round trip; cached in reference_roundtrip.parquet) or as rendered (roundtrip=False;
@@ -201,7 +202,7 @@ def reference_metrics(cfg: dict, n_jobs: int = 2, roundtrip: bool = True, codec=
         return df
     if codec is None:
         codec = codec_for(cfg)
-    seconds, analysis = float(cfg["generate"]["seconds"]), analysis_of(codec)
+    seconds, analysis = cfg.generate.seconds, analysis_of(codec)
     key, out = f"{_codec_key(codec)} seconds={seconds} analysis={analysis}", layout.metrics_table("reference")
     df = _cached(out, ref["path"], key)
     if df is None:
@@ -220,7 +221,7 @@ def reference_metrics(cfg: dict, n_jobs: int = 2, roundtrip: bool = True, codec=
     return df
 
 
-def reference_latents(cfg: dict, ref: pd.DataFrame, codec) -> np.ndarray:
+def reference_latents(cfg: Profile, ref: pd.DataFrame, codec) -> np.ndarray:
     """The latents [N, C, T] of the reference clips `ref` (by id, in its order) from the pre-encoded
     corpus cache, cut to the generated clips' length (codec.frames(generate.seconds)): the
     reference's log-mel, which the log-mel path reads as it reads the generated one."""
@@ -229,7 +230,7 @@ def reference_latents(cfg: dict, ref: pd.DataFrame, codec) -> np.ndarray:
     missing = [i for i in ref["id"].astype(str) if i not in row]
     if missing:
         raise ValueError(f"the pre-encoded cache has no latents for {len(missing)} reference clips, e.g. {missing[0]}")
-    n = codec.frames(float(cfg["generate"]["seconds"]))
+    n = codec.frames(cfg.generate.seconds)
     lat = pe.latents.numpy()[[row[i] for i in ref["id"].astype(str)]]
     if lat.shape[-1] < n:
         raise ValueError(f"the corpus clips ({lat.shape[-1]} frames) are shorter than generate.seconds ({n} frames)")
@@ -241,7 +242,7 @@ def standardizer(reference: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return fit_standardizer(reference[_emb_cols(reference)].to_numpy())
 
 
-def vendi_bandwidth(cfg: dict, reference: pd.DataFrame) -> float:
+def vendi_bandwidth(cfg: Profile, reference: pd.DataFrame) -> float:
     """The Vendi bandwidth of the run: median pairwise distance of the standardised reference
     embeddings (`metrics.fit_vendi_bandwidth`), written to <runs_dir>/metrics/vendi_bandwidth.json
     with how it was fixed. Deterministic from the reference, so `set_metrics(clips, reference)`
@@ -338,7 +339,7 @@ def ceiling_rows(raw: pd.DataFrame, roundtrip: pd.DataFrame, bandwidth: float | 
 READOUT = "flat_share"  # per clip: its contribution to the texture readout's flat share (PACC)
 
 
-def readout_columns(cfg: dict, samples: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
+def readout_columns(cfg: Profile, samples: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
     """The texture readout (`readout.py`) of every generated clip (by `path`) and every reference clip
     (by `id`), and the readout's validation rows. Each clip's value is (p_flat − a)/(b − a), its
     contribution to the probabilistic adjusted count: the mean over any set of clips (a seed and
@@ -363,7 +364,7 @@ def readout_columns(cfg: dict, samples: pd.DataFrame, reference: pd.DataFrame) -
             ref_values.reindex(reference["id"]).set_axis(reference.index), validation)
 
 
-def write_metrics(cfg: dict, n_jobs: int = 2, codec=None) -> Tables:
+def write_metrics(cfg: Profile, n_jobs: int = 2, codec=None) -> Tables:
     """Every metrics file of the module docstring: per-clip metrics of the generations, the raw
     and codec reference, the Vendi bandwidth, intra.csv, runs.csv, ceiling.csv,
     readout_validation.csv and structure_validation.csv. Returns them as one `tables.Tables` (with
@@ -397,7 +398,7 @@ def write_metrics(cfg: dict, n_jobs: int = 2, codec=None) -> Tables:
                   prompts=prompts, bandwidth=sigma)
 
 
-def upstream_inputs(cfg: dict) -> list[tuple[Path, str]]:
+def upstream_inputs(cfg: Profile) -> list[tuple[Path, str]]:
     """What `evaluate` reads from the stages before it, besides the corpus, each with the `eisbach`
     command that writes it, in the order the commands run: the samples manifest (generate) and
     every anatomy table (layout.ANATOMY_TABLES: anatomy, then dynamics)."""
@@ -406,7 +407,7 @@ def upstream_inputs(cfg: dict) -> list[tuple[Path, str]]:
                                                       for name, command in ANATOMY_TABLES.items())]
 
 
-def check_upstream(cfg: dict) -> None:
+def check_upstream(cfg: Profile) -> None:
     """FileNotFoundError when a table of `upstream_inputs` is missing, naming the files and the
     command that writes them (e.g. `eisbach anatomy --profile smoke`). Nothing is recomputed here:
     the anatomy measures the base model and the dynamics reads every run's checkpoints, which are
@@ -416,12 +417,12 @@ def check_upstream(cfg: dict) -> None:
         if not path.exists():
             missing.setdefault(command, []).append(path)
     if missing:
-        parts = [f"{paths[0]}{''.join(', ' + p.name for p in paths[1:])} (run `eisbach {command} --profile {cfg['name']}`)"
+        parts = [f"{paths[0]}{''.join(', ' + p.name for p in paths[1:])} (run `eisbach {command} --profile {cfg.name}`)"
                  for command, paths in missing.items()]
         raise FileNotFoundError("evaluate reads what earlier stages write, and this is missing: " + "; ".join(parts))
 
 
-def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
+def evaluate(cfg: Profile, n_jobs: int = 2) -> pd.DataFrame:
     """The whole scorecard from the command line, no notebook needed: after `check_upstream` (the
     samples and the anatomy and dynamics tables must be there: `eisbach generate`, `eisbach anatomy`,
     `eisbach dynamics`), `write_metrics`, `arm_means` and `differences_to_none`, then the scorecard
@@ -440,20 +441,17 @@ def evaluate(cfg: dict, n_jobs: int = 2) -> pd.DataFrame:
 # The summaries notebook 06 plots (also written by `evaluate`)
 
 
-def final_tables(cfg: dict, tables: Tables, prompt_set: str = "primary") -> tuple[pd.DataFrame, pd.DataFrame]:
+def final_tables(cfg: Profile, tables: Tables, prompt_set: str = "primary") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(clips, intra) of `write_metrics`: each run of the profile's first adapter at its own final step
     (as the scorecard reads them), on one prompt set (`set`; every row for tables without one)."""
-    adapter = cfg["finetune"]["adapters"][0]
-
     def pick(df: pd.DataFrame) -> pd.DataFrame:
-        df = df[df["adapter"] == adapter]
-        df = df[df["step"] == df.groupby("run")["step"].transform("max")]
+        df = final_rows(df, cfg.finetune.adapter, base=False)
         return df[df["set"] == prompt_set] if "set" in df else df
 
     return pick(tables.clips), pick(tables.intra)
 
 
-def arm_means(cfg: dict, tables: Tables) -> pd.DataFrame:
+def arm_means(cfg: Profile, tables: Tables) -> pd.DataFrame:
     """Each arm's mean of every PER_CLIP metric and of vendi_intra at the final step, with its 95 % CI
     treating seeds and prompts as crossed random factors (`stats.paired_verdict` on the metric
     itself). Columns metric, arm, mean, lo, hi, seeds; also written to metrics/arm_summary.csv."""
@@ -470,7 +468,7 @@ def arm_means(cfg: dict, tables: Tables) -> pd.DataFrame:
     return summary
 
 
-def differences_to_none(cfg: dict, tables: Tables) -> pd.DataFrame:
+def differences_to_none(cfg: Profile, tables: Tables) -> pd.DataFrame:
     """Every arm but `none` against `none` at the final step, paired by seed and prompt, for every
     PER_CLIP metric and vendi_intra: difference, 95 % CI, MDE, the reference sesoi and the verdict
     (`stats.paired_verdict`, as the scorecard decides), read in the direction the scorecard gives the
@@ -480,7 +478,7 @@ def differences_to_none(cfg: dict, tables: Tables) -> pd.DataFrame:
     metrics = [*((m, fc) for m in (*PER_CLIP, READOUT) if m in fc), ("vendi_intra", fi)]
     sesois = {metric: metric_sesoi(tables, cfg, metric) for metric, _ in metrics}
     rows = []
-    for arm in [a for a in cfg["finetune"]["arms"] if a != "none"]:
+    for arm in [a for a in cfg.finetune.arms if a != "none"]:
         for metric, table in metrics:
             d = outcome_diffs(table, metric, arm=arm)
             if d.empty:

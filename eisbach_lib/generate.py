@@ -10,6 +10,7 @@ comes from its own generator seeded by (i, j) only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -20,8 +21,7 @@ import soundfile as sf
 import torch
 from .progress import Progress
 
-from .config import REPO, SECTION_DEFAULTS, checkpoint_arms, heldout_prompts
-from .config import workers as config_workers
+from .config import REPO, Generate, Profile
 from .datasets import codec_for, read_manifest, text_encoder_for
 from .device import resolve_device
 from .codec import MelCodec
@@ -44,23 +44,7 @@ CHECKPOINT_SETS = ("primary",)  # what an intermediate checkpoint generates (`ge
 DECODE_SEED = 5678            # base seed of the Griffin-Lim phases of a clip decoded on demand (`decode_seed`)
 
 
-def generate_settings(cfg: dict) -> dict:
-    """The profile's `generate` section completed from config.SECTION_DEFAULTS["generate"]
-    (primary_cfg, unconditional_prompts, card_prompts), checked: primary_cfg and cfg are numbers
-    >= 0, unconditional_prompts an integer >= 0. Raises ValueError naming the key."""
-    gen = {**SECTION_DEFAULTS["generate"], **cfg["generate"]}
-    for key in ("cfg", "primary_cfg"):
-        value = gen.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{cfg.get('_path', 'profile')}: generate.{key} must be a number >= 0, got {value!r}")
-    n = gen["unconditional_prompts"]
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"{cfg.get('_path', 'profile')}: generate.unconditional_prompts must be an integer >= 0, "
-                         f"got {n!r}")
-    return gen
-
-
-def _heldout_captions(cfg: dict, n_wanted: int) -> pd.DataFrame:
+def _heldout_captions(cfg: Profile, n_wanted: int) -> pd.DataFrame:
     """`n_wanted` reference-split rows of the corpus manifest (id, caption, ...) for the primary
     prompts, chosen at random with the profile seed. Only captions of the ambiguous style when the
     manifest has such captions (the chamber corpus: all of the reference split), so a primary prompt
@@ -84,11 +68,11 @@ def _heldout_captions(cfg: dict, n_wanted: int) -> pd.DataFrame:
     if n_wanted > len(ref):
         warnings.warn(f"generate.heldout_prompts = {n_wanted}, but the reference split has {len(ref)} usable captions",
                       stacklevel=3)
-    rng = np.random.default_rng(cfg.get("seed", 0))
+    rng = np.random.default_rng(cfg.seed)
     return ref.sample(frac=1, random_state=int(rng.integers(1 << 31))).head(min(n_wanted, len(ref)))
 
 
-def prompt_set(cfg: dict) -> pd.DataFrame:
+def prompt_set(cfg: Profile) -> pd.DataFrame:
     """The profile's fixed evaluation prompts, one row per (caption, CFG scale). Columns
     PROMPT_COLUMNS: prompt_id, name, caption, source, set, cfg. In this order:
 
@@ -109,16 +93,16 @@ def prompt_set(cfg: dict) -> pd.DataFrame:
     name of the count, is read as `heldout_prompts` with a warning. Written to
     <runs_dir>/prompts.csv; the selection is recomputed on every call (deterministic) and the file
     rewritten, with a warning, when it differs (e.g. a file from before this change)."""
-    gen = generate_settings(cfg)
-    primary_cfg, guided = float(gen["primary_cfg"]), float(gen["cfg"])
-    held = _heldout_captions(cfg, heldout_prompts(cfg))
+    gen = cfg.generate
+    primary_cfg, guided = gen.primary_cfg, gen.cfg
+    held = _heldout_captions(cfg, gen.heldout_prompts)
     rows = [{"name": r.id, "caption": r.caption, "source": HELDOUT_SPLIT, "set": "primary", "cfg": primary_cfg}
             for r in held.itertuples()]
-    if guided != primary_cfg and gen["primary_at_cfg"]:  # the same captions again at the profile's CFG
+    if guided != primary_cfg and gen.primary_at_cfg:  # the same captions again at the profile's CFG
         rows += [{**r, "set": "primary_cfg", "cfg": guided} for r in list(rows)]
     rows += [{"name": f"unconditional_{k}", "caption": "", "source": "unconditional", "set": "unconditional",
-              "cfg": 1.0} for k in range(int(gen["unconditional_prompts"]))]
-    if gen.get("card_prompts", True):
+              "cfg": 1.0} for k in range(gen.unconditional_prompts)]
+    if gen.card_prompts:
         card = pd.read_csv(CARD_PROMPTS)
         rows += [{"name": r.name, "caption": r.prompt, "source": "model_card", "set": "card", "cfg": guided}
                  for r in card.itertuples()]
@@ -169,15 +153,15 @@ def initial_noise(prompt_id: int, sample: int, shape: tuple[int, int]) -> torch.
 
 @torch.no_grad()
 def sample_latents(model, tokens: torch.Tensor, token_mask: torch.Tensor, seconds: torch.Tensor,
-                   noise: torch.Tensor, gen_cfg: dict, generator: torch.Generator,
+                   noise: torch.Tensor, gen_cfg: Generate, generator: torch.Generator,
                    scale: float | torch.Tensor | None = None) -> torch.Tensor:
     """Sample latents for one batch with classifier-free guidance per row: v = v_u + s·(v_c − v_u),
-    s a [B, 1, 1] tensor from `scale` (a number or one value per row; default gen_cfg["cfg"]). The
+    s a [B, 1, 1] tensor from `scale` (a number or one value per row; default gen_cfg.cfg). The
     null condition is an all-False token mask. A row with s = 1 is its conditional prediction v_c
     exactly (no unconditional half is computed for it); the rows with s ≠ 1 get their unconditional
     half in the same forward pass as every row's conditional one."""
     b = noise.shape[0]
-    s = torch.as_tensor(gen_cfg["cfg"] if scale is None else scale, dtype=torch.float32).to(noise.device)
+    s = torch.as_tensor(gen_cfg.cfg if scale is None else scale, dtype=torch.float32).to(noise.device)
     s = s.expand(b) if s.ndim == 0 else s.reshape(b)
     gi = (s != 1).nonzero().squeeze(1)  # the rows that need v_u
     s_g = s[gi].view(-1, 1, 1)
@@ -193,8 +177,8 @@ def sample_latents(model, tokens: torch.Tensor, token_mask: torch.Tensor, second
         v_c[gi] = v_u + s_g.to(v.dtype) * (v_c[gi] - v_u)
         return v_c
 
-    ts = rf_schedule(int(gen_cfg["steps"])).to(noise.device)
-    if gen_cfg["sampler"] == "euler":
+    ts = rf_schedule(gen_cfg.steps).to(noise.device)
+    if gen_cfg.sampler == "euler":
         return sample_euler(guided, noise, ts)
     return sample_pingpong(guided, noise, ts, generator=generator)
 
@@ -205,7 +189,7 @@ def sample_folder_done(folder: Path) -> bool:
     return (folder / MANIFEST).exists() and (folder / LATENTS_FILE).exists()
 
 
-def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step: int | None = None,
+def generate_run(cfg: Profile, run_dir: Path | None, *, name: str, meta: dict, step: int | None = None,
                  model=None, codec=None, text_encoder=None, progress: bool = True,
                  sets: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Generate the prompt x sample grid for one model (an adapter run at `step`, or the base).
@@ -220,7 +204,7 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     caption, sample, path and latent_row. `sets`: only the prompt rows of these sets (prompts.csv
     `set`; default all). Returns the manifest; a finished folder (`sample_folder_done`) is returned
     as is."""
-    gen = cfg["generate"]
+    gen = cfg.generate
     layout = Layout.of(cfg)
     out = layout.sample_dir(name, step)
     if sample_folder_done(out):
@@ -235,22 +219,22 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
     device = next(model.parameters()).device
     model.eval()
     tokens, token_mask = prompt_conditions(prompts, text_encoder)
-    scales = prompt_scales(prompts, float(gen["cfg"]))
-    n_frames = codec.frames(float(gen["seconds"]))
+    scales = prompt_scales(prompts, gen.cfg)
+    n_frames = codec.frames(gen.seconds)
     chosen = [p for p in range(len(prompts)) if sets is None or prompts.loc[p, "set"] in sets]
-    jobs = [(p, s) for p in chosen for s in range(int(gen["samples_per_prompt"]))]
+    jobs = [(p, s) for p in chosen for s in range(gen.samples_per_prompt)]
     decode = analysis_of(codec) == AUDIO
     out.mkdir(parents=True, exist_ok=True)
     if not decode:
         atomic_json(out / CODEC_FILE, {"codec": type(codec).__name__, "settings": codec.settings(),
-                                       "seconds": float(gen["seconds"])})
-    rows, latents, bs = [], [], int(gen["batch_size"])
+                                       "seconds": gen.seconds})
+    rows, latents, bs = [], [], gen.batch_size
     for k in Progress(range(0, len(jobs), bs), desc=f"generate {name}", disable=not progress, leave=False):
         chunk = jobs[k:k + bs]
         p_idx = torch.tensor([p for p, _ in chunk])
         noise = torch.stack([initial_noise(p, s, (codec_channels(codec), n_frames)) for p, s in chunk]).to(device)
         lat = sample_latents(model, tokens[p_idx].to(device), token_mask[p_idx].to(device),
-                             torch.full((len(chunk),), float(gen["seconds"]), device=device), noise, gen,
+                             torch.full((len(chunk),), gen.seconds, device=device), noise, gen,
                              torch.Generator().manual_seed(NOISE_SEED + k), scale=scales[p_idx].to(device))
         lat = lat.float().cpu()
         latents.append(lat.numpy())
@@ -258,7 +242,7 @@ def generate_run(cfg: dict, run_dir: Path | None, *, name: str, meta: dict, step
         for j, (p, s) in enumerate(chunk):
             path = out / f"p{p:02d}_s{s}.wav"
             if decode:
-                sf.write(path, exact_length(audio[j], float(gen["seconds"]), codec_rate(codec)), codec_rate(codec))
+                sf.write(path, exact_length(audio[j], gen.seconds, codec_rate(codec)), codec_rate(codec))
             rows.append({**meta, "run": name, "step": step if step is not None else -1, "prompt_id": p,
                          "prompt_name": prompts.loc[p, "name"], "source": prompts.loc[p, "source"],
                          "set": prompts.loc[p, "set"], "cfg": float(prompts.loc[p, "cfg"]),
@@ -333,7 +317,7 @@ def codec_rate(codec) -> int:
     return int(codec.sample_rate)
 
 
-def generation_jobs(cfg: dict) -> list[dict]:
+def generation_jobs(cfg: Profile) -> list[dict]:
     """What `generate_grid` generates, in order: the base model once (step 0), then every finished
     run of the profile's grid at its own checkpoint steps (`run_steps`; only for the arms in
     `checkpoint_arms`, and only the primary prompt set: C10 and the by-step plots read nothing else)
@@ -341,7 +325,7 @@ def generation_jobs(cfg: dict) -> list[dict]:
     (None: final weights), final (the step recorded in the manifest), sets (None: all)."""
     jobs = [{"name": "base", "run_dir": None, "meta": {"adapter": "none", "arm": "base", "seed": -1}, "step": None,
              "final": 0, "sets": None}]
-    with_ckpts = checkpoint_arms(cfg)
+    with_ckpts = cfg.generate.checkpoint_arms
     for item in grid_items(cfg):
         run_dir = Path(item["run_dir"])
         if not is_finished(run_dir):
@@ -356,15 +340,15 @@ def generation_jobs(cfg: dict) -> list[dict]:
     return jobs
 
 
-def _job_folder(cfg: dict, job: dict) -> Path:
+def _job_folder(cfg: Profile, job: dict) -> Path:
     return Layout.of(cfg).sample_dir(job["name"], job["step"])
 
 
-def _job_done(cfg: dict, job: dict) -> bool:
+def _job_done(cfg: Profile, job: dict) -> bool:
     return sample_folder_done(_job_folder(cfg, job))
 
 
-def _generate_job(cfg: dict, job: dict, codec, text_encoder, progress: bool) -> pd.DataFrame:
+def _generate_job(cfg: Profile, job: dict, codec, text_encoder, progress: bool) -> pd.DataFrame:
     """One job of `generation_jobs` through `generate_run`; the manifest's step is the job's own
     checkpoint, or `final` for the final weights."""
     model = None
@@ -375,13 +359,7 @@ def _generate_job(cfg: dict, job: dict, codec, text_encoder, progress: bool) -> 
     return part.assign(step=job["final"]) if job["step"] is None else part
 
 
-def generate_workers(cfg: dict) -> int:
-    """`generate.workers` (default 1): CPU processes generating at once, one torch thread each
-    (Griffin-Lim decoding is faster on one thread than on two, benchmarks/results/decode.md)."""
-    return config_workers(cfg, "generate")
-
-
-def _generate_worker(cfg: dict, jobs: list[dict]) -> None:
+def _generate_worker(cfg: Profile, jobs: list[dict]) -> None:
     """One worker process of `generate_grid`: one torch thread, its jobs in order."""
     torch.set_num_threads(1)
     codec, text_encoder = codec_for(cfg), text_encoder_for(cfg)
@@ -389,7 +367,7 @@ def _generate_worker(cfg: dict, jobs: list[dict]) -> None:
         _generate_job(cfg, job, codec, text_encoder, progress=False)
 
 
-def _spawn_generate(cfg: dict, jobs: list[dict], workers: int, progress: bool) -> None:
+def _spawn_generate(cfg: Profile, jobs: list[dict], workers: int, progress: bool) -> None:
     """Run `jobs` in `workers` spawned one-thread processes (worker i: jobs k with k % workers == i)
     and wait; the parent counts finished folders. A failed worker raises RuntimeError naming it."""
     failed = run_workers(_generate_worker, [(cfg, jobs[i::workers]) for i in range(workers)],
@@ -401,7 +379,7 @@ def _spawn_generate(cfg: dict, jobs: list[dict], workers: int, progress: bool) -
                            f"folders are kept; run it again to resume")
 
 
-def generate_grid(cfg: dict, progress: bool = True, workers: int | None = None) -> pd.DataFrame:
+def generate_grid(cfg: Profile, progress: bool = True, workers: int | None = None) -> pd.DataFrame:
     """Every job of `generation_jobs` (the base at step 0; each finished run at its own checkpoints,
     for the arms of `generate.checkpoint_arms`, and at its final weights). Returns the concatenated
     manifest (also written to <runs_dir>/samples/manifest.csv).
@@ -412,7 +390,7 @@ def generate_grid(cfg: dict, progress: bool = True, workers: int | None = None) 
     thread writes (tests/test_generate.py)."""
     jobs = generation_jobs(cfg)
     prompt_set(cfg)  # write prompts.csv once, before any worker reads it
-    workers = generate_workers(cfg) if workers is None else int(workers)
+    workers = cfg.generate.workers if workers is None else int(workers)
     todo = [j for j in jobs if not _job_done(cfg, j)]
     if workers > 1 and len(todo) > 1 and resolve_device(cfg).type == "cpu":
         _spawn_generate(cfg, todo, min(workers, len(todo)), progress)
@@ -428,7 +406,7 @@ def generate_grid(cfg: dict, progress: bool = True, workers: int | None = None) 
 # The base model's preview (notebook 01) and the grid's counts (notebook 05)
 
 
-def preview_inputs(cfg: dict) -> dict:
+def preview_inputs(cfg: Profile) -> dict:
     """What one batch of the prompt set needs to be sampled by hand: prompts (`prompt_set`), codec,
     tokens and mask (`prompt_conditions`: the null rows all-False), scale (each row's CFG scale),
     noise (`initial_noise` of sample 0 for every prompt) and seconds (generate.seconds for each
@@ -436,17 +414,17 @@ def preview_inputs(cfg: dict) -> dict:
     prompts = prompt_set(cfg)
     codec, text = codec_for(cfg), text_encoder_for(cfg)
     tokens, mask = prompt_conditions(prompts, text)
-    sec = float(cfg["generate"]["seconds"])
+    sec = cfg.generate.seconds
     noise = torch.stack([initial_noise(p, 0, (codec_channels(codec), codec.frames(sec))) for p in range(len(prompts))])
     return {"prompts": prompts, "codec": codec, "tokens": tokens, "mask": mask, "noise": noise,
-            "scale": prompt_scales(prompts, float(cfg["generate"]["cfg"])), "seconds": torch.full((len(prompts),), sec)}
+            "scale": prompt_scales(prompts, cfg.generate.cfg), "seconds": torch.full((len(prompts),), sec)}
 
 
-def condition_effect(model, inputs: dict, cfg: dict) -> tuple[float, float]:
+def condition_effect(model, inputs: dict, cfg: Profile) -> tuple[float, float]:
     """Does the text condition matter? The same noise sampled with the prompts and with the null
     condition (all-False mask), both at CFG scale 1 and generator seed 0. Returns (mean |cond −
     uncond|, std of the conditional latents)."""
-    gen = {**cfg["generate"], "cfg": 1.0}
+    gen = dataclasses.replace(cfg.generate, cfg=1.0)
     x = inputs
     cond = sample_latents(model, x["tokens"], x["mask"], x["seconds"], x["noise"], gen, torch.Generator().manual_seed(0))
     uncond = sample_latents(model, x["tokens"], torch.zeros_like(x["mask"]), x["seconds"], x["noise"], gen,
@@ -454,11 +432,11 @@ def condition_effect(model, inputs: dict, cfg: dict) -> tuple[float, float]:
     return (cond - uncond).abs().mean().item(), cond.std().item()
 
 
-def preview_audio(model, inputs: dict, cfg: dict) -> torch.Tensor:
+def preview_audio(model, inputs: dict, cfg: Profile) -> torch.Tensor:
     """The prompts of `preview_inputs` sampled with the profile's sampler and each row's guidance
     scale (generator seed 0) and decoded (decoder generator seed 0): audio [prompts, samples]."""
     x = inputs
-    guided = sample_latents(model, x["tokens"], x["mask"], x["seconds"], x["noise"], dict(cfg["generate"]),
+    guided = sample_latents(model, x["tokens"], x["mask"], x["seconds"], x["noise"], cfg.generate,
                             torch.Generator().manual_seed(0), scale=x.get("scale"))
     return x["codec"].decode(guided, generator=torch.Generator().manual_seed(0))
 

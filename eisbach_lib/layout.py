@@ -43,6 +43,10 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Profile
 
 # --------------------------------------------------------------------------------------------
 # a folder's own files (the same name wherever the folder is)
@@ -119,10 +123,10 @@ class Layout:
     figures: Path
 
     @classmethod
-    def of(cls, cfg: dict) -> "Layout":
+    def of(cls, cfg: Profile) -> "Layout":
         """The layout of a loaded profile; without `figures_dir`, figures go to <runs_dir>/figures."""
-        runs = Path(cfg["runs_dir"])
-        return cls(runs, Path(cfg["figures_dir"]) if cfg.get("figures_dir") else runs / "figures")
+        runs = Path(cfg.runs_dir)
+        return cls(runs, Path(cfg.figures_dir))
 
     @property
     def corpus(self) -> Path:

@@ -37,7 +37,9 @@ import pandas as pd
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from .config import Profile
 from .layout import Layout
+from .tables import final_rows, last_step_rows
 
 SILENCE_RMS = 1e-5  # below this RMS (−100 dBFS) a clip counts as silent and is never amplified
 PEAK_LIMIT = 0.99   # loudness_match never lets |y| exceed this
@@ -147,12 +149,6 @@ def _arm_order(arms_present: Sequence[str], arms: Sequence[str] | None) -> list[
     return (["none"] if "none" in set(arms_present) else []) + rest
 
 
-def final_steps(samples: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each run's last checkpoint (largest `step` per `run`)."""
-    last = samples.groupby("run")["step"].transform("max")
-    return samples[samples["step"] == last]
-
-
 def listen_grid(samples: pd.DataFrame, prompt_ids: Sequence | None = None, seeds: Sequence | None = None,
                 arms: Sequence[str] | None = None, sample: int = 0, max_rows: int = 8, step: int | None = None,
                 target_dbfs: float = -20.0, max_seconds: float | None = 10.0, max_sr: int | None = 22050):
@@ -170,7 +166,7 @@ def listen_grid(samples: pd.DataFrame, prompt_ids: Sequence | None = None, seeds
     import ipywidgets as widgets  # heavy: ipywidgets
 
     df = samples[samples["sample"] == sample]
-    df = final_steps(df) if step is None else df[df["step"] == step]
+    df = last_step_rows(df) if step is None else df[df["step"] == step]
     if prompt_ids is not None:
         df = df[df["prompt_id"].isin(list(prompt_ids))]
     if seeds is not None:
@@ -215,13 +211,13 @@ def listen_grid(samples: pd.DataFrame, prompt_ids: Sequence | None = None, seeds
     return widgets.VBox(rows + footer)
 
 
-def first_seed_view(samples: pd.DataFrame, cfg: dict) -> pd.DataFrame:
-    """The clips `listen_grid` shows side by side: each arm's first seed at the final step
-    (finetune.steps) plus the base model (labelled with that seed), paths made absolute under <runs_dir>."""
+def first_seed_view(samples: pd.DataFrame, cfg: Profile) -> pd.DataFrame:
+    """The clips `listen_grid` shows side by side: each arm's first seed at its run's final step
+    (`tables.final_rows`) plus the base model (labelled with that seed), paths made absolute under <runs_dir>."""
     runs = Layout.of(cfg).runs
-    final = samples[(samples["step"] == cfg["finetune"]["steps"]) | (samples["arm"] == "base")].copy()
+    final = final_rows(samples, cfg.finetune.adapter).copy()
     final["path"] = [str(runs / p) for p in final["path"]]
-    first_seed = cfg["finetune"]["seeds"][0]
+    first_seed = cfg.finetune.seeds[0]
     return final[(final["seed"] == first_seed) | (final["arm"] == "base")].assign(seed=first_seed)
 
 

@@ -36,6 +36,7 @@ from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file, save_file
 
 from .basedir import BASE_PARTS, WEIGHTS, BaseDirError, check_base_dir, check_base_for  # noqa: F401 (re-exported)
+from .config import Model
 from .text import check_token_lengths
 
 ADAPTER_KINDS = ("dora", "lora")
@@ -51,31 +52,30 @@ ADAPTER_TARGETS = (
 # configuration
 
 
-def dit_config(model_cfg: dict, io_channels: int = 64, text_dim: int = 384) -> dict:
-    """Keyword arguments of `diffusers.StableAudio3DiTModel` for a profile's `model` section.
-
-    Keys read: embed_dim, depth, num_heads, ff_mult, num_memory_tokens, patch_size (and optional
-    timestep_features_dim, default 64). cond_token_dim = global_cond_dim = text_dim (see the module
+def dit_config(model_cfg: Model, io_channels: int = 64, text_dim: int = 384) -> dict:
+    """Keyword arguments of `diffusers.StableAudio3DiTModel` for a profile's `model` section
+    (config.Model: embed_dim, depth, num_heads, ff_mult, num_memory_tokens, patch_size,
+    timestep_features_dim). cond_token_dim = global_cond_dim = text_dim (see the module
     docstring); local_add_cond_dim = 1 (the inpainting input, unused here; 1 is the smallest the
     Linear allows). Differential attention as in SA3.
     """
-    embed_dim, heads = int(model_cfg["embed_dim"]), int(model_cfg["num_heads"])
+    embed_dim, heads = model_cfg.embed_dim, model_cfg.num_heads
     if embed_dim % heads:
         raise ValueError(f"model.embed_dim ({embed_dim}) must be divisible by model.num_heads ({heads})")
     if (embed_dim // heads) % 4:
         raise ValueError(f"model: head width embed_dim/num_heads = {embed_dim // heads} must be a multiple of 4 (partial RoPE)")
     return {
         "io_channels": int(io_channels),
-        "patch_size": int(model_cfg.get("patch_size", 1)),
+        "patch_size": model_cfg.patch_size,
         "embed_dim": embed_dim,
-        "depth": int(model_cfg["depth"]),
+        "depth": model_cfg.depth,
         "num_heads": heads,
         "cond_token_dim": int(text_dim),
         "global_cond_dim": int(text_dim),
         "local_add_cond_dim": 1,
-        "timestep_features_dim": int(model_cfg.get("timestep_features_dim", 64)),
-        "ff_mult": float(model_cfg.get("ff_mult", 4.0)),
-        "num_memory_tokens": int(model_cfg.get("num_memory_tokens", 0)),
+        "timestep_features_dim": model_cfg.timestep_features_dim,
+        "ff_mult": float(model_cfg.ff_mult),
+        "num_memory_tokens": model_cfg.num_memory_tokens,
         "use_differential_attention": True,
     }
 
@@ -136,7 +136,7 @@ def drop_condition(token_mask: torch.Tensor, p: float, generator: torch.Generato
     return token_mask.bool() & ~drop.to(token_mask.device)[:, None]
 
 
-def build_base(model_cfg: dict, io_channels: int = 64, text_dim: int = 384, seed: int = 0) -> EisbachDiT:
+def build_base(model_cfg: Model, io_channels: int = 64, text_dim: int = 384, seed: int = 0) -> EisbachDiT:
     """A randomly initialised EisbachDiT from a profile's `model` section; the same seed gives the
     same weights (the global RNG is forked, not disturbed)."""
     kw = dit_config(model_cfg, io_channels, text_dim)
@@ -144,7 +144,7 @@ def build_base(model_cfg: dict, io_channels: int = 64, text_dim: int = 384, seed
         torch.manual_seed(seed)
         transformer = StableAudio3DiTModel(**kw)
         duration = StableAudio3DurationEmbedder(output_dim=kw["global_cond_dim"],
-                                                fourier_dim=int(model_cfg.get("duration_fourier_dim", 64)))
+                                                fourier_dim=model_cfg.duration_fourier_dim)
     return EisbachDiT(transformer, duration)
 
 

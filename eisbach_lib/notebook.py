@@ -16,7 +16,7 @@ from .layout import Layout
 
 def setup(profile: str) -> tuple[dict, Layout]:
     """Load `profile` (smoke | cpu | gpu, or a YAML path) for a notebook: FutureWarnings ignored,
-    seaborn theme "whitegrid"/"notebook", <figures_dir> created, torch.manual_seed(cfg["seed"]),
+    seaborn theme "whitegrid"/"notebook", <figures_dir> created, torch.manual_seed(cfg.seed),
     and the line "profile NAME: runs in RUNS, figures in FIGS" printed. Returns (cfg, Layout.of(cfg))."""
     import seaborn as sns  # heavy: seaborn
     import torch  # heavy: torch
@@ -26,8 +26,8 @@ def setup(profile: str) -> tuple[dict, Layout]:
     cfg = load_profile(profile)
     paths = Layout.of(cfg)
     paths.figures.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg["seed"])
-    print(f"profile {cfg['name']}: runs in {paths.runs}, figures in {paths.figures}")
+    torch.manual_seed(cfg.seed)
+    print(f"profile {cfg.name}: runs in {paths.runs}, figures in {paths.figures}")
     return cfg, paths
 
 

@@ -20,7 +20,6 @@ later `eisbach reproduce` of the same profile reuses them and never sees the pil
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from pathlib import Path
@@ -29,25 +28,23 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .cli import EXPECTED_S
-from .config import workers
+from .config import Profile, override
 from .layout import Layout, is_finished
 from .metrics import metrics_table
 from .plan import Costs, shape_of, variance_components, write_plan_inputs
 from .scorecard import SESOI_FRACTION
+from .series import EXPECTED_S
 
 DOSES = (0.3, 0.1)          # oracle flat-class factors besides 1 (= none)
 PILOT_SEEDS = (0, 1)
 SHARED = ("corpus", "cache", "base")  # the parent profile's folders the pilot links to
 
 
-def pilot_config(cfg: dict) -> dict:
+def pilot_config(cfg: Profile) -> dict:
     """The profile with runs_dir → <runs_dir>/pilot, whose corpus/, cache/ and base/ link to the
     profile's own (created empty first, so the pilot renders and pretrains them for both)."""
     parent = Layout.of(cfg)
-    pcfg = copy.deepcopy(cfg)
-    pcfg["runs_dir"] = str(parent.pilot)
-    pcfg["figures_dir"] = str(parent.pilot / "figures")
+    pcfg = override(cfg, {"runs_dir": str(parent.pilot), "figures_dir": str(parent.pilot / "figures")})
     parent.pilot.mkdir(parents=True, exist_ok=True)
     for name in SHARED:
         (parent.runs / name).mkdir(parents=True, exist_ok=True)
@@ -69,7 +66,7 @@ def _timed(fn, *args, **kw):
     return out, time.perf_counter() - t0
 
 
-def clip_readout(cfg: dict, manifest: pd.DataFrame, readout) -> pd.DataFrame:
+def clip_readout(cfg: Profile, manifest: pd.DataFrame, readout) -> pd.DataFrame:
     """`manifest` (generated clips) with `flat_share`: each clip's part of the readout's PACC flat share,
     (p_flat − a)/(b − a), read from its folder's latents.npy (`readout.sample_textures`)."""
     from .readout import sample_textures  # heavy: torch
@@ -78,7 +75,7 @@ def clip_readout(cfg: dict, manifest: pd.DataFrame, readout) -> pd.DataFrame:
     return manifest.reset_index(drop=True).assign(flat_share=readout.clip_shares(gen["p_flat"]))
 
 
-def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dict] | None = None,
+def run_pilot(cfg: Profile, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dict] | None = None,
               progress: bool = True) -> dict[str, pd.DataFrame]:
     """Train, generate and read the pilot (module docstring); writes <runs_dir>/pilot/pilot.csv (one row
     per comparison × prompt set), clips.parquet, plan_inputs.json and timings.json. Safe to re-run:
@@ -99,7 +96,7 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
     _, t_pre = _timed(pretrain, pcfg, data.split("base"), progress=progress)
     if not pretrained:  # a base pretrained before (the profile's own) says nothing of the pretraining's cost
         times.setdefault("corpus_pretrain_s", t_corpus + t_pre)
-    adapter = pcfg["finetune"]["adapters"][0]
+    adapter = pcfg.finetune.adapter
     prompts = prompt_set(pcfg)
     jobs = [("none", 1.0)] + [("oracle_texture", f) for f in doses]
     manifests = []
@@ -111,8 +108,8 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
         for seed in seeds:
             for arm, factor in jobs:
                 label = arm_label(arm, factor, variant)
-                vcfg = copy.deepcopy(pcfg)
-                vcfg["finetune"].update(overrides, oracle_factor=factor)
+                vcfg = override(pcfg, {**{f"finetune.{k}": v for k, v in overrides.items()},
+                                       "finetune.oracle_factor": factor})
                 run_dir = layout.adapter_run(adapter, label, seed)
                 _, t = _timed(train_run, vcfg, data.split("finetune"), run_dir, arm=arm, seed=seed, adapter=adapter,
                               progress=progress)
@@ -129,7 +126,7 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
         clips = clips.merge(prompts[["prompt_id", "set"]], on="prompt_id", how="left")
     clips.to_parquet(parent.pilot_clips, index=False)
     sesoi = readout_sesoi(pcfg, readout)
-    table = dose_response(clips, sesoi, alpha=float(cfg["evaluate"]["alpha"]))
+    table = dose_response(clips, sesoi, alpha=cfg.evaluate.alpha)
     table.to_csv(parent.pilot_table, index=False)
     n_clips = len(clips)
     gen_s = sum(v for k, v in times.items() if k.startswith("generate"))
@@ -137,30 +134,30 @@ def run_pilot(cfg: dict, seeds=PILOT_SEEDS, doses=DOSES, variants: dict[str, dic
     # the pilot trains and generates in one one-thread process; the grid and the generation grid run
     # `workers` such processes side by side, so a run or a clip costs 1/workers of that in wall time
     costs = Costs(fixed_s=fixed_seconds(cfg, times.get("corpus_pretrain_s", 0.0)),
-                  train_run_s=float(np.median(train_s)) / workers(cfg, "finetune"),
-                  generate_clip_s=gen_s / max(n_clips, 1) / workers(cfg, "generate"),
+                  train_run_s=float(np.median(train_s)) / cfg.finetune.workers,
+                  generate_clip_s=gen_s / max(n_clips, 1) / cfg.generate.workers,
                   evaluate_clip_s=_metric_seconds_per_clip(layout.runs, clips) / 2)
     comps = {f"{arm_label('oracle_texture', doses[-1], v)} − {arm_label('none', 1.0, v)} (primary)":
              variance_components(paired_rows(clips, arm_label("oracle_texture", doses[-1], v), arm_label("none", 1.0, v),
                                              "primary"))
              for v in variants if "primary" in set(clips["set"])}
-    n_arms = len(cfg["finetune"]["arms"])
+    n_arms = len(cfg.finetune.arms)
     write_plan_inputs(parent.plan_inputs, comps, costs, sesoi, n_arms, shape_of(cfg))
     return {"pilot": table, "clips": clips}
 
 
-def fixed_seconds(cfg: dict, measured: float) -> float:
+def fixed_seconds(cfg: Profile, measured: float) -> float:
     """The stages whose cost does not grow with the design (corpus, pretraining, anatomy, dynamics,
     scorecard: notebooks 00, 01, 02, 04, 07): the pilot's own measurement of corpus + pretraining when it
     pretrained the base itself (`measured` ≥ 60 s; 0 when it found the base finished) plus the profile's
-    expected times of 02, 04 and 07, else the profile's expected times of all five (`cli.EXPECTED_S`,
+    expected times of 02, 04 and 07, else the profile's expected times of all five (`series.EXPECTED_S`,
     measured on a fresh clone)."""
-    exp = EXPECTED_S.get(cfg["name"], {})
+    exp = EXPECTED_S.get(cfg.name, {})
     rest = sum(exp.get(k, 0) for k in ("02", "04", "07"))
     return measured + rest if measured >= 60 or not exp else exp.get("00", 0) + exp.get("01", 0) + rest
 
 
-def readout_sesoi(cfg: dict, readout) -> float:
+def readout_sesoi(cfg: Profile, readout) -> float:
     """The readout's sesoi: SESOI_FRACTION × the SD of the per-clip flat share over the reference split
     (the same rule as every other metric's sesoi, `scorecard.reference_sesoi`)."""
     from .datasets import load_corpus  # heavy: torch

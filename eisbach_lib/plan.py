@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import checkpoint_arms
+from .config import Profile
 from .stats import _mean_squares, mde_factor
 
 
@@ -104,13 +104,13 @@ class Shape:
     checkpoint_models: int = 0
 
 
-def shape_of(cfg: dict) -> Shape:
+def shape_of(cfg: Profile) -> Shape:
     """The generation shape of a profile (`generate.prompt_set`'s sets, `config.checkpoint_arms`)."""
-    gen, ft = cfg["generate"], cfg["finetune"]
-    two = float(gen.get("primary_cfg", 1.0)) != float(gen["cfg"]) and gen.get("primary_at_cfg", True)
-    extra = int(gen.get("unconditional_prompts", 1)) + (4 if gen.get("card_prompts", True) else 0)
-    ckpts = [c for c in (ft.get("checkpoints") or []) if c < int(ft["steps"])]
-    return Shape(2 if two else 1, extra, len(ckpts) * len(checkpoint_arms(cfg) or ft["arms"]))
+    gen, ft = cfg.generate, cfg.finetune
+    two = gen.primary_cfg != gen.cfg and gen.primary_at_cfg
+    extra = gen.unconditional_prompts + (4 if gen.card_prompts else 0)
+    ckpts = ft.checkpoint_steps[:-1]
+    return Shape(2 if two else 1, extra, len(ckpts) * len(gen.checkpoint_arms or ft.arms))
 
 
 def projected_seconds(costs: Costs, arms: int, seeds: int, prompts: int, samples: int, shape: Shape = Shape()) -> float:

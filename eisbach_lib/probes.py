@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .config import Profile
 from .barrier import barrier_weights, temporal_entropy
 from .cache import PreEncoded
 from .files import atomic_text
@@ -120,7 +121,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     atomic_text(path, text)
 
 
-def constant_weight(cfg: dict, data: PreEncoded, base_dir: str | Path | None = None, lam: float = 0.5,
+def constant_weight(cfg: Profile, data: PreEncoded, base_dir: str | Path | None = None, lam: float = 0.5,
                     timesteps: str = "trunc_logit_normal", progress: bool = False) -> dict:
     """The `constant` arm's weight: c = mean over the clips of `data` (the fine-tuning split) of each
     clip's mean `eisbach` weight under the base model over CONSTANT_N_T training-distribution
@@ -132,7 +133,7 @@ def constant_weight(cfg: dict, data: PreEncoded, base_dir: str | Path | None = N
     from .models import load_base  # heavy: diffusers (.models imports it)
 
     base = base_dir_for(cfg, base_dir)
-    seed = int(cfg.get("seed", 0))
+    seed = cfg.seed
     parts = {"base_hash": base_fingerprint(base), "data_hash": data_content_hash(data), "lam": float(lam),
              "timesteps": str(timesteps), "n_t": CONSTANT_N_T, "seed": seed}
     key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

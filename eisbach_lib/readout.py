@@ -59,6 +59,7 @@ spike-in rows; for generated clips it is the assumption FID makes of Inception).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -70,7 +71,8 @@ import torch
 
 from .anatomy import FLAT_CLASSES
 from .cache import load_cache
-from .config import config_hash
+from .config import Readout as ReadoutSettings
+from .config import Profile, config_hash
 from .corpus import TEXTURES
 from .datasets import load_corpus, prepare_corpus
 from .files import atomic_write
@@ -80,7 +82,7 @@ READOUT_VERSION = 1
 N_BANDS = 8
 ENERGY_LAGS = (1, 2, 4, 8)
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-DEFAULTS = {"hidden": 16, "l2": 1e-2, "max_iter": 200, "folds": 5, "seed": 0}
+DEFAULTS = ReadoutSettings(seed=0)  # the classifier's settings when a caller gives none (config.Readout)
 # Instrument families of the chamber palette (corpus.PALETTE): the family head reads which are playing.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "bowed": ("violin", "viola", "cello", "double bass", "string ensemble"),
@@ -338,12 +340,10 @@ def flat_share(proba: np.ndarray, readout: Readout) -> float:
     return readout.flat_share(proba)
 
 
-def readout_settings(cfg: dict) -> dict:
-    """The classifier's settings: DEFAULTS, overridden by the profile's optional `readout:` section
-    (hidden, l2, max_iter, folds, seed; the seed defaults to the profile's)."""
-    s = {**DEFAULTS, "seed": int(cfg.get("seed", DEFAULTS["seed"]))}
-    s.update((cfg.get("readout") or {}))
-    return s
+def readout_settings(cfg: Profile) -> dict:
+    """The classifier's settings (config.Readout: the profile's optional `readout:` section over the
+    defaults; the seed defaults to the profile's) as the keyword arguments of `fit`."""
+    return dataclasses.asdict(cfg.readout)
 
 
 def family_labels(instruments) -> pd.DataFrame:
@@ -355,8 +355,8 @@ def family_labels(instruments) -> pd.DataFrame:
 
 def fit_on(latents: np.ndarray, textures: list[str] | np.ndarray, groups: np.ndarray | None = None,
            classes: tuple[str, ...] = TEXTURES, flat_classes: tuple[str, ...] = FLAT_CLASSES,
-           hidden: int = DEFAULTS["hidden"], l2: float = DEFAULTS["l2"], max_iter: int = DEFAULTS["max_iter"],
-           folds: int = DEFAULTS["folds"], seed: int = 0, n_bands: int = N_BANDS, instruments=None) -> Readout:
+           hidden: int = DEFAULTS.hidden, l2: float = DEFAULTS.l2, max_iter: int = DEFAULTS.max_iter,
+           folds: int = DEFAULTS.folds, seed: int = 0, n_bands: int = N_BANDS, instruments=None) -> Readout:
     """Fit a readout on latents [N, C, T] with texture labels: the PACC rates a, b from out-of-fold
     probabilities (group k-fold by `groups`, default one group per clip), then the classifier on all
     rows; with `instruments` (the manifest's column), also the family head (`family_labels`; one
@@ -406,7 +406,7 @@ def readout_key(cache_folder: Path, settings: dict) -> str:
                         "n_bands": N_BANDS})
 
 
-def fit_readout(cfg: dict, progress: bool = False, refit: bool = False) -> Readout:
+def fit_readout(cfg: Profile, progress: bool = False, refit: bool = False) -> Readout:
     """The profile's readout: fitted on the base split's pre-encoded latents (`fit_on`) and cached in
     Layout.of(cfg).readout_model; reloaded when the cached key (`readout_key`) matches."""
     folder = prepare_corpus(cfg, progress=progress)
@@ -477,7 +477,7 @@ def spike_in_rows(readout: Readout, proba: np.ndarray, is_flat: np.ndarray, shar
     return rows
 
 
-def validation_rows(cfg: dict, readout: Readout | None = None, min_accuracy: float = 0.90, tol: float = 0.03,
+def validation_rows(cfg: Profile, readout: Readout | None = None, min_accuracy: float = 0.90, tol: float = 0.03,
                     shares=(0.25, 0.05), draws: int = 20) -> pd.DataFrame:
     """The readout's validation on the reference split (never trained on), as FID validates Inception:
     texture accuracy (pass: >= min_accuracy), flat-vs-rest accuracy (reported), and spike-in sets
@@ -496,11 +496,11 @@ def validation_rows(cfg: dict, readout: Readout | None = None, min_accuracy: flo
             {"check": "flat vs rest accuracy (reference)", "target": np.nan, "read_back": flat_acc, "error": np.nan,
              "max_abs_error": np.nan, "tolerance": np.nan, "pass": True, "n": int(len(textures)), "draws": 1,
              "note": "reported, not gated"}]
-    rows += spike_in_rows(readout, proba, is_flat, shares, tol, draws, int(cfg.get("seed", 0)))
+    rows += spike_in_rows(readout, proba, is_flat, shares, tol, draws, int(cfg.seed))
     return pd.DataFrame(rows)
 
 
-def family_rows(cfg: dict, readout: Readout | None = None) -> pd.DataFrame:
+def family_rows(cfg: Profile, readout: Readout | None = None) -> pd.DataFrame:
     """The family head on the reference split (reported, not gated): per family, the share of clips
     playing it, accuracy and balanced accuracy (mean of the rates on clips with and without it)."""
     readout = readout if readout is not None else fit_readout(cfg)
@@ -528,7 +528,7 @@ def confusion(readout: Readout, z: np.ndarray, textures) -> pd.DataFrame:
 GROUP_KEYS = ("run", "step", "adapter", "arm", "seed", "prompt_id")
 
 
-def sample_latents_for(cfg: dict, samples_manifest: pd.DataFrame) -> np.ndarray:
+def sample_latents_for(cfg: Profile, samples_manifest: pd.DataFrame) -> np.ndarray:
     """The generated latents [N, C, T] of the rows of a samples manifest, in its row order: each row's
     folder (the folder of its `path`, relative to runs_dir) holds latents.npy (float32 [n, C, T]) and
     manifest.csv whose `latent_row` gives the row of each clip (matched by `path`)."""
@@ -553,7 +553,7 @@ def sample_latents_for(cfg: dict, samples_manifest: pd.DataFrame) -> np.ndarray:
     return np.stack(out)
 
 
-def sample_textures(cfg: dict, samples_manifest: pd.DataFrame, readout: Readout | None = None) -> pd.DataFrame:
+def sample_textures(cfg: Profile, samples_manifest: pd.DataFrame, readout: Readout | None = None) -> pd.DataFrame:
     """One row per generated clip: the manifest's columns, p_<texture> for each class, p_flat and the
     predicted texture."""
     readout = readout if readout is not None else fit_readout(cfg)
@@ -566,7 +566,7 @@ def sample_textures(cfg: dict, samples_manifest: pd.DataFrame, readout: Readout 
     return out
 
 
-def sample_flat_shares(cfg: dict, samples_manifest: pd.DataFrame, readout: Readout | None = None,
+def sample_flat_shares(cfg: Profile, samples_manifest: pd.DataFrame, readout: Readout | None = None,
                        by: tuple[str, ...] = GROUP_KEYS) -> pd.DataFrame:
     """One row per group of generated clips (the columns of `by` present in the manifest; default one
     per run, step, adapter, arm, seed and prompt): n clips, mean p_flat, the PACC flat share

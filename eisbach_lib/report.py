@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 from bs4 import BeautifulSoup
 
-from .config import REPO
+from .config import REPO, Profile
 from .files import atomic_text
 from .layout import Layout
 
@@ -305,25 +305,25 @@ def build_report(notebooks: list[Path], out: Path, title: str, timings: dict[str
     return atomic_text(out, page, encoding="utf-8")
 
 
-def write_report(cfg: dict) -> Path:
+def write_report(cfg: Profile) -> Path:
     """`<runs_dir>/report.html` from the executed notebooks in `<runs_dir>/notebooks/` (run times
     from `<runs_dir>/timings.json` when the series wrote one), led by the scorecard in the figures
     folder (`scorecard_html`) and the key figures (`key_figures_html`)."""
     layout = Layout.of(cfg)
     books = sorted(layout.notebooks.glob("[0-9][0-9]_*.ipynb"))
     if not books:
-        raise FileNotFoundError(f"{layout.notebooks}: no executed notebooks (run `eisbach reproduce --profile {cfg['name']}` first)")
+        raise FileNotFoundError(f"{layout.notebooks}: no executed notebooks (run `eisbach reproduce --profile {cfg.name}` first)")
     tfile = layout.timings
     timings = json.loads(tfile.read_text()) if tfile.exists() else {}
     card_csv = layout.scorecard_csv
     card = pd.read_csv(card_csv, keep_default_na=False) if card_csv.exists() else None
-    return build_report(books, layout.report, f"Eisbach reproduction: executed series, profile {cfg['name']}", timings,
+    return build_report(books, layout.report, f"Eisbach reproduction: executed series, profile {cfg.name}", timings,
                         listening_html(cfg), lead_html=scorecard_html(card) + key_figures_html(layout.figures),
                         runs=layout.runs, figures=layout.figures,
-                        others={Path(cfg["_path"]).parent: "<profile folder>"} if cfg.get("_path") else None)
+                        others={Path(cfg.path).parent: "<profile folder>"})
 
 
-def listening_html(cfg: dict) -> str:
+def listening_html(cfg: Profile) -> str:
     """The listening study's place in the report: a link to the offline page for raters (relative, so
     it works wherever runs/<profile>/ is copied) and, once votes are imported, the verdict table."""
     from .study import study_summary  # heavy: scipy
@@ -334,7 +334,7 @@ def listening_html(cfg: dict) -> str:
     rel = layout.study_page.relative_to(layout.runs)
     out = (f'<h2>Listening study</h2><p>The page to send to raters: <a href="{html.escape(str(rel))}">'
            f"{html.escape(str(rel))}</a> (one offline file; import the CSVs it saves with "
-           f"<code>eisbach listen import --profile {html.escape(cfg['name'])} FILE...</code>).</p>")
+           f"<code>eisbach listen import --profile {html.escape(cfg.name)} FILE...</code>).</p>")
     if layout.votes.exists():
         table, _, _ = study_summary(cfg)
         out += table.to_html(index=False, float_format=lambda x: f"{x:.3g}", border=0)

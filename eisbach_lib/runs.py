@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .barrier import ARMS
+from .config import Profile
 from .basedir import check_base_for
 from .layout import LOG_DIR, RUN_META, Layout, is_finished, log_chunk_glob, log_file, read_done
 
@@ -29,17 +29,17 @@ if TYPE_CHECKING:
     from .models import EisbachDiT
 
 
-def base_dir_for(cfg: dict, base_dir: str | Path | None = None) -> Path:
+def base_dir_for(cfg: Profile, base_dir: str | Path | None = None) -> Path:
     """The base model of adapter runs: `base_dir`, else cfg model.base_dir (real SA3), else
     <runs_dir>/base (the pretrained embedded DiT)."""
     if base_dir:
         return Path(base_dir)
-    if cfg["model"].get("base_dir"):
-        return Path(cfg["model"]["base_dir"])
+    if cfg.model.base_dir:
+        return Path(cfg.model.base_dir)
     return Layout.of(cfg).base
 
 
-def base_model(cfg: dict):
+def base_model(cfg: Profile):
     """The base model of the profile's adapter runs (`base_dir_for`: model.base_dir, else
     <runs_dir>/base), loaded in eval mode on the CPU; checked first with models.check_base_dir so a missing or
     broken part fails at once, naming the files."""
@@ -49,19 +49,16 @@ def base_model(cfg: dict):
     return load_base(base_dir_for(cfg)).eval()
 
 
-def grid_items(cfg: dict) -> list[dict]:
+def grid_items(cfg: Profile) -> list[dict]:
     """The profile's paired grid in a fixed order: adapters, then seeds, then arms (each seed's paired
     set of arms is contiguous). Each item: adapter, arm, seed, run_dir = <runs_dir>/adapters/<adapter>_<arm>_s<seed>."""
-    ft = cfg["finetune"]
+    ft = cfg.finetune
     layout = Layout.of(cfg)
-    for arm in ft["arms"]:
-        if arm not in ARMS:
-            raise ValueError(f"finetune.arms: unknown arm {arm!r}; known: {', '.join(ARMS)}")
     return [{"adapter": a, "arm": arm, "seed": int(s), "run_dir": layout.adapter_run(a, arm, s)}
-            for a in ft.get("adapters", ["dora"]) for s in ft["seeds"] for arm in ft["arms"]]
+            for a in ft.adapters for s in ft.seeds for arm in ft.arms]
 
 
-def grid_status(cfg: dict) -> pd.DataFrame:
+def grid_status(cfg: Profile) -> pd.DataFrame:
     """One row per run of the grid (`grid_items`): adapter, arm, seed and its done.json summary, or
     status "missing" for a run not finished. Also written to <runs_dir>/adapters/grid.csv."""
     rows = []
@@ -96,7 +93,7 @@ def run_steps(run_dir: Path) -> tuple[list[int], int]:
     return sorted(s for s in present & listed if s < final), final
 
 
-def load_run_model(cfg: dict, run_dir: str | Path, step: int | None = None) -> EisbachDiT:
+def load_run_model(cfg: Profile, run_dir: str | Path, step: int | None = None) -> EisbachDiT:
     """The model of a run (base + adapter, or the base itself for a base run) at checkpoint `step`
     (None: the final weights), in eval mode on the CPU."""
     from .models import load_adapter, load_base  # heavy: diffusers (.models imports it)

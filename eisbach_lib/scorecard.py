@@ -67,11 +67,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import Profile
 from . import stats
 from .layout import ANATOMY_TABLES, METRICS_TABLES, SCORECARD_CSV, SCORECARD_MD, Layout
 from .metrics import fit_standardizer, standardize, vendi_score
 from .study import listener_rows as study_listener_rows
-from .tables import Tables
+from .tables import Tables, final_rows
 
 ARM, BASELINE = "eisbach", "none"
 POSITIVE_CONTROL, NEGATIVE_CONTROL = "oracle_texture", "constant"
@@ -257,7 +258,7 @@ def _turn_ratios(u: pd.DataFrame, arm: str) -> pd.DataFrame:
     return pd.DataFrame({"seed": j["init"], "prompt_id": j["seq"], "r": r, "cos": j["cos"], "floor": j["floor"]})
 
 
-def claim_c1(cfg: dict, layout: Layout) -> list[dict]:
+def claim_c1(cfg: Profile, layout: Layout) -> list[dict]:
     """C1: the update's turn against the minibatch-noise floor (primary, can fail both ways) and the
     per-sample identity (sanity)."""
     rows = []
@@ -269,7 +270,7 @@ def claim_c1(cfg: dict, layout: Layout) -> list[dict]:
     if u is not None and NOISE_FLOOR in set(u["arm"]):
         r = _turn_ratios(u, ARM)
         res = stats.paired_verdict(r.assign(d=r["r"] - C1_MAX_TURN)[["seed", "prompt_id", "d"]], direction=-1,
-                                   alpha=cfg["evaluate"]["alpha"])
+                                   alpha=cfg.evaluate.alpha)
         res = {**res, "estimate": res["estimate"] + C1_MAX_TURN, "ci_lo": res["ci_lo"] + C1_MAX_TURN,
                "ci_hi": res["ci_hi"] + C1_MAX_TURN}
         sh = _turn_ratios(u, "eisbach_shuffle")
@@ -295,12 +296,12 @@ def claim_c1(cfg: dict, layout: Layout) -> list[dict]:
     return rows
 
 
-def claim_c2(cfg: dict, layout: Layout) -> dict:
+def claim_c2(cfg: Profile, layout: Layout) -> dict:
     ev = "Spearman ρ(w, temporal_flatness) over finetune clips, bootstrap CI over clips"
     w = _anatomy_csv(layout, "weights_by_clip")
     if w is None:
         return _missing("C2", ev, layout, "weights_by_clip")
-    alpha, n_boot = cfg["evaluate"]["alpha"], cfg["evaluate"]["n_boot"]
+    alpha, n_boot = cfg.evaluate.alpha, cfg.evaluate.n_boot
     rho, lo, hi, p = stats.spearman_ci(w["w"], w["flatness"], n_boot=n_boot, alpha=alpha)
     _, lo90, hi90, _ = stats.spearman_ci(w["w"], w["flatness"], n_boot=n_boot, alpha=2 * alpha)
     verdict = stats.decide(lo, hi, direction=-1, eq_lo=lo90, eq_hi=hi90, sesoi=C2_SESOI)
@@ -309,7 +310,7 @@ def claim_c2(cfg: dict, layout: Layout) -> dict:
                 p=p, sesoi=C2_SESOI, n=int(w[["w", "flatness"]].notna().all(axis=1).sum()))
 
 
-def claim_c3(cfg: dict, layout: Layout) -> dict:
+def claim_c3(cfg: Profile, layout: Layout) -> dict:
     ev = "per seed: slope over training phases of the flat class's share of loss mass Σw·L, eisbach − none"
     m = _anatomy_csv(layout, "gradient_mass")
     if m is None:
@@ -323,14 +324,14 @@ def claim_c3(cfg: dict, layout: Layout) -> dict:
     level = float(flat[flat["arm"] == BASELINE]["share"].mean())
     sesoi = C3_SESOI_FRACTION * level / (n_phases - 1)  # per phase: a tenth of the level over the whole run
     res = stats.paired_verdict(d, direction=-1, sesoi=sesoi if np.isfinite(sesoi) and sesoi > 0 else None,
-                               alpha=cfg["evaluate"]["alpha"])
+                               alpha=cfg.evaluate.alpha)
     shift = outcome_diffs(flat.groupby(["arm", "seed"], as_index=False)["share"].mean(), "share", keys=("seed",))
     return _min_seeds(_from_test("C3", ev, res, direction=-1, note=f"flat share of loss mass (none: {level:.3f}), "
                                  f"eisbach − none averaged over training: {shift['d'].mean():+.4f} (the shift itself, "
                                  f"not its trend); sesoi = {C3_SESOI_FRACTION} × none's share / {n_phases - 1} phases"), d)
 
 
-def claim_c4(cfg: dict, layout: Layout) -> dict:
+def claim_c4(cfg: Profile, layout: Layout) -> dict:
     ev = (f"share of the within-clip variance of log w explained by the noise level t (base model), "
           f"against a minimum of {C4_MIN_SHARE:.0%}")
     e = _anatomy_csv(layout, "entropy_vs_t")
@@ -340,7 +341,7 @@ def claim_c4(cfg: dict, layout: Layout) -> dict:
     if checkpoints is not None and len(checkpoints):
         e = pd.concat([e, checkpoints], ignore_index=True)
     e = e.assign(log_w=np.log(e["w"].clip(lower=1e-12)))
-    alpha, n_boot = cfg["evaluate"]["alpha"], cfg["evaluate"]["n_boot"]
+    alpha, n_boot = cfg.evaluate.alpha, cfg.evaluate.n_boot
     per_stage = {stage: stats.factor_share_test(g, "log_w", "t", "id", C4_MIN_SHARE, n_boot=n_boot, alpha=alpha)
                  for stage, g in e.groupby("stage", sort=False)}
     res = per_stage.get("base", next(iter(per_stage.values())))
@@ -353,13 +354,6 @@ def claim_c4(cfg: dict, layout: Layout) -> dict:
 
 # --------------------------------------------------------------------------------------------
 # C5-C10 and the controls (inputs from evaluate)
-
-
-def _final(df: pd.DataFrame, cfg: dict, adapter: str) -> pd.DataFrame:
-    """The profile's adapter at each run's own final step (a run trained with `--steps` ends where its
-    record says), and the base model (step 0)."""
-    last = df.groupby("run")["step"].transform("max") if "run" in df else df["step"]
-    return df[((df["adapter"] == adapter) & (df["step"] == last)) | (df["arm"] == "base")]
 
 
 def _sesoi_reference(t: Tables) -> pd.DataFrame | None:
@@ -380,7 +374,7 @@ def _primary(t: Tables, df: pd.DataFrame) -> pd.DataFrame:
     return df[df["prompt_id"].isin(p.loc[p["set"] == PRIMARY_SET, "prompt_id"])]
 
 
-def metric_sesoi(t: Tables, cfg: dict, metric: str) -> float:
+def metric_sesoi(t: Tables, cfg: Profile, metric: str) -> float:
     """The sesoi of `metric` for this run (`reference_sesoi` on the evaluation tables' reference, with
     the Vendi bandwidth evaluate recorded, `Tables.bandwidth`, and the profile's seed); nan when the
     tables have no reference or the metric is not in it."""
@@ -388,27 +382,27 @@ def metric_sesoi(t: Tables, cfg: dict, metric: str) -> float:
     if ref is None or (metric not in SET_METRICS and metric not in ref):
         return np.nan
     if metric == "vendi_intra":
-        size = cfg["generate"]["samples_per_prompt"]
+        size = cfg.generate.samples_per_prompt
     else:  # vendi_inter: a set of one (mean) clip per primary prompt
         size = (len(_primary(t, t.prompts)) if t.prompts is not None
                 else t.clips["prompt_id"].nunique() if t.clips is not None else None)
-    return reference_sesoi(ref, metric, set_size=size, bandwidth=t.bandwidth, seed=int(cfg["seed"]))
+    return reference_sesoi(ref, metric, set_size=size, bandwidth=t.bandwidth, seed=cfg.seed)
 
 
-def _outcome_test(t: Tables, cfg: dict, claim: str, metric: str, table: str, direction: int, arm: str,
+def _outcome_test(t: Tables, cfg: Profile, claim: str, metric: str, table: str, direction: int, arm: str,
                   role: str, statement: str | None = None, baseline: str = BASELINE) -> dict:
-    adapter = cfg["finetune"]["adapters"][0]
+    adapter = cfg.finetune.adapter
     ev = f"{metric}, {arm} − {baseline}, paired by seed and prompt"
     df = getattr(t, table)
     if df is None or metric not in df:
         return _row(claim, ev, role, direction, note=f"no {metric} in the evaluation tables", statement=statement)
-    final = _primary(t, _final(df, cfg, adapter))
+    final = _primary(t, final_rows(df, adapter))
     d = _vs_base(final, metric, arm) if baseline == "base" else outcome_diffs(final, metric, arm=arm)
     if d.empty:
         return _row(claim, ev, role, direction, note=f"arm {arm} not generated at this profile", statement=statement)
     sesoi = metric_sesoi(t, cfg, metric)
     res = stats.paired_verdict(d, direction=direction, sesoi=sesoi if np.isfinite(sesoi) else None,
-                               alpha=cfg["evaluate"]["alpha"])
+                               alpha=cfg.evaluate.alpha)
     return _min_seeds(_from_test(claim, ev, res, role, direction, statement=statement), d)
 
 
@@ -456,7 +450,7 @@ def m1_gate(row: dict) -> str | None:
     return None
 
 
-def control_rows(t: Tables, cfg: dict) -> list[dict]:
+def control_rows(t: Tables, cfg: Profile) -> list[dict]:
     """PC: oracle_texture − none on the texture readout (the gate), then on flatness and contrast
     (secondary, audio domain); NC: constant − none on the readout and every outcome metric."""
     rows = [_pc_readout_row(t, cfg)]
@@ -471,15 +465,15 @@ def control_rows(t: Tables, cfg: dict) -> list[dict]:
     return rows
 
 
-def _pc_readout_row(t: Tables, cfg: dict) -> dict:
+def _pc_readout_row(t: Tables, cfg: Profile) -> dict:
     """The positive control's readout row (oracle_texture − none on READOUT), before its gate note."""
     return _outcome_test(t, cfg, "PC", READOUT, "clips", metric_direction(READOUT), POSITIVE_CONTROL, "control",
                          statement=f"positive control: {POSITIVE_CONTROL} makes fewer flat textures (the gate)")
 
 
-def mix_rows(t: Tables, cfg: dict, pc: dict | None = None) -> list[dict]:
+def mix_rows(t: Tables, cfg: Profile, pc: dict | None = None) -> list[dict]:
     """MIX: does the weighting shift the texture mix the model generates? One row per weighting arm
-    of the profile (WEIGHTING_ARMS in cfg["finetune"]["arms"] and in the clips table): arm − none on
+    of the profile (WEIGHTING_ARMS in cfg.finetune.arms and in the clips table): arm − none on
     READOUT through `_outcome_test`, the positive control's pairing, sesoi and direction (−, fewer flat
     clips), so the claim pair's own move is read on the instrument the gate validated, beside the
     oracle's. Role "readout": descriptive, outside the Holm family and the claim counts (the row was
@@ -491,7 +485,7 @@ def mix_rows(t: Tables, cfg: dict, pc: dict | None = None) -> list[dict]:
     pc = pc if pc is not None else _pc_readout_row(t, cfg)
     reason = pc_gate(pc)
     rows = []
-    for arm in (a for a in WEIGHTING_ARMS if a in cfg["finetune"]["arms"] and a in present):
+    for arm in (a for a in WEIGHTING_ARMS if a in cfg.finetune.arms and a in present):
         row = _outcome_test(t, cfg, "MIX", READOUT, "clips", metric_direction(READOUT), arm, "readout",
                             statement=f"{arm} shifts the texture mix the model generates (fewer flat textures)")
         if np.isfinite(row["estimate"]) and np.isfinite(pc["estimate"]) and pc["estimate"] != 0:
@@ -504,11 +498,11 @@ def mix_rows(t: Tables, cfg: dict, pc: dict | None = None) -> list[dict]:
     return rows
 
 
-def manipulation_rows(t: Tables, cfg: dict, layout: Layout) -> list[dict]:
+def manipulation_rows(t: Tables, cfg: Profile, layout: Layout) -> list[dict]:
     """M1 the fine-tune moves the generations (readout: the gate; flatness and contrast beside it),
     M2 the adapters differ, M3 the training mix changes."""
-    rows, alpha = [], cfg["evaluate"]["alpha"]
-    adapter = cfg["finetune"]["adapters"][0]
+    rows, alpha = [], cfg.evaluate.alpha
+    adapter = cfg.finetune.adapter
     if t.clips is not None and "base" in set(t.clips["arm"]):
         for metric in (READOUT, *CONTROL_METRICS):
             row = _outcome_test(t, cfg, "M1", metric, "clips", +1, BASELINE, "manipulation",
@@ -559,7 +553,7 @@ def _adapter_distance_row(dist: pd.DataFrame, adapter: str, alpha: float) -> dic
                            f"{df['base'].mean():.4f} (RMS, in units of the base output's RMS)")
 
 
-def c8_margins(t: Tables, cfg: dict) -> dict[str, float]:
+def c8_margins(t: Tables, cfg: Profile) -> dict[str, float]:
     """The pre-registered non-inferiority margins of C8, anchored on the reference, not on `none`:
     FD and KID: C8_CEILING_SDS × the SD of that metric between two halves of the codec
     reference split (ceiling.csv; the sampling noise of real music of this distribution), inter-prompt
@@ -572,14 +566,14 @@ def c8_margins(t: Tables, cfg: dict) -> dict[str, float]:
             "kid_ref": C8_CEILING_SDS * sd("kid")}
 
 
-def claim_c8(t: Tables, cfg: dict) -> dict:
+def claim_c8(t: Tables, cfg: Profile) -> dict:
     """Non-inferiority per seed on inter-prompt Vendi (+), FD (−) and KID (−) to the reference, each
     against its reference-anchored margin (`c8_margins`); all three non-inferior → supported (an
     intersection-union test: p is the largest of the three), any inferior → contradicted."""
     ev = "inter-prompt Vendi, FD and KID to the reference through the codec, non-inferiority per seed"
     if t.runs is None:
         return _row("C8", ev, note=f"missing {METRICS_TABLES['runs']} (eisbach evaluate)")
-    runs = _primary(t, _final(t.runs, cfg, cfg["finetune"]["adapters"][0]))
+    runs = _primary(t, final_rows(t.runs, cfg.finetune.adapter))
     margins = c8_margins(t, cfg)
     parts, notes, verdicts = [], [], []
     for metric, direction in (("vendi_inter", +1), ("fd_ref", -1), ("kid_ref", -1)):
@@ -590,7 +584,7 @@ def claim_c8(t: Tables, cfg: dict) -> dict:
         d = outcome_diffs(runs, metric, keys=("seed",))
         if d.empty:
             continue
-        res = stats.noninferiority(d, margin=margins[metric], direction=direction, alpha=cfg["evaluate"]["alpha"])
+        res = stats.noninferiority(d, margin=margins[metric], direction=direction, alpha=cfg.evaluate.alpha)
         parts.append((metric, res, d))
         verdicts.append(res["verdict"])
         notes.append(f"Δ {metric} {res['estimate']:.3g} [{res['ci_lo']:.3g}, {res['ci_hi']:.3g}], margin "
@@ -609,7 +603,7 @@ def claim_c8(t: Tables, cfg: dict) -> dict:
     return _min_seeds(row, d)
 
 
-def claim_c9(t: Tables, cfg: dict) -> dict:
+def claim_c9(t: Tables, cfg: Profile) -> dict:
     ev = "interaction on intra-prompt Vendi: (eisbach−none | DoRA) − (eisbach−none | LoRA), exploratory"
     intra = t.intra
     adapters = set(intra["adapter"]) - {"none"} if intra is not None else set()
@@ -620,20 +614,20 @@ def claim_c9(t: Tables, cfg: dict) -> dict:
     gd = outcome_diffs(final[final["adapter"] == "dora"], "vendi_intra").set_index(keys)["d"]
     gl = outcome_diffs(final[final["adapter"] == "lora"], "vendi_intra").set_index(keys)["d"]
     j = pd.concat([gd.rename("dora"), gl.rename("lora")], axis=1).dropna().reset_index()
-    res = stats.paired_verdict(j.assign(d=j["dora"] - j["lora"]), alpha=cfg["evaluate"]["alpha"])
+    res = stats.paired_verdict(j.assign(d=j["dora"] - j["lora"]), alpha=cfg.evaluate.alpha)
     return _min_seeds(_from_test("C9", ev, res, "exploratory"), j)
 
 
-def claim_c10(t: Tables, cfg: dict) -> dict:
+def claim_c10(t: Tables, cfg: Profile) -> dict:
     """C10 as an intersection-union test: the eisbach − none intra-prompt Vendi gap at the sweet spot
     exceeds the gap at each neighbouring checkpoint (d_n = gap(sweet) − gap(n), `paired_verdict`,
     direction +). Supported when every d_n is; contradicted when any neighbour's gap is larger (d_n's
     CI below 0); p = the largest. Fewer than C10_MIN_CHECKPOINTS generated checkpoints: not testable
     (with two, "sweet spot" cannot be told from a gap that simply shrinks or grows)."""
-    sweet = cfg["finetune"].get("sweet_spot")
+    sweet = cfg.finetune.sweet_spot
     ev = f"intra-prompt Vendi gap (eisbach − none) at step {sweet} minus the gap at each neighbouring checkpoint"
     intra = t.intra
-    adapter = cfg["finetune"]["adapters"][0]
+    adapter = cfg.finetune.adapter
     steps = sorted(set(intra[intra["adapter"] == adapter]["step"]) - {0}) if intra is not None else []
     if sweet is None or sweet not in steps or len(steps) < C10_MIN_CHECKPOINTS:
         return _row("C10", ev, "exploratory", note=f"not tested (sweet_spot {sweet}, checkpoints generated {steps}; "
@@ -645,7 +639,7 @@ def claim_c10(t: Tables, cfg: dict) -> dict:
     tests = []
     for n in [steps[k] for k in (i - 1, i + 1) if 0 <= k < len(steps)]:
         j = pd.concat([gaps[sweet].rename("sweet"), gaps[n].rename("other")], axis=1).dropna().reset_index()
-        tests.append((n, stats.paired_verdict(j.assign(d=j["sweet"] - j["other"]), alpha=cfg["evaluate"]["alpha"]), j))
+        tests.append((n, stats.paired_verdict(j.assign(d=j["sweet"] - j["other"]), alpha=cfg.evaluate.alpha), j))
     verdicts = [r["verdict"] for _, r, _ in tests]
     verdict = ("supported" if all(v == "supported" for v in verdicts) else
                "contradicted" if "contradicted" in verdicts else "inconclusive")
@@ -696,7 +690,7 @@ def ceiling_rows(t: Tables) -> list[dict]:
 # the whole card
 
 
-def build_scorecard(cfg: dict) -> pd.DataFrame:
+def build_scorecard(cfg: Profile) -> pd.DataFrame:
     """Every claim, control, manipulation check and ceiling as one table (rules: module docstring)."""
     layout = Layout.of(cfg)
     t = Tables.read(layout)
@@ -715,7 +709,7 @@ def build_scorecard(cfg: dict) -> pd.DataFrame:
                                           if pc_reason and row["verdict"] != "not testable" else None)
         primary.append(_not_testable(row, reason) if reason else row)
     primary.append(claim_c8(t, cfg))
-    _holm(primary, cfg["evaluate"]["alpha"])
+    _holm(primary, cfg.evaluate.alpha)
     rows = primary + [claim_c9(t, cfg), claim_c10(t, cfg)]
     rows += controls + mix_rows(t, cfg, controls[0])
     rows += manipulation_rows(t, cfg, layout) + readout_rows(t) + ceiling_rows(t)
@@ -724,7 +718,7 @@ def build_scorecard(cfg: dict) -> pd.DataFrame:
     return pd.concat([card, listeners.reindex(columns=COLUMNS)], ignore_index=True) if len(listeners) else card
 
 
-def listener_rows(cfg: dict) -> pd.DataFrame:
+def listener_rows(cfg: Profile) -> pd.DataFrame:
     """The listening study's rows (people's judgements, kept apart from the metric verdicts): one per
     comparison and question when votes exist (`study.listener_rows`), role "listeners"."""
     out = study_listener_rows(cfg)

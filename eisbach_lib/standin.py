@@ -115,14 +115,13 @@ def standin_profile(base_dir: str | Path, out_yaml: str | Path, runs_dir: str | 
     dotted keys ("finetune.steps") to values. Returns the YAML path."""
     out_yaml = Path(out_yaml)
     runs = Path(runs_dir) if runs_dir else out_yaml.parent / "runs_standin"
-    cfg = yaml.safe_load(Path(template).read_text())
-    cfg["model"]["base_dir"] = str(Path(base_dir).resolve())
-    cfg["runs_dir"] = str(runs.resolve())
-    cfg["figures_dir"] = str((runs / "figures").resolve())
-    for key, value in (overrides or {}).items():
-        set_dotted(cfg, key, value)
+    raw = yaml.safe_load(Path(template).read_text())  # the YAML as written: a copy keeps its keys and order
+    where = {"model.base_dir": str(Path(base_dir).resolve()), "runs_dir": str(runs.resolve()),
+             "figures_dir": str((runs / "figures").resolve())}
+    for key, value in {**where, **(overrides or {})}.items():
+        set_dotted(raw, key, value)
     out_yaml.parent.mkdir(parents=True, exist_ok=True)
-    out_yaml.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out_yaml.write_text(yaml.safe_dump(raw, sort_keys=False))
     return out_yaml
 
 

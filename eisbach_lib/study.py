@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .config import Profile
 from .layout import Layout
 from .study_design import CONTROL_ARMS, MAX_CATCH_FAIL, MIN_RATERS, SESOI, STRUCTURE_NOTE, StudyError, load_study
 from .study_votes import read_votes
@@ -446,7 +447,7 @@ def question_notes(doc: dict) -> dict:
     return notes
 
 
-def study_summary(cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def study_summary(cfg: Profile) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(verdicts, catch table, study doc) for a profile's listening folder (votes.csv may be absent)."""
     layout = Layout.of(cfg)
     doc = load_study(layout.study)
@@ -460,7 +461,7 @@ LISTENER_COLUMNS = ["claim", "role", "statement", "evidence", "direction", "esti
                     "n", "verdict", "note"]
 
 
-def listener_rows(cfg: dict) -> pd.DataFrame:
+def listener_rows(cfg: Profile) -> pd.DataFrame:
     """The scorecard's "listeners" rows, one per (comparison, question), only when the profile has
     a study and votes (else an empty frame): the scorecard's columns with ``claim`` "listeners",
     the question's text and its claim tag as ``statement``, the win rate of arm_a as ``estimate``

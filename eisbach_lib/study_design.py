@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .config import Profile
 from .layout import Layout
-from .listen import final_steps
+from .tables import last_step_rows
 
 # ----------------------------------------------------------------------------- the study as data
 
@@ -69,11 +70,11 @@ class StudyError(ValueError):
     """A study file, samples manifest or votes file that cannot be used; the message names it."""
 
 
-def study_config(cfg: dict, path: str | Path | None = None) -> dict:
+def study_config(cfg: Profile, path: str | Path | None = None) -> dict:
     """The study definition: `DEFAULT_STUDY`, updated by the profile's ``listening:`` section, then
     by the YAML file at `path`. Unknown keys are refused (naming the key and where it came from)."""
     study = {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULT_STUDY.items()}
-    sources = [("profile section 'listening'", cfg.get("listening") or {})]
+    sources = [("profile section 'listening'", cfg.listening)]
     if path is not None:
         p = Path(path)
         if not p.exists():
@@ -160,7 +161,7 @@ def draw_trials(samples: pd.DataFrame, study: dict) -> pd.DataFrame:
     df["adapter"] = df["adapter"].fillna("").astype(str)
     adapters = sorted(df["adapter"].unique())
     adapter = study["adapter"] or ("dora" if "dora" in adapters else adapters[0])
-    df = final_steps(df[df["adapter"] == adapter])
+    df = last_step_rows(df[df["adapter"] == adapter])
     if study["prompts"] is not None:
         df = df[df["prompt_id"].isin(list(study["prompts"]))]
     if study["seeds"] is not None:
@@ -236,7 +237,7 @@ def study_pairs(trials: pd.DataFrame, questions: Sequence[dict], primary: tuple[
 # ----------------------------------------------------------------------------- study.json read back
 
 
-def listening_dir(cfg: dict) -> Path:
+def listening_dir(cfg: Profile) -> Path:
     """``<runs_dir>/listening``."""
     return Layout.of(cfg).listening
 

@@ -23,8 +23,10 @@ import pandas as pd
 import soundfile as sf
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
+from .config import Profile
 from .layout import STUDY, STUDY_PAGE, Layout
-from .listen import final_steps, load_clip, loudness_match
+from .listen import load_clip, loudness_match
+from .tables import last_step_rows
 from .study_design import (MAX_CATCH_FAIL, MIN_RATERS, PAGE_COLUMNS, SESOI, draw_trials, listening_dir,
                            resolve_primary, study_config, study_pairs, trials_of)
 
@@ -75,7 +77,7 @@ def static_players(samples: pd.DataFrame, runs_dir: str | Path, max_clips: int =
     page without a kernel. Rows are (prompt, seed), columns arms (``none`` first); at most
     `max_clips` players (a note says how many were left out)."""
     df = samples[(samples["sample"] == sample) & (samples["arm"] != "base")]
-    df = final_steps(df)
+    df = last_step_rows(df)
     arms = (["none"] if "none" in set(df["arm"]) else []) + sorted(set(df["arm"]) - {"none"})
     keys = df[["prompt_id", "seed"]].drop_duplicates().sort_values(["prompt_id", "seed"])
     n_rows = max(1, max_clips // max(1, len(arms)))
@@ -104,16 +106,16 @@ def static_players(samples: pd.DataFrame, runs_dir: str | Path, max_clips: int =
 # ----------------------------------------------------------------------------- the kit
 
 
-def load_samples(cfg: dict) -> pd.DataFrame:
+def load_samples(cfg: Profile) -> pd.DataFrame:
     """The samples manifest ``<runs_dir>/samples/manifest.csv`` (written by `generate_grid`)."""
     path = Layout.of(cfg).samples_manifest
     if not path.exists():
         raise FileNotFoundError(f"{path}: no samples manifest; generate the samples first "
-                                f"(notebook 05 or `eisbach generate --profile {cfg.get('name', 'P')}`)")
+                                f"(notebook 05 or `eisbach generate --profile {cfg.name}`)")
     return pd.read_csv(path, keep_default_na=False)
 
 
-def make_kit(cfg: dict, study: dict | None = None, samples: pd.DataFrame | None = None) -> Path:
+def make_kit(cfg: Profile, study: dict | None = None, samples: pd.DataFrame | None = None) -> Path:
     """Draw the trials, write the anchors, ``study.json`` and the self-contained ``study.html``
     under ``<runs_dir>/listening/``; returns the path of study.json. Deterministic: the same
     samples and study give the same files (and the same study id)."""
@@ -128,10 +130,10 @@ def make_kit(cfg: dict, study: dict | None = None, samples: pd.DataFrame | None 
         seed = int(hashlib.sha256(t.pair_id.encode()).hexdigest()[:8], 16)
         sf.write(runs / t.clip_b, degrade(y, sr, seed=seed), sr, subtype="FLOAT")
     digest = hashlib.sha1(trials.to_json(orient="records").encode()).hexdigest()[:8]
-    study_id = study["study_id"] or f"{cfg.get('name', 'study')}-{digest}"
+    study_id = study["study_id"] or f"{cfg.name}-{digest}"
     primary = resolve_primary(trials, study)
     pairs = study_pairs(trials, study["questions"], primary)
-    doc = {"study_id": study_id, "created_for_profile": cfg.get("name"), "questions": study["questions"],
+    doc = {"study_id": study_id, "created_for_profile": cfg.name, "questions": study["questions"],
            "catch_question": study["catch_question"], "min_raters": MIN_RATERS, "max_catch_fail": MAX_CATCH_FAIL,
            "sesoi": SESOI, "primary": {"arm_a": primary[0], "arm_b": primary[1], "question": primary[2]},
            "analysis": "win rate per comparison x question; 95 % CI clustered by rater and training seed "

@@ -15,6 +15,8 @@ plus the prompt table generate writes and the Vendi bandwidth evaluate fixes):
   prompts     prompts.csv                          the evaluation prompts (generate), their `set`
   bandwidth   metrics/vendi_bandwidth.json         the Vendi kernel bandwidth (a number)
 
+`last_step_rows` and `final_rows` define "the final step" once: each run's own last step.
+
 A table whose file is missing is None (`Tables.read`): the scorecard then says which input is
 missing instead of failing. Below evaluate and scorecard (it imports only `layout`), so both use it
 without an import cycle.
@@ -70,3 +72,20 @@ class Tables:
     def present(self) -> list[str]:
         """The names of the fields that hold a table (or the bandwidth)."""
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+
+def last_step_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each run (`run` column) at the largest `step` the table holds for it: the run's own
+    final step (a run trained with `--steps` ends where its record says, not at finetune.steps)."""
+    return df[df["step"] == df.groupby("run")["step"].transform("max")]
+
+
+def final_rows(df: pd.DataFrame, adapter: str, base: bool = True) -> pd.DataFrame:
+    """The rows of `adapter`'s runs at each run's own final step, and the base model's (arm "base")
+    when `base`: the one definition of "the final step" that the metrics summaries, the scorecard and
+    the listening views share (`last_step_rows`); in a table without a `run` column every row of the
+    adapter counts."""
+    keep = df["adapter"] == adapter
+    if "run" in df:
+        keep &= df["step"] == df.groupby("run")["step"].transform("max")
+    return df[keep | (df["arm"] == "base")] if base else df[keep]

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from .config import Profile
+
 _LOADED: dict[tuple[str, str], tuple[object, torch.nn.Module]] = {}
 _TOKENIZERS: dict[str, object] = {}
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt")
@@ -102,12 +104,12 @@ def check_token_lengths(captions: list[str], max_tokens: int, names: list[str] |
     return counts
 
 
-def profile_tokenizer(cfg: dict) -> tuple[object, int]:
+def profile_tokenizer(cfg: Profile) -> tuple[object, int]:
     """(tokenizer, token limit) of the profile's text encoder: MiniLM and text.max_tokens for the
     embedded scale; with model.base_dir, Stable Audio 3's Gemma tokenizer (base_dir/tokenizer) and
     min(text.max_tokens, 256) (SA3TextEncoder's cap)."""
-    limit = int(cfg["text"]["max_tokens"])
-    base_dir = cfg.get("model", {}).get("base_dir")
+    limit = cfg.text.max_tokens
+    base_dir = cfg.model.base_dir
     if not base_dir:
         return minilm_tokenizer(), limit
     from transformers import AutoTokenizer  # heavy: transformers

@@ -13,7 +13,7 @@ Recipe per step (docs/design.md §1.4 and §2):
                              textures=the batch's texture labels, constant=constant_weight(...)["weight"])
     loss   = weighted_loss(w, L);  AdamW step (weight decay 0, constant lr after an optional
              linear warm-up of `warmup_steps`, 0 by default; the pretrain default is documented
-             in config.SECTION_DEFAULTS)
+             in config.Pretrain)
 
 Pairing: every random stream is its own CPU `torch.Generator` seeded from (seed, stream name)
 (`stream_seed`), and every stream is consumed identically by every arm, except "shuffle", which only
@@ -78,8 +78,7 @@ from .progress import Progress
 from .barrier import (ARMS, ORACLE_FACTOR, barrier_weights, oracle_weights, new_tmatched_state, per_sample_loss, temporal_entropy,
                       weighted_loss)
 from .cache import PreEncoded
-from .config import training_settings
-from .config import workers as config_workers
+from .config import Profile, Training
 from .device import Placement, distributed, resolve_device
 from .files import atomic_dir, atomic_json, atomic_write
 from .flow import noise_data, ot_couple, sample_timesteps, velocity_target
@@ -112,11 +111,10 @@ def make_generators(seed: int) -> dict[str, torch.Generator]:
     return {name: torch.Generator().manual_seed(stream_seed(seed, name)) for name in STREAMS}
 
 
-def hyperparameters(cfg: dict, adapter: str | None, steps: int | None = None) -> dict:
-    """The flat training settings of a run: cfg['finetune'] (adapter runs) or cfg['pretrain'] (base),
-    completed from config.SECTION_DEFAULTS, `steps` overriding the profile, checked by
-    `config.training_settings` (a bad value raises ConfigError naming the file and key)."""
-    return training_settings(cfg, "pretrain" if adapter is None else "finetune", steps)
+def hyperparameters(cfg: Profile, adapter: str | None, steps: int | None = None) -> Training:
+    """The training settings of a run: cfg.finetune (adapter runs) or cfg.pretrain (base), `steps`
+    overriding the profile's step count (config.Training.with_steps)."""
+    return cfg.training(adapter).with_steps(steps)
 
 
 def _gather(x: torch.Tensor, world: int) -> torch.Tensor:
@@ -179,12 +177,12 @@ class BatchOrder:
 # model set-up
 
 
-def _build_model(cfg: dict, data: PreEncoded, adapter: str | None, seed: int, hp: dict,
+def _build_model(cfg: Profile, data: PreEncoded, adapter: str | None, seed: int, hp: Training,
                  base_dir: str | Path | None) -> tuple[EisbachDiT, str | None]:
     """The model of a run at step 0 and the base folder it came from (None for a base run)."""
     io_channels, text_dim = int(data.latents.shape[1]), int(data.tokens.shape[2])
     if adapter is None:
-        return build_base(cfg["model"], io_channels, text_dim, seed=stream_seed(seed, "init")), None
+        return build_base(cfg.model, io_channels, text_dim, seed=stream_seed(seed, "init")), None
     base = base_dir_for(cfg, base_dir)
     try:
         model = load_base(base)
@@ -193,7 +191,7 @@ def _build_model(cfg: dict, data: PreEncoded, adapter: str | None, seed: int, hp
     if model.io_channels != io_channels or model.text_dim != text_dim:
         raise ValueError(f"the base at {base} takes latents with {model.io_channels} channels and text of width "
                          f"{model.text_dim}, but the data has {io_channels} channels and width {text_dim}")
-    add_adapter(model, adapter, hp["rank"], hp["alpha"], seed=stream_seed(seed, "adapter"))
+    add_adapter(model, adapter, hp.rank, hp.alpha, seed=stream_seed(seed, "adapter"))
     return model, str(base.resolve())
 
 
@@ -301,12 +299,12 @@ def draw_noise(x0: torch.Tensor, kind: str, ot: str | None,
     return t, noise
 
 
-def draw_batch(data: PreEncoded, order: BatchOrder, gens: dict[str, torch.Generator], hp: dict) -> Batch:
+def draw_batch(data: PreEncoded, order: BatchOrder, gens: dict[str, torch.Generator], hp: Training) -> Batch:
     """The next batch of the data order with its timesteps, noise and condition dropout (stream "dropout")."""
-    idx = order.next(int(hp["batch_size"]))
+    idx = order.next(hp.batch_size)
     x0 = data.latents[idx]
-    t, noise = draw_noise(x0, hp["timesteps"], hp["ot"], gens)
-    token_mask = drop_condition(data.token_mask[idx], float(hp["cond_dropout"]), gens["dropout"])
+    t, noise = draw_noise(x0, hp.timesteps, hp.ot, gens)
+    token_mask = drop_condition(data.token_mask[idx], hp.cond_dropout, gens["dropout"])
     dropped = data.token_mask[idx].any(dim=1) & ~token_mask.any(dim=1)
     return Batch(idx, x0, t, noise, data.tokens[idx], token_mask, data.seconds[idx], data.frame_mask[idx], dropped)
 
@@ -367,15 +365,15 @@ def _clip_gradients(opt: torch.optim.Optimizer, grad_clip: float | None) -> torc
 # the loop
 
 
-def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "none", seed: int = 0,
+def train_run(cfg: Profile, data: PreEncoded, out_dir: str | Path, *, arm: str = "none", seed: int = 0,
               adapter: str | None = "dora", steps: int | None = None, base_dir: str | Path | None = None,
               progress: bool = True, stop_after: int | None = None) -> Path:
     """Train one run into `out_dir` and return it; a finished run (done.json) is returned at once and an
     interrupted one resumes from its newest checkpoint.
 
-    adapter=None pretrains a base (every parameter, cfg['pretrain']); "dora"/"lora" fine-tunes an
+    adapter=None pretrains a base (every parameter, cfg.pretrain); "dora"/"lora" fine-tunes an
     adapter on the base at `base_dir` (default: cfg model.base_dir, else <runs_dir>/base) with
-    cfg['finetune']. `steps` overrides the profile's step count. `stop_after` (for tests) stops after
+    cfg.finetune. `steps` overrides the profile's step count. `stop_after` (for tests) stops after
     that step as if the process were killed: whatever was checkpointed stays, nothing else.
     """
     out_dir = Path(out_dir)
@@ -386,30 +384,31 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
     hp = hyperparameters(cfg, adapter, steps)
     if is_finished(out_dir):
         done = read_done(out_dir)
-        if int(done.get("steps", -1)) != hp["steps"]:
-            print(f"{out_dir} is finished with {done.get('steps')} steps (asked {hp['steps']}); kept as is")
+        if int(done.get("steps", -1)) != hp.steps:
+            print(f"{out_dir} is finished with {done.get('steps')} steps (asked {hp.steps}); kept as is")
         return out_dir
 
     place, model, arm_inputs, meta = _set_up(cfg, data, out_dir, hp, arm, seed, adapter, base_dir, progress)
     state = _resume(out_dir, model, adapter, new_run_state(model, hp, seed, len(data), place), place.lead)
     forward = _forward(model, hp, place)
-    log = RunLog(out_dir.name, adapter, arm, seed, data, arm_inputs.textures, every=int(hp["log_every"]),
-                 last=hp["steps"])
-    bar = Progress(total=hp["steps"], initial=state.step, desc=out_dir.name, disable=not (progress and place.lead),
+    log = RunLog(out_dir.name, adapter, arm, seed, data, arm_inputs.textures, every=hp.log_every,
+                 last=hp.steps)
+    bar = Progress(total=hp.steps, initial=state.step, desc=out_dir.name, disable=not (progress and place.lead),
                    leave=False)
-    for step in range(state.step + 1, hp["steps"] + 1):
+    checkpoint_steps = set(hp.checkpoint_steps)
+    for step in range(state.step + 1, hp.steps + 1):
         t0 = time.perf_counter()
         lr = learning_rate(hp, step)
         for group in state.opt.param_groups:
             group["lr"] = lr
         batch = draw_batch(data, state.order, state.gens, hp)
         out = weighted_step(forward, batch, arm_inputs, state.opt, gens=state.gens, tmatched=state.tmatched,
-                            place=place, grad_clip=hp["grad_clip"])
+                            place=place, grad_clip=hp.grad_clip)
         state.step = step
         log.add(step, batch, out, lr, time.perf_counter() - t0)
         bar.update(1)
         bar.set_postfix(loss=f"{log.steps[-1]['loss']:.4f}")
-        if step in hp["checkpoints"]:
+        if step in checkpoint_steps:
             if place.lead:
                 _save_checkpoint(out_dir, model, adapter, state, log)
             log.clear()
@@ -424,9 +423,9 @@ def train_run(cfg: dict, data: PreEncoded, out_dir: str | Path, *, arm: str = "n
     return out_dir
 
 
-def learning_rate(hp: dict, step: int) -> float:
+def learning_rate(hp: Training, step: int) -> float:
     """The constant learning rate `lr`, after a linear warm-up over the first `warmup_steps` steps (if any)."""
-    return hp["lr"] * min(1.0, step / hp["warmup_steps"]) if hp["warmup_steps"] else hp["lr"]
+    return hp.lr * min(1.0, step / hp.warmup_steps) if hp.warmup_steps else hp.lr
 
 
 @dataclass
@@ -455,11 +454,11 @@ class RunState:
         self.order.load_state_dict(state["order"])
 
 
-def new_run_state(model: torch.nn.Module, hp: dict, seed: int, n_clips: int, place: Placement) -> RunState:
+def new_run_state(model: torch.nn.Module, hp: Training, seed: int, n_clips: int, place: Placement) -> RunState:
     """Step 0: AdamW over the trainable parameters (ε 1e-8, fused on CUDA), the seed's generators, empty
     tmatched bins and the first permutation of the data order."""
-    opt = torch.optim.AdamW(_trainable(model), lr=hp["lr"], betas=tuple(hp["betas"]),
-                            weight_decay=float(hp["weight_decay"]), eps=1e-8, **({"fused": True} if place.cuda else {}))
+    opt = torch.optim.AdamW(_trainable(model), lr=hp.lr, betas=tuple(hp.betas),
+                            weight_decay=hp.weight_decay, eps=1e-8, **({"fused": True} if place.cuda else {}))
     gens = make_generators(seed)
     return RunState(0, opt, gens, new_tmatched_state(), BatchOrder(n_clips, gens["data"]))
 
@@ -502,43 +501,43 @@ class RunLog:
         self.samples, self.steps = [], []
 
 
-def _set_up(cfg: dict, data: PreEncoded, out_dir: Path, hp: dict, arm: str, seed: int, adapter: str | None,
+def _set_up(cfg: Profile, data: PreEncoded, out_dir: Path, hp: Training, arm: str, seed: int, adapter: str | None,
             base_dir: str | Path | None, progress: bool) -> tuple[Placement, EisbachDiT, ArmInputs, dict]:
     """Check the data, place this process, build the model at step 0 (on its device, in train mode),
     collect the arm's inputs and write run.json (or check that the folder holds this run)."""
     if len(data) == 0:
         raise ValueError("the training data is empty (0 clips)")
-    if hp["batch_size"] > len(data):
-        print(f"note: batch_size {hp['batch_size']} > {len(data)} clips; batches repeat clips across epochs")
-    place = _placement(cfg, int(hp["batch_size"]))
+    if hp.batch_size > len(data):
+        print(f"note: batch_size {hp.batch_size} > {len(data)} clips; batches repeat clips across epochs")
+    place = _placement(cfg, hp.batch_size)
     textures = list(map(str, data.manifest["texture"])) if "texture" in data.manifest.columns else None
     arm_config: dict = {}
     if arm == "oracle_texture":
         if textures is None:
             raise ValueError("arm 'oracle_texture' needs texture labels: the data's manifest has no 'texture' column")
-        arm_config = {"oracle_weights": oracle_weights(float(hp.get("oracle_factor", ORACLE_FACTOR)))}
+        arm_config = {"oracle_weights": oracle_weights(cfg.finetune.oracle_factor)}
         barrier_weights(torch.zeros(len(textures), 1, 1), arm, textures=textures)  # unknown labels raise now
     model, base_used = _build_model(cfg, data, adapter, seed, hp, base_dir)
     if arm == "constant":
         if adapter is None:
             raise ValueError("arm 'constant' needs a base model (its weight is the base's mean eisbach weight); "
                              "pretrain with arm 'none'")
-        arm_config = constant_weight(cfg, data, base_used, lam=float(hp["lam"]), timesteps=hp["timesteps"],
+        arm_config = constant_weight(cfg, data, base_used, lam=hp.lam, timesteps=hp.timesteps,
                                      progress=progress and place.lead)
     meta = {"arm": arm, "seed": int(seed), "adapter": adapter, "base_dir": base_used, "data": data_fingerprint(data),
             "model": {k: v for k, v in model.transformer.config.items() if not k.startswith("_")},
-            "n_clips": len(data), "hyperparameters": hp, "parameters": count_parameters(model)}
+            "n_clips": len(data), "hyperparameters": hp.record(), "parameters": count_parameters(model)}
     if arm_config:
         meta["arm_config"] = arm_config
     if place.lead:
         out_dir.mkdir(parents=True, exist_ok=True)
         _check_run_meta(out_dir, meta)
     model.to(place.device).train()
-    return place, model, ArmInputs(arm, float(hp["lam"]), textures, arm_config.get("weight"),
-                                   float(hp.get("oracle_factor", ORACLE_FACTOR))), meta
+    return place, model, ArmInputs(arm, hp.lam, textures, arm_config.get("weight"),
+                                   cfg.finetune.oracle_factor), meta
 
 
-def _placement(cfg: dict, batch_size: int) -> Placement:
+def _placement(cfg: Profile, batch_size: int) -> Placement:
     """This process's device and rank (`resolve_device`, `distributed`); the batch must split evenly."""
     device = resolve_device(cfg)
     rank, world = distributed(device)
@@ -566,15 +565,15 @@ def _resume(out_dir: Path, model: EisbachDiT, adapter: str | None, state: RunSta
     return state
 
 
-def _forward(model: EisbachDiT, hp: dict, place: Placement):
+def _forward(model: EisbachDiT, hp: Training, place: Placement):
     """The callable the step runs: the model, with gradient checkpointing (CUDA, `grad_checkpointing`),
     wrapped in DistributedDataParallel on several processes, compiled (CUDA, `compile`)."""
-    if place.cuda and hp["grad_checkpointing"]:
+    if place.cuda and hp.grad_checkpointing:
         model.transformer.enable_gradient_checkpointing()
     forward = model
     if place.world > 1:
         forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[place.device.index] if place.cuda else None)
-    return torch.compile(forward) if (place.cuda and hp["compile"]) else forward
+    return torch.compile(forward) if (place.cuda and hp.compile) else forward
 
 
 def _check_run_meta(out_dir: Path, meta: dict) -> None:
@@ -632,15 +631,15 @@ def _finetune_split(data: PreEncoded) -> PreEncoded:
     return data if splits == {"finetune"} else data.split("finetune")
 
 
-def grid_workers(cfg: dict) -> int:
+def grid_workers(cfg: Profile) -> int:
     """`finetune.workers` (default 1): how many CPU processes train the grid at once. Each worker
     uses one torch thread: a DoRA step at batch 4 gains nothing from a second thread (108 vs 120 ms,
     benchmarks/results/train_cpu.md), so on 2 cores two one-thread workers train about twice the runs
     per second (benchmarks/results/levers.md). On CUDA the grid stays in one process (shard by GPU)."""
-    return config_workers(cfg, "finetune")
+    return cfg.finetune.workers
 
 
-def _grid_worker(cfg: dict, data: PreEncoded, items: list[dict]) -> None:
+def _grid_worker(cfg: Profile, data: PreEncoded, items: list[dict]) -> None:
     """One worker process of `run_grid`: one torch thread, its runs in order, no progress bars."""
     torch.set_num_threads(1)
     base = base_dir_for(cfg)
@@ -649,7 +648,7 @@ def _grid_worker(cfg: dict, data: PreEncoded, items: list[dict]) -> None:
                   base_dir=base, progress=False)
 
 
-def _run_grid_workers(cfg: dict, data: PreEncoded, items: list[dict], workers: int, progress: bool) -> None:
+def _run_grid_workers(cfg: Profile, data: PreEncoded, items: list[dict], workers: int, progress: bool) -> None:
     """Train `items` in `workers` spawned processes (worker i takes shard_items(items, "i/workers"), one torch thread, the
     environment's OMP/MKL thread counts set to 1 while they start) and wait for all; the parent
     shows the finished runs (done.json) as they appear. A failed worker raises RuntimeError naming
@@ -663,7 +662,7 @@ def _run_grid_workers(cfg: dict, data: PreEncoded, items: list[dict], workers: i
                            f"kept; run the grid again to resume")
 
 
-def run_grid(cfg: dict, data: PreEncoded, shard: str = "0/1", progress: bool = True,
+def run_grid(cfg: Profile, data: PreEncoded, shard: str = "0/1", progress: bool = True,
              workers: int | None = None) -> list[Path]:
     """Train this shard's runs of the grid on the `finetune` split (selected here when `data` holds
     several splits), skipping finished runs and resuming interrupted ones. Returns the run folders.
@@ -682,7 +681,7 @@ def run_grid(cfg: dict, data: PreEncoded, shard: str = "0/1", progress: bool = T
     if workers > 1 and len(todo) > 1 and resolve_device(cfg).type == "cpu":
         if any(it["arm"] == "constant" for it in todo):
             hp = hyperparameters(cfg, todo[0]["adapter"])
-            constant_weight(cfg, data, str(base.resolve()), lam=float(hp["lam"]), timesteps=hp["timesteps"],
+            constant_weight(cfg, data, str(base.resolve()), lam=hp.lam, timesteps=hp.timesteps,
                             progress=progress)
         # the workers share out the unfinished runs; an interrupted one resumes from its checkpoint
         _run_grid_workers(cfg, data, todo, min(workers, len(todo)), progress)
@@ -694,15 +693,15 @@ def run_grid(cfg: dict, data: PreEncoded, shard: str = "0/1", progress: bool = T
     return out
 
 
-def pretrain(cfg: dict, data: PreEncoded, progress: bool = True) -> Path:
+def pretrain(cfg: Profile, data: PreEncoded, progress: bool = True) -> Path:
     """Train the embedded base DiT on the `base` split into <runs_dir>/base (final weights in the
     diffusers layout, loadable with load_base); skipped when finished. With model.base_dir set (real
     Stable Audio 3 weights) there is nothing to pretrain and that directory is returned."""
-    if cfg["model"].get("base_dir"):
-        return Path(cfg["model"]["base_dir"])
+    if cfg.model.base_dir:
+        return Path(cfg.model.base_dir)
     if "split" in data.manifest.columns and set(data.manifest["split"]) != {"base"}:
         data = data.split("base")
-    return train_run(cfg, data, Layout.of(cfg).base, arm="none", seed=int(cfg.get("seed", 0)),
+    return train_run(cfg, data, Layout.of(cfg).base, arm="none", seed=int(cfg.seed),
                      adapter=None, progress=progress)
 
 

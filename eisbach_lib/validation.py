@@ -43,6 +43,7 @@ import pandas as pd
 
 from . import corpus as C
 from . import metrics as M
+from .config import Evaluate, Profile
 from .layout import Layout
 
 VALIDATION_VERSION = 2
@@ -267,7 +268,7 @@ def structure_values(tunes: list[dict], seconds: Sequence[float], sample_rate: i
     return pd.DataFrame(rows)
 
 
-def structure_validation(source: dict | tuple, n_tunes: int | None = None, n_shuffles: int | None = None,
+def structure_validation(source: Profile | tuple, n_tunes: int | None = None, n_shuffles: int | None = None,
                          seconds: Sequence[float] | None = None,
                          metrics: Mapping[str, Callable[[np.ndarray, int], float]] | None = None,
                          directions: Mapping[str, int] | None = None, seed: int = 0,
@@ -290,12 +291,13 @@ def structure_validation(source: dict | tuple, n_tunes: int | None = None, n_shu
     metrics only); a cache whose parameters differ is recomputed. Costs ≈ n_tunes × (1 + n_shuffles)
     metric evaluations per length (≈ 30 ms each for 6 s) plus parsing and rendering the tunes.
     """
-    ev = (source.get("evaluate") or {}) if isinstance(source, dict) else {}
-    n_tunes = int(ev.get("validation_tunes", 20)) if n_tunes is None else int(n_tunes)
-    n_shuffles = int(ev.get("validation_shuffles", 10)) if n_shuffles is None else int(n_shuffles)
-    if isinstance(source, dict):
-        lengths = [float(source["generate"]["seconds"])] if seconds is None else [float(s) for s in seconds]
-        sr = int(source["corpus"]["sample_rate"])
+    profile = isinstance(source, Profile)
+    ev = source.evaluate if profile else Evaluate()
+    n_tunes = ev.validation_tunes if n_tunes is None else int(n_tunes)
+    n_shuffles = ev.validation_shuffles if n_shuffles is None else int(n_shuffles)
+    if profile:
+        lengths = [source.generate.seconds] if seconds is None else [float(s) for s in seconds]
+        sr = source.corpus.sample_rate
         layout = Layout.of(source)
         manifest = layout.corpus_manifest
         cache_path = layout.metrics_table("structure") \
@@ -306,7 +308,7 @@ def structure_validation(source: dict | tuple, n_tunes: int | None = None, n_shu
         sr, manifest = int(sr), None
         cache_path = Path(cache) if cache not in (None, "auto") else None
     analysis = M.AUDIO
-    if isinstance(source, dict) and metrics is None:  # the metrics as the profile's generations are read
+    if profile and metrics is None:  # the metrics as the profile's generations are read
         from .datasets import codec_for  # heavy: torch (the codec)
 
         codec = codec_for(source)

@@ -6,6 +6,7 @@ imports runs_guard and series_run: tests/ has no __init__.py, so pytest's defaul
 ("prepend", rootdir-based) puts tests/ itself at the front of sys.path when it loads conftest.py and
 each test module; no test file edits sys.path.
 
+- `smoke_at`: the smoke profile with its runs in a temporary folder (and dotted overrides).
 - `synth`, `tiny_cfg`, C/T/L/D: a tiny pre-encoded corpus and the profile of a 1-block DiT on the CPU
   (test_train, test_train_step, test_anatomy_progress, test_distributed and its worker processes).
 - `tiny_samples`, `page_csv`, `prefer`: a samples manifest of short synthetic WAVs and the CSV the
@@ -20,8 +21,10 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
+import yaml
 
 from eisbach_lib.cache import PreEncoded
+from eisbach_lib.config import CONFIGS, Profile, from_mapping, load_profile
 from eisbach_lib.study_design import PAGE_COLUMNS
 
 # ------------------------------------------------------------------------------------ tiny training
@@ -44,10 +47,20 @@ def synth(n: int, split: str = "finetune", seed: int = 0) -> PreEncoded:
                       torch.full((n,), 4.0), manifest)
 
 
-def tiny_cfg(runs_dir: Path) -> dict:
-    """A profile (as a dict) for a 1-block, 32-wide DiT trained for a few steps on `synth` data."""
-    return {
-        "name": "test", "seed": 0, "runs_dir": str(runs_dir), "device": "cpu",
+def smoke_at(runs_dir: Path, overrides: dict | None = None, path: Path | None = None) -> Profile:
+    """The smoke profile with its runs (and figures) under `runs_dir`; `overrides` (dotted keys) on top;
+    `path` the file it says it came from (default configs/smoke.yaml)."""
+    where = {"runs_dir": str(runs_dir), "figures_dir": str(Path(runs_dir) / "figures")}
+    if path is None:
+        return load_profile("smoke", {**where, **(overrides or {})})
+    return from_mapping(yaml.safe_load((CONFIGS / "smoke.yaml").read_text()), path, {**where, **(overrides or {})})
+
+
+def tiny_cfg(runs_dir: Path, overrides: dict | None = None) -> Profile:
+    """The smoke profile with a 1-block, 32-wide DiT trained for a few steps on `synth` data, its runs
+    under `runs_dir`; `overrides` (dotted keys) on top."""
+    return load_profile("smoke", {
+        "name": "test", "runs_dir": str(runs_dir), "figures_dir": str(Path(runs_dir) / "figures"), "device": "cpu",
         "model": {"base_dir": None, "embed_dim": 32, "depth": 1, "num_heads": 2, "ff_mult": 2.0,
                   "num_memory_tokens": 0, "patch_size": 1},
         "pretrain": {"steps": 6, "batch_size": 4, "lr": 1e-3, "cond_dropout": 0.2, "checkpoints": [3]},
@@ -55,7 +68,7 @@ def tiny_cfg(runs_dir: Path) -> dict:
                      "alpha": 4, "arms": ["none", "eisbach", "eisbach_shuffle"], "seeds": [0, 1], "lam": 0.5,
                      "timesteps": "trunc_logit_normal", "ot": "exact", "cond_dropout": 0.3, "checkpoints": [3, 6],
                      "log_every": 1},
-    }
+        **(overrides or {})})
 
 
 # ------------------------------------------------------------------------------- a tiny listening study

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from eisbach_lib.config import CONFIGS, load_profile, set_dotted
+from eisbach_lib.config import CONFIGS, Profile, load_profile, set_dotted
 
 
 def profile_copy(path: Path, runs: Path, figures: Path | None = None, source: str = "smoke",
@@ -25,13 +25,12 @@ def profile_copy(path: Path, runs: Path, figures: Path | None = None, source: st
     becomes the profile's label: name it <source>.yaml to keep the series' "(smoke)" lines and its
     expected times). Keys are set, never found by text replacement, so a reworded profile cannot
     leave runs_dir pointing at the user's runs/."""
-    cfg = yaml.safe_load((CONFIGS / f"{source}.yaml").read_text())
-    cfg["runs_dir"] = str(runs)
-    cfg["figures_dir"] = str(figures if figures is not None else Path(runs) / "figures")
-    for key, value in (changes or {}).items():
-        set_dotted(cfg, key, value)
+    raw = yaml.safe_load((CONFIGS / f"{source}.yaml").read_text())
+    where = {"runs_dir": str(runs), "figures_dir": str(figures if figures is not None else Path(runs) / "figures")}
+    for key, value in {**where, **(changes or {})}.items():
+        set_dotted(raw, key, value)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
@@ -42,7 +41,7 @@ class SmokeRun:
 
     proc: subprocess.CompletedProcess
     profile: Path
-    cfg: dict
+    cfg: Profile
 
 
 def smoke_series(root: Path) -> SmokeRun:
@@ -55,7 +54,7 @@ def smoke_series(root: Path) -> SmokeRun:
     if reuse and not os.environ.get("CI") and (Path(reuse) / "runs" / "reproduce.log").exists():
         profile = Path(reuse) / "smoke.yaml"
         cfg = load_profile(str(profile))
-        log = (Path(cfg["runs_dir"]) / "reproduce.log").read_text()
+        log = (Path(cfg.runs_dir) / "reproduce.log").read_text()
         return SmokeRun(subprocess.CompletedProcess([], 0, log, ""), profile, cfg)
     profile = profile_copy(root / "smoke.yaml", root / "runs")
     cfg = load_profile(str(profile))
@@ -63,7 +62,7 @@ def smoke_series(root: Path) -> SmokeRun:
     proc = subprocess.run([sys.executable, "-m", "eisbach_lib.cli", "reproduce", "--profile", str(profile)],
                           capture_output=True, text=True, timeout=1500)
     if proc.returncode == 0:
-        (Path(cfg["runs_dir"]) / "reproduce.log").write_text(proc.stdout)
+        (Path(cfg.runs_dir) / "reproduce.log").write_text(proc.stdout)
     return SmokeRun(proc, profile, cfg)
 
 

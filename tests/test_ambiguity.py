@@ -22,6 +22,7 @@ from sklearn.pipeline import make_pipeline
 
 from eisbach_lib import corpus as C
 from eisbach_lib.generate import prompt_set
+from helpers import smoke_at
 
 SEED = 5
 N = {"base": 800, "finetune": 1600, "reference": 400}
@@ -69,8 +70,7 @@ def text_classifier():
 def test_the_primary_prompts_do_not_name_their_texture(manifest, tmp_path: Path):
     (tmp_path / "corpus").mkdir()
     manifest.to_csv(tmp_path / "corpus" / "manifest.csv", index=False)
-    cfg = {"runs_dir": str(tmp_path), "seed": 0, "model": {"base_dir": None}, "text": {"max_tokens": 128},
-           "generate": {"heldout_prompts": 300, "card_prompts": False, "cfg": 3.0}}
+    cfg = smoke_at(tmp_path, {"generate.heldout_prompts": 300, "generate.card_prompts": False})
     prompts = prompt_set(cfg)
     primary = prompts[prompts["set"] == "primary"]
     assert len(primary) == 300 and (primary["source"] == "reference").all()

@@ -26,7 +26,7 @@ SETTINGS = {"clips": 6, "t_points": 3, "weight_draws": 2, "grad_batches": 1, "up
 def world(tmp_path_factory):
     """A tiny profile with a pretrained base, 10 finetune clips and a WAV for each (clip_flatness reads them)."""
     root = tmp_path_factory.mktemp("runs")
-    cfg = {**tiny_cfg(root), "anatomy": SETTINGS}
+    cfg = tiny_cfg(root, {"anatomy": SETTINGS})
     pretrain(cfg, synth(10, "base", seed=1), progress=False)
     data = synth(10, "finetune", seed=2)
     audio = root / "corpus" / "audio"
@@ -73,16 +73,16 @@ def test_barrier_anatomy_runs_on_one_thread_and_counts_every_step(world, monkeyp
     finally:
         torch.set_num_threads(caller)
     assert set(threads) == {1}, set(threads)
-    steps = anatomy.anatomy_steps(anatomy.anatomy_settings(cfg), len(data), cfg["finetune"]["batch_size"])
+    steps = anatomy.anatomy_steps(cfg.anatomy, len(data), cfg.finetune.batch_size)
     (bar,) = bars
     assert bar.total == sum(steps.values()) and bar.n == bar.total, (bar.n, steps)
     lines = stream.getvalue().splitlines()
     assert re.search(r"^barrier anatomy: \d+/%d \(\d+%%\) \| .*/s.* \| elapsed \d+:\d\d \| left ~\d+:\d\d" % bar.total,
                      lines[0]), lines[0]
     assert lines[-1].endswith("done") and f"{bar.total}/{bar.total}" in lines[-1]
-    inits = anatomy.anatomy_settings(cfg)["update_inits"]  # each arm and the noise floor, per init and sequence
+    inits = cfg.anatomy.update_inits  # each arm and the noise floor, per init and sequence
     assert len(out["update_cosines"]) == inits * SETTINGS["update_seqs"] * (len(anatomy.UPDATE_ARMS) + 1) * SETTINGS["update_steps"]
-    assert (Path(cfg["runs_dir"]) / "anatomy" / "grad_cosines.csv").exists()
+    assert (Path(cfg.runs_dir) / "anatomy" / "grad_cosines.csv").exists()
     assert isinstance(out["weights_by_clip"]["flatness"], pd.Series) and out["weights_by_clip"]["flatness"].notna().all()
 
 

@@ -4,6 +4,7 @@ without turning it (cosine 1), while `eisbach_grad` adds the barrier's own gradi
 import pytest
 import torch
 
+from eisbach_lib.config import Model
 from eisbach_lib.barrier import barrier_weights, new_tmatched_state, per_sample_loss
 from eisbach_lib.flow import noise_data, velocity_target
 from eisbach_lib.models import add_adapter, build_base
@@ -12,7 +13,7 @@ B, C, T, L, D = 4, 8, 24, 5, 16
 
 
 def setup():
-    model = add_adapter(build_base({"embed_dim": 32, "depth": 1, "num_heads": 2, "ff_mult": 2.0}, C, D, seed=0),
+    model = add_adapter(build_base(Model(embed_dim=32, depth=1, num_heads=2, ff_mult=2.0), C, D, seed=0),
                         "dora", rank=4, alpha=4, seed=0)
     with torch.no_grad():  # a trained-looking adapter, so that its gradients are generic
         for n, p in model.named_parameters():

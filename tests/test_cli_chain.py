@@ -25,13 +25,13 @@ def test_cli_chain_writes_the_series_scorecard(tmp_path, smoke_run):
     assert_ok(smoke_run.proc)  # the notebook series (shared with test_series.py), in its own temporary folder
     profile = profile_copy(tmp_path / "smoke.yaml", tmp_path / "runs")
     cfg = load_profile(str(profile))
-    assert cfg["runs_dir"] == str(tmp_path / "runs") and cfg["name"] == "smoke"
+    assert cfg.runs_dir == tmp_path / "runs" and cfg.name == "smoke"
 
     _eisbach("corpus", "--profile", str(profile))
     _eisbach("pretrain", "--profile", str(profile))
-    for adapter in cfg["finetune"]["adapters"]:
-        for seed in cfg["finetune"]["seeds"]:
-            for arm in cfg["finetune"]["arms"]:
+    for adapter in cfg.finetune.adapters:
+        for seed in cfg.finetune.seeds:
+            for arm in cfg.finetune.arms:
                 _eisbach("train", "--profile", str(profile), "--adapter", adapter, "--arm", arm, "--seed", str(seed))
     _eisbach("generate", "--profile", str(profile))
     _eisbach("anatomy", "--profile", str(profile))
@@ -39,5 +39,5 @@ def test_cli_chain_writes_the_series_scorecard(tmp_path, smoke_run):
     _eisbach("evaluate", "--profile", str(profile))
 
     chain = tmp_path / "runs" / "figures" / "scorecard.csv"
-    notebooks = Path(smoke_run.cfg["figures_dir"]) / "scorecard.csv"
+    notebooks = Path(smoke_run.cfg.figures_dir) / "scorecard.csv"
     assert chain.read_bytes() == notebooks.read_bytes()

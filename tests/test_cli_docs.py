@@ -6,7 +6,7 @@ and asked to parse each argv; no command runs.
 A command line is taken from where text marks it as code: a `backtick` span, a line of a ``` fence,
 an HTML <code> element, or a notebook line starting with `eisbach`/`!eisbach`; `python -m
 eisbach_lib.cli ...` (torchrun, accelerate) counts too. What it stands for is filled in:
-placeholders (P, ARM, S, N, DIR, FILE..., i/n) and f-string fields ({cfg['name']}) get a value,
+placeholders (P, ARM, S, N, DIR, FILE..., i/n) and f-string fields ({cfg.name}) get a value,
 `[optional]` parts are tried with and without, `a|b` alternatives each. A span that is only a
 subcommand's name (`eisbach train|grid`, a mention in prose) must name subcommands; any longer one
 must parse. An unknown upper-case placeholder fails the test, so a new one gets a value here."""

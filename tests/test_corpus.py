@@ -12,6 +12,7 @@ import soundfile as sf
 import torch
 
 from eisbach_lib import corpus as C
+from helpers import smoke_at
 
 CLIPS = {"base": 16, "finetune": 8, "reference": 8}
 #: Parsing pieces with music21 costs more than rendering the 32 clips: 4 clips per piece (the library's
@@ -220,11 +221,10 @@ def test_prepare_corpus_reuses_the_corpus_and_encodes_it(built):
     from eisbach_lib.datasets import prepare_corpus
 
     out, m = built
-    cfg = {"runs_dir": str(out.parent), "seed": SEED,
-           "corpus": {"source": "chamber", "clips": CLIPS, "seconds": SECONDS, "sample_rate": SR, "workers": 1,
-                      "clips_per_piece": CPP},
-           "codec": {"n_mels": 64, "n_fft": 2048, "hop_length": 1024, "griffin_lim_iters": 32},
-           "text": {"max_tokens": 128}}  # chamber captions have up to ~90 tokens; a longer one would raise
+    cfg = smoke_at(out.parent, {
+        "seed": SEED, "corpus": {"source": "chamber", "clips": CLIPS, "seconds": SECONDS, "sample_rate": SR, "workers": 1,
+                                 "clips_per_piece": CPP},
+        "codec.griffin_lim_iters": 32, "text.max_tokens": 128})  # chamber captions have up to ~90 tokens; a longer one would raise
     folder = prepare_corpus(cfg, progress=False)
     assert folder.parent == out.parent / "cache"
     pe = load_cache(folder)

@@ -10,6 +10,7 @@ import torch
 from eisbach_lib import datasets as D
 from eisbach_lib.cache import load_cache
 from eisbach_lib.codec import MelCodec
+from helpers import smoke_at
 
 SR, SECONDS = 22050, 6.0
 SRC_SR = 48000
@@ -185,11 +186,9 @@ def test_encode_corpus_masks_padding(tmp_path):
 
 def test_prepare_corpus_for_an_audio_folder(tmp_path):
     folder = _folder(tmp_path)
-    cfg = {"runs_dir": str(tmp_path / "runs"), "seed": 0,
-           "corpus": {"source": "folder", "audio_dir": str(folder), "musiccaps_csv": None, "seconds": SECONDS,
-                      "sample_rate": SR, "clips": {}},
-           "codec": {"n_mels": 64, "n_fft": 2048, "hop_length": 1024, "griffin_lim_iters": 32},
-           "text": {"max_tokens": 6}}
+    cfg = smoke_at(tmp_path / "runs", {
+        "corpus": {"source": "folder", "audio_dir": str(folder), "seconds": SECONDS, "sample_rate": SR},
+        "codec.griffin_lim_iters": 32, "text.max_tokens": 6})
     codec = CountingCodec()
     folder_out = D.prepare_corpus(cfg, text_encoder=FakeText(), codec=codec, progress=False)
     pe = load_cache(folder_out)

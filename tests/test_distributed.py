@@ -104,7 +104,7 @@ def world(tmp_path_factory):
     cfg = tiny_cfg(root / "runs")
     base = pretrain(cfg, synth(10, "base", seed=1), progress=False)
     hp = hyperparameters(cfg, "dora")
-    init = adapter_state_dict(add_adapter(load_base(base), "dora", hp["rank"], hp["alpha"], seed=stream_seed(0, "adapter")))
+    init = adapter_state_dict(add_adapter(load_base(base), "dora", hp.rank, hp.alpha, seed=stream_seed(0, "adapter")))
     return root, cfg, hp, init
 
 
@@ -132,7 +132,7 @@ def _compare(world, one: Path, two: Path, arm: str) -> tuple[float, float]:
     la, lb = read_log(one, "samples"), read_log(two, "samples")
     assert la[["step", "id", "t", "noise_sum"]].equals(lb[["step", "id", "t", "noise_sum"]])  # the same batches
     min_gap = None if arm == "none" else float((1 - la["h"]).min())
-    rho = reduction_tolerance(int(hp["steps"]), int(hp["batch_size"]), FRAMES, float(hp["lam"]), min_gap)
+    rho = reduction_tolerance(int(hp.steps), int(hp.batch_size), FRAMES, float(hp.lam), min_gap)
     assert rho < DETECTABLE, f"the derived tolerance {rho:.3g} could not tell a dropped shard from rounding"
     a = load_file(str(one / "adapter_model.safetensors"))
     b = load_file(str(two / "adapter_model.safetensors"))

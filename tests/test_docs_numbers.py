@@ -6,7 +6,7 @@
 (b) The cpu profile's recorded wall times: every total README quotes in a phrase of QUOTES must equal
     the one in benchmarks/results/README.md's row "cpu notebook series" (the results file that
     records them). The per-notebook times of a recording are in no file under benchmarks/results/
-    (only in README and `cli.EXPECTED_S`), so they are not checked here.
+    (only in README and `series.EXPECTED_S`), so they are not checked here.
 """
 
 from __future__ import annotations

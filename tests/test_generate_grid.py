@@ -1,22 +1,22 @@
 """The generation grid's job list: checkpoints only for `generate.checkpoint_arms`, and its knobs'
 checks; per-row CFG and the saved latents of `generate_run` (docs/design.md §1.5)."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from eisbach_lib.generate import checkpoint_arms, generate_workers, generation_jobs
+from eisbach_lib.config import Generate, Profile, load_profile
+from eisbach_lib.generate import generation_jobs
 from eisbach_lib.runs import grid_items
 
 
-def fake_grid(tmp_path: Path, arms: list[str], checkpoint_list=None) -> dict:
+def fake_grid(tmp_path: Path, arms: list[str], checkpoint_list=None) -> Profile:
     """A profile whose runs are 'finished' on disk: done.json (8 steps, checkpoints 4 and 8) and the
     checkpoint folders; generation_jobs reads only these records."""
-    cfg = {"runs_dir": str(tmp_path), "finetune": {"arms": arms, "seeds": [0, 1], "adapters": ["dora"]},
-           "generate": {}}
-    if checkpoint_list is not None:
-        cfg["generate"]["checkpoint_arms"] = checkpoint_list
+    cfg = load_profile("smoke", {"runs_dir": str(tmp_path), "finetune.arms": arms, "finetune.seeds": [0, 1],
+                                 "generate.checkpoint_arms": checkpoint_list})
     for item in grid_items(cfg):
         run = Path(item["run_dir"])
         (run / "ckpt_000004").mkdir(parents=True)
@@ -42,7 +42,7 @@ def test_checkpoints_are_generated_only_for_the_named_arms(tmp_path: Path):
 
 def test_without_the_key_every_arm_gets_its_checkpoints(tmp_path: Path):
     cfg = fake_grid(tmp_path, ["none", "constant"])
-    assert checkpoint_arms(cfg) is None
+    assert cfg.generate.checkpoint_arms is None
     assert sum(j["step"] == 4 for j in generation_jobs(cfg)) == 4
 
 
@@ -54,21 +54,18 @@ def test_unfinished_runs_are_left_out(tmp_path: Path):
 
 @pytest.mark.parametrize("bad", ["none", ["none", "tmatched_typo"], [1]])
 def test_bad_checkpoint_arms_raise_naming_the_key(tmp_path: Path, bad):
-    cfg = {"runs_dir": str(tmp_path), "finetune": {"arms": ["none", "eisbach"], "seeds": [0]},
-           "generate": {"checkpoint_arms": bad}}
     with pytest.raises(ValueError, match="generate.checkpoint_arms"):
-        checkpoint_arms(cfg)
+        load_profile("smoke", {"runs_dir": str(tmp_path), "generate.checkpoint_arms": bad})
 
 
-def test_generate_workers_must_be_a_positive_integer():
-    assert generate_workers({"generate": {}}) == 1
-    assert generate_workers({"generate": {"workers": 2}}) == 2
+def test_generate_workers_must_be_a_positive_integer(tmp_path: Path):
+    assert load_profile("smoke", {"generate.workers": 1}).generate.workers == 1
     for bad in (0, 2.0, True, "2"):
         with pytest.raises(ValueError, match="generate.workers"):
-            generate_workers({"generate": {"workers": bad}})
+            load_profile("smoke", {"generate.workers": bad})
 
 
-def tiny_generation_profile(runs: Path) -> dict:
+def tiny_generation_profile(runs: Path, workers: int = 1) -> Profile:
     """A fake corpus manifest, a tiny random base and two 'finished runs' that are bases themselves
     (run.json with adapter null: load_run_model loads the folder as a base), 1-second clips."""
     import pandas as pd
@@ -80,17 +77,15 @@ def tiny_generation_profile(runs: Path) -> dict:
             for k in range(3)]
     (runs / "corpus").mkdir(parents=True)
     pd.DataFrame(rows).to_csv(runs / "corpus" / "manifest.csv", index=False)
-    model = {"base_dir": None, "embed_dim": 32, "depth": 1, "num_heads": 2, "ff_mult": 2.0, "num_memory_tokens": 0,
-             "patch_size": 1}
-    cfg = {"runs_dir": str(runs), "seed": 0, "device": "cpu", "model": model, "text": {"max_tokens": 128},
-           "codec": {"n_mels": 64, "n_fft": 2048, "hop_length": 1024, "griffin_lim_iters": 4},
-           "corpus": {"sample_rate": 22050},
-           "finetune": {"arms": ["none", "eisbach"], "seeds": [0], "adapters": ["dora"], "steps": 2},
-           "generate": {"heldout_prompts": 2, "card_prompts": False, "samples_per_prompt": 2, "seconds": 1.0,
-                        "sampler": "pingpong", "steps": 2, "cfg": 3.0, "batch_size": 3}}
-    save_base(build_base(model, 64, 384, seed=0), runs / "base")
+    model = {"embed_dim": 32, "depth": 1, "num_heads": 2, "ff_mult": 2.0}
+    cfg = load_profile("smoke", {
+        "runs_dir": str(runs), "device": "cpu", "model": model, "codec.griffin_lim_iters": 4,
+        "finetune.arms": ["none", "eisbach"], "finetune.seeds": [0], "finetune.steps": 2, "finetune.checkpoints": [],
+        "generate": {"heldout_prompts": 2, "card_prompts": False, "samples_per_prompt": 2, "seconds": 1.0,
+                     "sampler": "pingpong", "steps": 2, "cfg": 3.0, "batch_size": 3, "workers": workers}})
+    save_base(build_base(cfg.model, 64, 384, seed=0), runs / "base")
     for k, item in enumerate(grid_items(cfg)):
-        save_base(build_base(model, 64, 384, seed=k + 1), item["run_dir"])
+        save_base(build_base(cfg.model, 64, 384, seed=k + 1), item["run_dir"])
         (item["run_dir"] / "run.json").write_text(json.dumps({"adapter": None, "arm": item["arm"], "seed": 0}))
         (item["run_dir"] / "done.json").write_text(json.dumps({"steps": 2, "checkpoints": [2]}))
     return cfg
@@ -103,9 +98,8 @@ def test_two_generation_workers_write_the_clips_of_one(tmp_path: Path, one_torch
 
     from eisbach_lib.generate import generate_grid
 
-    cfg1, cfg2 = tiny_generation_profile(tmp_path / "one"), tiny_generation_profile(tmp_path / "two")
+    cfg1, cfg2 = tiny_generation_profile(tmp_path / "one"), tiny_generation_profile(tmp_path / "two", workers=2)
     m1 = generate_grid(cfg1, progress=False, workers=1)
-    cfg2["generate"]["workers"] = 2
     m2 = generate_grid(cfg2, progress=False)  # 3 jobs (base + 2 runs) over 2 spawned processes
     assert len(m1) == 3 * 5 * 2  # jobs x prompts (2 primary, 2 primary_cfg, 1 unconditional) x samples
     pd.testing.assert_frame_equal(m1, m2)
@@ -132,7 +126,7 @@ def test_generate_run_saves_the_latents_and_guides_each_row_at_its_cfg(tmp_path:
     from eisbach_lib.runs import base_model
 
     cfg = tiny_generation_profile(tmp_path)
-    gen = cfg["generate"]
+    gen = cfg.generate
     model = base_model(cfg)
     m = generate_run(cfg, None, name="base", meta={"adapter": "none", "arm": "base", "seed": -1}, model=model,
                      progress=False)
@@ -141,7 +135,7 @@ def test_generate_run_saves_the_latents_and_guides_each_row_at_its_cfg(tmp_path:
     folder = tmp_path / Path(m["path"][0]).parent
     lat = np.load(folder / LATENTS_FILE)
     codec = codec_for(cfg)
-    assert lat.dtype == np.float32 and lat.shape == (len(m), 64, codec.frames(gen["seconds"]))
+    assert lat.dtype == np.float32 and lat.shape == (len(m), 64, codec.frames(gen.seconds))
     assert list(m["latent_row"]) == list(range(len(m)))
     assert list(m["cfg"]) == list(prompts.set_index("prompt_id").loc[m["prompt_id"], "cfg"])
     assert list(m["set"]) == list(prompts.set_index("prompt_id").loc[m["prompt_id"], "set"])
@@ -157,13 +151,13 @@ def test_generate_run_saves_the_latents_and_guides_each_row_at_its_cfg(tmp_path:
                          generator=torch.Generator().manual_seed(decode_seed(p, s)))[0].numpy()
         assert decode_clip(tmp_path / path) == tmp_path / path
         wav, _ = sf.read(tmp_path / path, dtype="float32")
-        expect = np.clip(exact_length(y, gen["seconds"], codec.sample_rate), -1, 1)
+        expect = np.clip(exact_length(y, gen.seconds, codec.sample_rate), -1, 1)
         np.testing.assert_allclose(wav, expect, atol=2e-4)
     assert sum((tmp_path / p).exists() for p in m["path"]) == 3  # only what was asked for
     tokens, mask = prompt_conditions(prompts, text_encoder_for(cfg))
     p_idx = torch.tensor(list(rows["prompt_id"]))
     noise = torch.stack([initial_noise(int(p), int(s), lat.shape[1:]) for p, s in zip(rows["prompt_id"], rows["sample"])])
-    ones = sample_latents(model, tokens[p_idx], mask[p_idx], torch.full((3,), float(gen["seconds"])), noise, gen,
+    ones = sample_latents(model, tokens[p_idx], mask[p_idx], torch.full((3,), gen.seconds), noise, gen,
                           torch.Generator().manual_seed(NOISE_SEED + 3), scale=1.0)
     np.testing.assert_allclose(ones[0].numpy(), lat[3], atol=1e-5)  # the cfg-1 row: conditional only
     assert np.abs(ones[1:].numpy() - lat[4:6]).max() > 1e-3        # the cfg-3 rows were guided
@@ -210,11 +204,11 @@ def test_sample_latents_guides_each_row_at_its_own_scale():
     tokens, seconds = torch.zeros(4, 3, 8), torch.full((4,), 4.0)
     mask = torch.ones(4, 3, dtype=torch.bool)
     mask[3] = False  # a null row
-    euler = {"cfg": 9.0, "steps": 1, "sampler": "euler"}
+    euler = Generate(sampler="euler", steps=1, cfg=9.0, seconds=4.0, samples_per_prompt=1)
     x = sample_latents(model, tokens, mask, seconds, noise, euler, torch.Generator(), scale=torch.tensor([1.0, 3.0, 0.0, 2.0]))
     torch.testing.assert_close(x, noise - torch.tensor([1.0, 3.0, 0.0, 0.0])[:, None, None])
     assert seen == [4 + 3]
     seen.clear()
-    x = sample_latents(model, tokens, mask, seconds, noise, {**euler, "cfg": 1.0}, torch.Generator())
+    x = sample_latents(model, tokens, mask, seconds, noise, dataclasses.replace(euler, cfg=1.0), torch.Generator())
     torch.testing.assert_close(x, noise - torch.tensor([1.0, 1.0, 1.0, 0.0])[:, None, None])
     assert seen == [4]  # all rows at cfg 1: one conditional pass

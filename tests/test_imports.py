@@ -141,6 +141,17 @@ def test_module_level_imports_form_layers_without_a_cycle():
     assert {"train", "anatomy", "runs", "probes", "device", "study"} <= set(graph)  # the parse saw the library
 
 
+def test_no_cycle_even_through_imports_inside_functions():
+    """An import inside a function keeps a heavy package out of a module's load; it must not hide a
+    loop between two modules either (cli -> series <- pilot, not cli <-> pilot)."""
+    parsed = parse_library()
+    graph, modules = import_graph(parsed), set(parsed)
+    for m, (tree, _) in parsed.items():
+        graph[m] |= {t for node in function_imports(tree) for t in internal_targets(node, modules) if t != m}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle among eisbach_lib modules (imports inside functions counted): " + " -> ".join(cycle)
+
+
 def test_every_import_inside_a_function_says_what_it_keeps_out():
     offenders = unexplained_function_imports(parse_library())
     assert not offenders, ("imports inside functions without a `# heavy: PACKAGE` / `# optional: PACKAGE` "

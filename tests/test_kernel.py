@@ -2,7 +2,7 @@
 
 JupyterLab starts the kernel a notebook's metadata names when that kernel exists, without asking;
 `make lab` registers exactly that name ("eisbach") in the environment. `eisbach reproduce` runs the
-notebooks headless on ipykernel's own "python3" (cli.SERIES_KERNEL) instead, given to papermill
+notebooks headless on ipykernel's own "python3" (series.SERIES_KERNEL) instead, given to papermill
 explicitly: a fresh machine or CI has no "eisbach" kernel. The notebooks stay committed without
 outputs."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from eisbach_lib import cli
+from eisbach_lib import series
 from eisbach_lib.config import load_profile
 from series_run import profile_copy
 
@@ -46,8 +46,8 @@ def test_series_kernel_is_not_the_notebooks_and_exists_here():
     """papermill gets a kernel that every environment with ipykernel has, started with this Python."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    assert cli.SERIES_KERNEL != _makefile_kernel()
-    spec = KernelSpecManager().get_kernel_spec(cli.SERIES_KERNEL)
+    assert series.SERIES_KERNEL != _makefile_kernel()
+    spec = KernelSpecManager().get_kernel_spec(series.SERIES_KERNEL)
     # jupyter_client replaces a bare "python" with sys.executable when it starts the kernel
     assert spec.argv[0] in ("python", f"python{sys.version_info[0]}", sys.executable), spec.argv
 
@@ -56,10 +56,10 @@ def test_reproduce_passes_the_series_kernel_to_papermill(tmp_path, monkeypatch):
     import papermill
 
     calls = []
-    for key in (*cli.KERNEL_ENV, "PYTHONPATH"):  # run_series sets them for its kernels: restored after
+    for key in (*series.KERNEL_ENV, "PYTHONPATH"):  # run_series sets them for its kernels: restored after
         monkeypatch.setenv(key, os.environ.get(key, ""))
     monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **kw: calls.append(kw))
     profile = profile_copy(tmp_path / "smoke.yaml", tmp_path / "runs")
-    cli.run_series(str(profile), load_profile(str(profile)), first=0, last=1)
-    assert [c["kernel_name"] for c in calls] == [cli.SERIES_KERNEL] * 2
+    series.run_series(str(profile), load_profile(str(profile)), first=0, last=1)
+    assert [c["kernel_name"] for c in calls] == [series.SERIES_KERNEL] * 2
     assert all(c["parameters"] == {"profile": str(profile)} for c in calls)

@@ -12,10 +12,11 @@ import pytest
 from eisbach_lib.files import append_csv_row, atomic_json, atomic_text, atomic_write
 from eisbach_lib.layout import (ANATOMY_TABLES, DONE, LOG_CHUNK, METRICS_TABLES, Layout, finished_runs, is_finished, log_chunk,
                                 log_chunk_glob, log_file, read_done)
+from helpers import smoke_at
 
 
 def test_paths_of_a_profile(tmp_path: Path):
-    L = Layout.of({"runs_dir": str(tmp_path / "runs"), "figures_dir": str(tmp_path / "figs")})
+    L = Layout(tmp_path / "runs", tmp_path / "figs")
     runs = tmp_path / "runs"
     assert L.runs == runs and L.figures == tmp_path / "figs"
     assert L.corpus_manifest == runs / "corpus" / "manifest.csv"
@@ -32,8 +33,9 @@ def test_paths_of_a_profile(tmp_path: Path):
     assert L.report == runs / "report.html"
 
 
-def test_figures_default_under_runs(tmp_path: Path):
-    assert Layout.of({"runs_dir": str(tmp_path)}).figures == tmp_path / "figures"
+def test_the_layout_of_a_profile(tmp_path: Path):
+    cfg = smoke_at(tmp_path / "runs", {"figures_dir": str(tmp_path / "figs")})
+    assert Layout.of(cfg) == Layout(tmp_path / "runs", tmp_path / "figs")
 
 
 def test_finished_runs_registry(tmp_path: Path):
@@ -84,7 +86,7 @@ def test_append_csv_row_writes_the_header_once(tmp_path: Path):
 
 
 def test_the_stage_files_are_named_by_layout(tmp_path: Path):
-    L = Layout.of({"runs_dir": str(tmp_path / "runs"), "figures_dir": str(tmp_path / "figs")})
+    L = Layout(tmp_path / "runs", tmp_path / "figs")
     runs = tmp_path / "runs"
     assert L.corpus_flatness == runs / "corpus" / "flatness.csv" and L.grid == runs / "adapters" / "grid.csv"
     assert [L.metrics_table(n).name for n in METRICS_TABLES] == [
@@ -104,7 +106,7 @@ def test_the_stage_files_are_named_by_layout(tmp_path: Path):
     pilot = runs / "pilot"
     assert (L.pilot, L.pilot_table, L.pilot_clips, L.plan_inputs, L.pilot_timings) == (
         pilot, pilot / "pilot.csv", pilot / "clips.parquet", pilot / "plan_inputs.json", pilot / "timings.json")
-    assert Layout.of({"runs_dir": str(pilot)}).timings == L.pilot_timings  # the pilot profile's own timings.json
+    assert Layout(pilot, pilot / "figures").timings == L.pilot_timings  # the pilot profile's own timings.json
     assert log_file("steps") == "log_steps.parquet" and LOG_CHUNK.fullmatch(log_chunk("samples", 20))
     assert log_chunk("samples", 20) == "samples_000020.parquet" and Path(log_chunk("steps", 5)).match(log_chunk_glob())
     for unknown in (lambda: L.metrics_table("ceilings"), lambda: L.anatomy_table("weights")):
@@ -115,7 +117,7 @@ def test_the_stage_files_are_named_by_layout(tmp_path: Path):
 def test_tables_read_gives_none_for_every_missing_file(tmp_path: Path):
     from eisbach_lib.tables import Tables
 
-    L = Layout.of({"runs_dir": str(tmp_path)})
+    L = Layout(tmp_path, tmp_path / "figures")
     assert Tables.read(L).present() == []
     assert set(Tables.paths(L)) == {f.name for f in dataclasses.fields(Tables)}  # one file per field
     L.metrics.mkdir()

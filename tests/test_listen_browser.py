@@ -29,7 +29,7 @@ from eisbach_lib.study import study_verdicts
 from eisbach_lib.study_design import StudyError, load_study, trials_of
 from eisbach_lib.study_kit import make_kit
 from eisbach_lib.study_votes import import_votes, read_votes
-from helpers import tiny_samples
+from helpers import smoke_at, tiny_samples
 from series_run import profile_copy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def session(browser, tmp_path_factory):
     t0 = time.time()
     runs = tmp_path_factory.mktemp("runs")
     tiny_samples(runs)
-    cfg = {"name": "browser", "runs_dir": str(runs)}
+    cfg = smoke_at(runs, {"name": "browser"})
     study_path = make_kit(cfg)
     doc = load_study(study_path)
     n_trials = len(trials_of(doc["pairs"]))
@@ -152,7 +152,7 @@ def test_tampered_csv_refused_votes_unchanged(session, tmp_path):
         import_votes(study, [bad])
     assert votes_csv.read_bytes() == before
     out = subprocess.run([sys.executable, "-m", "eisbach_lib.cli", "listen", "import", str(bad),
-                          "--profile", str(profile_copy(tmp_path / "profile.yaml", Path(session["cfg"]["runs_dir"])))],
+                          "--profile", str(profile_copy(tmp_path / "profile.yaml", session["cfg"].runs_dir))],
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert out.returncode == 2 and "tampered.csv, line 4" in out.stderr
     assert votes_csv.read_bytes() == before
@@ -178,7 +178,7 @@ def test_live_jupyterlab_vote_lands_in_votes_csv(browser, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     tiny_samples(runs)
-    study = make_kit({"name": "lab", "runs_dir": str(runs)})
+    study = make_kit(smoke_at(runs, {"name": "lab"}))
     nb = {"cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
                      "source": c.format(study=study)} for c in NOTEBOOK_CELLS],
           "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},

@@ -33,7 +33,7 @@ from eisbach_lib.study_design import (
 from eisbach_lib.study_kit import degrade, make_kit
 from eisbach_lib.study_votes import import_votes, read_votes
 from eisbach_lib.study_widget import StudyAB, rater_plan
-from helpers import page_csv, prefer, tiny_samples
+from helpers import page_csv, prefer, smoke_at, tiny_samples
 from series_run import profile_copy
 
 
@@ -42,7 +42,7 @@ def kit_made(tmp_path_factory):
     """A tiny kit (tiny_samples, then make_kit), made once per module."""
     runs = tmp_path_factory.mktemp("kit")
     tiny_samples(runs)
-    make_kit({"name": "tiny", "runs_dir": str(runs)})
+    make_kit(smoke_at(runs, {"name": "tiny"}))
     return runs
 
 
@@ -51,7 +51,7 @@ def kit(kit_made, tmp_path):
     """(profile, study) of the tiny kit, copied into this test's tmp_path (its runs_dir): a test's
     imports and votes stay its own. make_kit is deterministic, so the copy is the kit it would make."""
     shutil.copytree(kit_made, tmp_path, dirs_exist_ok=True)
-    cfg = {"name": "tiny", "runs_dir": str(tmp_path)}
+    cfg = smoke_at(tmp_path, {"name": "tiny"})
     return cfg, load_study(tmp_path / "listening" / "study.json")
 
 
@@ -59,15 +59,15 @@ def kit(kit_made, tmp_path):
 
 
 def test_study_config_defaults_and_refusals(tmp_path):
-    s = study_config({"listening": {"pairs_per_comparison": 4}})
+    s = study_config(smoke_at(tmp_path, {"listening": {"pairs_per_comparison": 4}}))
     assert s["pairs_per_comparison"] == 4 and [q["id"] for q in s["questions"]] == ["development", "preference"]
     assert all(q["claim"] for q in s["questions"])
     with pytest.raises(StudyError, match="unknown study key.*'pairs'"):
-        study_config({"listening": {"pairs": 3}})
+        study_config(smoke_at(tmp_path, {"listening": {"pairs": 3}}))
     f = tmp_path / "study.yaml"
     f.write_text("catch_question: nope\n")
     with pytest.raises(StudyError, match="catch_question 'nope'"):
-        study_config({}, f)
+        study_config(smoke_at(tmp_path), f)
 
 
 def test_default_comparisons_only_present_arms():
@@ -80,7 +80,7 @@ def test_default_comparisons_only_present_arms():
 def test_draw_trials_pairs_share_prompt_seed_noise(tmp_path):
     m = tiny_samples(tmp_path, arms=("none", "eisbach", "constant"), seeds=(0, 1, 2), prompts=(0, 1, 2, 3),
                      samples=(0, 1))
-    study = study_config({"listening": {"pairs_per_comparison": 10}})
+    study = study_config(smoke_at(tmp_path, {"listening": {"pairs_per_comparison": 10}}))
     t = draw_trials(m, study)
     real = t[~t["is_catch"]]
     # balanced over the 3 training seeds: ⌈10 / 3⌉ = 4 pairs from each seed, 12 per comparison
@@ -116,13 +116,13 @@ def test_degrade_is_a_clearly_worse_copy():
 
 def test_make_kit_files_and_no_arm_in_page(kit):
     cfg, doc = kit
-    out = Path(cfg["runs_dir"]) / "listening"
+    out = Path(cfg.runs_dir) / "listening"
     assert (out / "study.html").exists() and doc["study_id"].startswith("tiny-")
     need = {"pair_id", "question", "arm_a", "arm_b", "prompt", "seed", "clip_a", "clip_b", "is_catch"}
     assert need <= set(doc["pairs"].columns)
     assert len(doc["pairs"]) == 2 * len(trials_of(doc["pairs"]))  # every trial asked both questions
     for p in doc["pairs"].itertuples():
-        assert (Path(cfg["runs_dir"]) / p.clip_a).exists() and (Path(cfg["runs_dir"]) / p.clip_b).exists()
+        assert (Path(cfg.runs_dir) / p.clip_a).exists() and (Path(cfg.runs_dir) / p.clip_b).exists()
     page = (out / "study.html").read_text()
     data = json.loads(page.split('type="application/json">')[1].split("</script>")[0])
     assert all(c.startswith("data:audio/mpeg;base64,") for c in data["clips"])
@@ -141,7 +141,7 @@ def test_page_end_screen_leads_back_to_the_answers(kit):
     trial the end screen shows; "back to the last trial" reopens it with its answers checked,
     "next" returns to the end, "review from the first trial" opens trial 1 with its answers."""
     cfg, doc = kit
-    page = Path(cfg["runs_dir"]) / "listening" / "study.html"
+    page = Path(cfg.runs_dir) / "listening" / "study.html"
     out = subprocess.run(["node", str(Path(__file__).parent / "page_dom.js"), str(page), "ann"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -160,7 +160,7 @@ def test_page_end_screen_leads_back_to_the_answers(kit):
 
 def test_import_maps_positions_to_arms_and_is_idempotent(kit, tmp_path):
     cfg, doc = kit
-    study = Path(cfg["runs_dir"]) / "listening" / "study.json"
+    study = Path(cfg.runs_dir) / "listening" / "study.json"
     f = page_csv(tmp_path / "r1.csv", doc, "r1", prefer("eisbach"))
     assert import_votes(study, [f]) == len(doc["pairs"])
     votes = read_votes(study.parent / "votes.csv")
@@ -182,7 +182,7 @@ def test_import_maps_positions_to_arms_and_is_idempotent(kit, tmp_path):
 ])
 def test_import_refuses_tampered_file_and_changes_nothing(kit, tmp_path, tamper, message):
     cfg, doc = kit
-    study = Path(cfg["runs_dir"]) / "listening" / "study.json"
+    study = Path(cfg.runs_dir) / "listening" / "study.json"
     import_votes(study, [page_csv(tmp_path / "ok.csv", doc, "r1", prefer("none"))])
     before = (study.parent / "votes.csv").read_bytes()
     good = page_csv(tmp_path / "good.csv", doc, "r2", prefer("eisbach"))
@@ -198,7 +198,7 @@ def test_import_refuses_a_changed_answer_with_the_same_timestamp(kit, tmp_path):
     the import is refused naming the file, the rater and the pair, and votes.csv is unchanged. A
     changed answer with a later timestamp is a new vote (the latest counts)."""
     cfg, doc = kit
-    study = Path(cfg["runs_dir"]) / "listening" / "study.json"
+    study = Path(cfg.runs_dir) / "listening" / "study.json"
     f = page_csv(tmp_path / "r1.csv", doc, "r1", prefer("eisbach"))
     import_votes(study, [f])
     before = (study.parent / "votes.csv").read_bytes()
@@ -545,7 +545,7 @@ def test_rater_plan_balanced_and_stable(kit):
 
 def test_study_widget_writes_votes_with_hidden_arm(kit):
     cfg, doc = kit
-    study = Path(cfg["runs_dir"]) / "listening" / "study.json"
+    study = Path(cfg.runs_dir) / "listening" / "study.json"
     w = StudyAB(study, rater="ann")
     text = " ".join(str(getattr(x, "value", "")) for x in [w.progress, w.caption, w.question])
     assert "eisbach" not in text and "anchor" not in text
@@ -636,7 +636,7 @@ def test_bradley_terry_orders_the_arms(tmp_path):
     from eisbach_lib.study import bradley_terry
 
     m = tiny_samples(tmp_path, arms=("none", "eisbach", "constant"), seeds=(0, 1), prompts=(0, 1, 2))
-    cfg = {"name": "bt", "runs_dir": str(tmp_path)}
+    cfg = smoke_at(tmp_path, {"name": "bt"})
     doc = load_study(make_kit(cfg, samples=m))
 
     def choose(p):

@@ -17,6 +17,7 @@ import torch
 
 from eisbach_lib import metrics as M
 from eisbach_lib.codec import MelCodec, loudness_signals
+from helpers import smoke_at
 
 SR, SECONDS = 22050, 6.0
 T = np.arange(int(SR * SECONDS)) / SR
@@ -101,7 +102,7 @@ def test_clip_metrics_read_the_latents_and_decode_nothing(tmp_path: Path, one_to
     codec = _codec()
     clips = [0.3 * np.exp(-k * T) * np.sin(2 * np.pi * 220 * (k + 1) * T) for k in range(3)]
     samples = _sample_folder(tmp_path, codec, clips)
-    cfg = {"runs_dir": str(tmp_path), "generate": {"seconds": SECONDS}}
+    cfg = smoke_at(tmp_path, {"generate.seconds": SECONDS})
     out = E.clip_metrics(cfg, samples, n_jobs=1, codec=codec)
     assert set(out["analysis"]) == {M.LOG_MEL} and list(out["path"]) == list(samples["path"])
     for k, y in enumerate(clips):  # row k is clip k, whatever row of latents.npy holds it
@@ -124,7 +125,7 @@ def test_reference_is_read_from_its_latents_on_the_log_mel_path(tmp_path: Path, 
     ref = pd.DataFrame({"id": ["a", "b", "c"], "path": ["x.wav", "y.wav", "z.wav"], "split": "reference"})
     monkeypatch.setattr(E, "_reference_manifest", lambda cfg: (tmp_path, ref))
     monkeypatch.setattr(E, "reference_latents", lambda cfg, r, c: c.encode(torch.from_numpy(np.stack(clips).astype(np.float32))).numpy())
-    cfg = {"runs_dir": str(tmp_path), "generate": {"seconds": SECONDS}}
+    cfg = smoke_at(tmp_path, {"generate.seconds": SECONDS})
     df = E.reference_metrics(cfg, n_jobs=1, codec=codec)
     assert set(df["audio"]) == {M.LOG_MEL} and df["codec"].iloc[0].endswith("analysis=log-mel")
     assert df["temporal_flatness"].tolist() == pytest.approx([_mel_metrics(codec, y)["temporal_flatness"] for y in clips], abs=1e-6)

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 
 from eisbach_lib import metrics as M
+from eisbach_lib.config import Profile
+from helpers import smoke_at
 
 SR = 22050
 
@@ -440,7 +442,7 @@ def test_bar_aligned_tune_from_the_corpus_has_bar_lines_at_its_measures():
 # ----------------------------------------------------------------------------- evaluate: caches, round trip, ceilings
 
 
-def _tiny_runs(tmp_path, n_ref: int = 6, seconds: float = 2.0) -> dict:
+def _tiny_runs(tmp_path, n_ref: int = 6, seconds: float = 2.0) -> Profile:
     """A runs_dir with a corpus manifest of `n_ref` synthetic reference clips (and one base clip)."""
     import soundfile as sf
 
@@ -454,9 +456,7 @@ def _tiny_runs(tmp_path, n_ref: int = 6, seconds: float = 2.0) -> dict:
         rows.append({"id": f"c{k}", "split": "reference" if k else "base", "source_piece": f"piece{k // 2}",
                      "path": path, "seconds": seconds, "caption": "x"})
     pd.DataFrame(rows).to_csv(corpus / "manifest.csv", index=False)
-    return {"name": "tiny", "runs_dir": str(tmp_path), "corpus": {"sample_rate": SR},
-            "codec": {"n_mels": 64, "n_fft": 2048, "hop_length": 1024, "griffin_lim_iters": 4},
-            "generate": {"seconds": seconds}}
+    return smoke_at(tmp_path, {"corpus.sample_rate": SR, "codec.griffin_lim_iters": 4, "generate.seconds": seconds})
 
 
 class AudioOnly:
@@ -480,7 +480,7 @@ def test_reference_round_trip_is_cached_by_version_and_codec(tmp_path, one_torch
     from eisbach_lib import evaluate as E
 
     cfg = _tiny_runs(tmp_path)
-    codec = AudioOnly(**cfg["codec"])
+    codec = AudioOnly(**dataclasses.asdict(cfg.codec))
     assert M.analysis_of(codec) == M.AUDIO
     rt = E.reference_metrics(cfg, n_jobs=1, codec=codec)
     raw = E.reference_metrics(cfg, n_jobs=1, roundtrip=False)
@@ -492,7 +492,7 @@ def test_reference_round_trip_is_cached_by_version_and_codec(tmp_path, one_torch
     again = E.reference_metrics(cfg, n_jobs=1, codec=codec)
     assert out.stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(again, rt)
-    other_codec = AudioOnly(**{**cfg["codec"], "griffin_lim_iters": 2})  # another codec: not the cached round trip
+    other_codec = AudioOnly(**{**dataclasses.asdict(cfg.codec), "griffin_lim_iters": 2})  # another codec: not the cached round trip
     other = E.reference_metrics(cfg, n_jobs=1, codec=other_codec)
     assert other["codec"].iloc[0] != rt["codec"].iloc[0] and out.stat().st_mtime_ns != stamp
     old = pd.read_parquet(out).drop(columns=["metrics_version"])  # a file from before versions existed
@@ -505,7 +505,7 @@ def test_clip_cache_recomputes_rows_of_another_metrics_version(tmp_path):
 
     from eisbach_lib import evaluate as E
 
-    cfg = {"runs_dir": str(tmp_path)}
+    cfg = smoke_at(tmp_path)
     (tmp_path / "samples").mkdir()
     paths = []
     for k in range(2):
@@ -579,7 +579,7 @@ def test_set_metrics_reports_fd_and_kid_to_the_reference():
 # ----------------------------------------------------------------------------- evaluate -> scorecard: one contract
 
 
-def _tiny_grid(tmp_path, cfg: dict) -> None:
+def _tiny_grid(tmp_path, cfg: Profile) -> None:
     """Two runs (none, eisbach) × 2 prompts × 2 samples as WAVs in their sample folders, the samples
     manifest and the prompt table, as `eisbach generate` leaves them (audio codec: the WAVs exist)."""
     import soundfile as sf
@@ -594,7 +594,7 @@ def _tiny_grid(tmp_path, cfg: dict) -> None:
         for p in range(2):
             for s in range(2):
                 path = folder / f"p{p:02d}_s{s}.wav"
-                y = melody([60 + p, 64 + s, 67 + (arm == "none"), 72] * 2, cfg["generate"]["seconds"] / 8, decay=0.1 + 0.05 * s)
+                y = melody([60 + p, 64 + s, 67 + (arm == "none"), 72] * 2, cfg.generate.seconds / 8, decay=0.1 + 0.05 * s)
                 sf.write(path, y, SR, subtype="FLOAT")
                 rows.append({"run": f"dora_{arm}_s0", "adapter": "dora", "arm": arm, "seed": 0, "step": -1, "prompt_id": p,
                              "sample": s, "set": "primary", "path": str(path.relative_to(layout.runs))})
@@ -631,7 +631,7 @@ def test_write_metrics_writes_exactly_the_files_tables_reads_back(tmp_path, one_
 
     monkeypatch.setattr(E, "structure_validation", structure_validation)
     monkeypatch.setattr(E, "readout_columns", readout_columns)
-    tables = E.write_metrics(cfg, n_jobs=1, codec=AudioOnly(**cfg["codec"]))
+    tables = E.write_metrics(cfg, n_jobs=1, codec=AudioOnly(**dataclasses.asdict(cfg.codec)))
     assert isinstance(tables, Tables)
     assert tables.present() == [f.name for f in dataclasses.fields(Tables)]  # every table, the bandwidth too
     assert E.READOUT in tables.clips and E.READOUT in tables.reference and set(tables.intra["set"]) == {"primary"}
@@ -650,7 +650,7 @@ def test_evaluate_names_the_command_that_makes_a_missing_upstream_table(tmp_path
     from eisbach_lib import evaluate as E
     from eisbach_lib.layout import ANATOMY_TABLES, Layout
 
-    cfg = {"name": "smoke", "runs_dir": str(tmp_path)}
+    cfg = smoke_at(tmp_path, {"name": "smoke"})
     layout = Layout.of(cfg)
     with pytest.raises(FileNotFoundError) as e:
         E.evaluate(cfg)

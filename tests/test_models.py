@@ -2,14 +2,17 @@
 
 from pathlib import Path
 
+import dataclasses
+
 import pytest
 import torch
 
+from eisbach_lib.config import Model
 from eisbach_lib.models import (EisbachDiT, SA3Codec, SA3TextEncoder, add_adapter, build_base, count_parameters,
                                 dit_config, drop_condition, load_adapter, load_base, save_adapter, save_base)
 from eisbach_lib.text import CaptionTooLong
 
-TINY = {"embed_dim": 32, "depth": 1, "num_heads": 2, "ff_mult": 2.0, "num_memory_tokens": 0, "patch_size": 1}
+TINY = Model(embed_dim=32, depth=1, num_heads=2, ff_mult=2.0)
 C, D = 8, 16
 
 
@@ -23,7 +26,7 @@ def inputs(b: int = 3, t: int = 21, seed: int = 0):
 
 
 def tiny(seed: int = 0, **over) -> EisbachDiT:
-    return build_base({**TINY, **over}, io_channels=C, text_dim=D, seed=seed)
+    return build_base(dataclasses.replace(TINY, **over), io_channels=C, text_dim=D, seed=seed)
 
 
 def test_config_and_forward_shape():
@@ -36,7 +39,7 @@ def test_config_and_forward_shape():
     m2 = tiny(patch_size=2)
     assert m2(x, t, tok, mask, sec).shape == x.shape
     with pytest.raises(ValueError, match="divisible"):
-        dit_config({**TINY, "num_heads": 3}, C, D)
+        dit_config(dataclasses.replace(TINY, num_heads=3), C, D)
 
 
 def test_build_is_deterministic_per_seed():
@@ -193,8 +196,7 @@ def test_merged_adapter_is_the_same_function(one_torch_thread):
 
     from eisbach_lib.models import add_adapter, build_base, merge_adapter
 
-    cfg = {"embed_dim": 32, "depth": 2, "num_heads": 2, "ff_mult": 2.0, "num_memory_tokens": 0, "patch_size": 1}
-    model = add_adapter(build_base(cfg, 16, 384, seed=0), "dora", rank=4, alpha=4, seed=0).eval()
+    model = add_adapter(build_base(dataclasses.replace(TINY, depth=2), 16, 384, seed=0), "dora", rank=4, alpha=4, seed=0).eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, p in model.named_parameters():

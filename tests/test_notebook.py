@@ -29,11 +29,11 @@ def test_setup_loads_the_profile_seeds_torch_and_says_where(profile, tmp_path, c
     with warnings.catch_warnings():
         cfg, paths = setup(str(profile))
         assert any(f[0] == "ignore" and f[2] is FutureWarning for f in warnings.filters)
-    assert cfg["name"] == "smoke" and paths == Layout.of(cfg)
+    assert cfg.name == "smoke" and paths == Layout.of(cfg)
     assert paths.runs == tmp_path / "runs" and paths.figures == tmp_path / "runs" / "figs"
     assert paths.figures.is_dir()
     first = torch.rand(3)
-    torch.manual_seed(cfg["seed"])
+    torch.manual_seed(cfg.seed)
     assert torch.equal(first, torch.rand(3))  # setup seeded torch with the profile's seed
     assert mpl.rcParams["axes.grid"] and mpl.rcParams["axes.facecolor"] == "white"  # seaborn whitegrid
     out = capsys.readouterr().out
@@ -133,15 +133,15 @@ def test_grid_status_lists_every_run_and_writes_grid_csv(profile):
     assert len(status) == len(items) == 4
     assert status.loc[0, "steps"] == 20 and status.loc[0, "loss"] == 0.5
     assert list(status["status"].iloc[1:]) == ["missing"] * 3
-    assert pd.read_csv(Path(cfg["runs_dir"]) / "adapters" / "grid.csv").shape == status.shape
-    assert runs.pretrain_log(Path(cfg["runs_dir"]) / "base").empty  # no run record: no log
+    assert pd.read_csv(Path(cfg.runs_dir) / "adapters" / "grid.csv").shape == status.shape
+    assert runs.pretrain_log(Path(cfg.runs_dir) / "base").empty  # no run record: no log
 
 
 def test_entropy_stages_puts_the_base_first(profile):
     from eisbach_lib.config import load_profile
 
     cfg = load_profile(str(profile))
-    adir = Path(cfg["runs_dir"]) / "anatomy"
+    adir = Path(cfg.runs_dir) / "anatomy"
     adir.mkdir(parents=True)
     pd.DataFrame({"t": [0.1], "h": [0.9], "stage": ["base"]}).to_csv(adir / "entropy_vs_t.csv", index=False)
     ck = pd.DataFrame({"t": [0.1, 0.1], "h": [0.8, 0.7], "stage": ["step 10", "step 20"]})
@@ -150,11 +150,12 @@ def test_entropy_stages_puts_the_base_first(profile):
 
 
 def _samples() -> pd.DataFrame:
-    rows = [{"run": "base", "arm": "base", "seed": 0, "step": 0, "prompt_id": 0, "path": "samples/base/x.wav"}]
+    rows = [{"run": "base", "adapter": "none", "arm": "base", "seed": 0, "step": 0, "prompt_id": 0,
+             "path": "samples/base/x.wav"}]
     for arm in ("none", "eisbach"):
         for seed in (0, 1):
             for step in (10, 20):
-                rows.append({"run": f"dora_{arm}_s{seed}", "arm": arm, "seed": seed, "step": step, "prompt_id": 0,
+                rows.append({"run": f"dora_{arm}_s{seed}", "adapter": "dora", "arm": arm, "seed": seed, "step": step, "prompt_id": 0,
                              "path": f"samples/{arm}{seed}/{step}.wav"})
     return pd.DataFrame(rows)
 
@@ -166,7 +167,7 @@ def test_first_seed_view_and_sample_counts(profile):
     s = _samples()
     v = listen.first_seed_view(s, cfg)
     assert sorted(v["arm"]) == ["base", "eisbach", "none"] and set(v["seed"]) == {0} and set(v["step"]) == {0, 20}
-    assert all(p.startswith(cfg["runs_dir"]) for p in v["path"])
+    assert all(p.startswith(str(cfg.runs_dir)) for p in v["path"])
     c = generate.sample_counts(s)
     assert c.loc["none", 10] == 2 and c.loc["base", 0] == 1 and np.isnan(c.loc["base", 20])
 
@@ -204,7 +205,7 @@ def test_arm_means_differences_and_vendi_by_step(profile):
     m = summary[summary["metric"] == "motif_recurrence"].set_index("arm")
     assert m.loc["eisbach", "mean"] == pytest.approx(fc[fc["arm"] == "eisbach"]["motif_recurrence"].mean())
     assert (summary["seeds"] == 3).all() and (summary["lo"] <= summary["mean"]).all()
-    mdir = Path(cfg["runs_dir"]) / "metrics"
+    mdir = Path(cfg.runs_dir) / "metrics"
     assert pd.read_csv(mdir / "arm_summary.csv").shape == summary.shape
     diffs = evaluate.differences_to_none(cfg, dataclasses.replace(t, bandwidth=2.0))
     assert list(diffs["arm"].unique()) == ["eisbach"] and len(diffs) == len(evaluate.PER_CLIP) + 1

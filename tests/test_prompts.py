@@ -10,6 +10,8 @@ import torch
 
 from eisbach_lib.generate import CARD_PROMPTS, prompt_set
 from eisbach_lib.text import CaptionTooLong, TextEncoder, check_token_lengths, token_counts
+from eisbach_lib.config import Profile, load_profile
+from helpers import smoke_at
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,9 +36,10 @@ def fake_corpus(runs: Path, n: int = 8, shared_piece: bool = False, copy_caption
 
 
 def profile(runs: Path, n: int = 4, max_tokens: int = 128, card: bool = True, key: str = "heldout_prompts",
-            **generate) -> dict:
-    return {"runs_dir": str(runs), "seed": 0, "model": {"base_dir": None}, "text": {"max_tokens": max_tokens},
-            "generate": {key: n, "card_prompts": card, "cfg": 3.0, **generate}}
+            **generate) -> Profile:
+    gen = {"sampler": "pingpong", "steps": 8, "seconds": 4.0, "samples_per_prompt": 2,
+           key: n, "card_prompts": card, "cfg": 3.0, **generate}
+    return smoke_at(runs, {"text.max_tokens": max_tokens, "generate": gen})
 
 
 def test_a_prompt_longer_than_max_tokens_fails_naming_it():
@@ -63,10 +66,7 @@ def test_the_card_prompts_fit_the_profiles_limit_and_not_64():
     counts = token_counts(list(card["prompt"]))
     assert 64 < min(counts) and max(counts) <= 128, counts
     for name in ("smoke",):  # the profile this helper owns; cpu/gpu are sized by the integrator
-        import yaml
-
-        cfg = yaml.safe_load((Path(__file__).parent.parent / "configs" / f"{name}.yaml").read_text())
-        assert cfg["text"]["max_tokens"] >= max(counts), name
+        assert load_profile(name).text.max_tokens >= max(counts), name
 
 
 def test_eval_prompts_come_from_the_reference_split_and_are_disjoint_from_training(tmp_path):
@@ -112,10 +112,8 @@ def test_the_old_knob_name_is_read_with_a_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pd.testing.assert_frame_equal(old, prompt_set(profile(tmp_path, n=3)))
-    both = profile(tmp_path, n=3)
-    both["generate"]["finetune_prompts"] = 5
     with pytest.raises(ValueError, match="keep heldout_prompts only"):
-        prompt_set(both)
+        profile(tmp_path, n=3, finetune_prompts=5)
 
 
 def test_a_stale_prompts_file_is_rewritten(tmp_path):

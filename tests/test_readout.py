@@ -8,6 +8,7 @@ import pytest
 
 from eisbach_lib import readout as R
 from eisbach_lib.corpus import TEXTURES
+from helpers import smoke_at
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -120,7 +121,7 @@ def test_embedding_is_the_penultimate_layer_and_separates_textures(synth_readout
     z, y = synth_set(60, seed=1)
     zt, yt = synth_set(30, seed=12)
     e, et = synth_readout.embed(z), synth_readout.embed(zt)
-    assert e.shape == (len(z), R.DEFAULTS["hidden"]) and np.isfinite(e).all()
+    assert e.shape == (len(z), R.DEFAULTS.hidden) and np.isfinite(e).all()
     centroids = np.stack([e[y == t].mean(axis=0) for t in TEXTURES])
     nearest = np.array(TEXTURES)[((et[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)]
     assert (nearest == yt).mean() >= min_accuracy
@@ -195,7 +196,7 @@ def test_sample_flat_shares_reads_the_latents_generate_writes(synth_readout, tmp
     """Two sample folders laid out as generate.generate_run writes them (latents.npy in the folder,
     manifest.csv with latent_row, rows in another order than the latents): per-group shares come
     from the right clips."""
-    cfg = {"runs_dir": str(tmp_path)}
+    cfg = smoke_at(tmp_path)
     rows, rng = [], np.random.default_rng(0)
     for run, texture in (("none_s0", "sustained"), ("oracle_s0", "percussive")):
         folder = tmp_path / "samples" / run / "step_final"
@@ -229,11 +230,10 @@ def real(tmp_path_factory):
     """A chamber corpus of 96 base / 32 reference clips of 4 s (8 clips per piece: few pieces to
     parse), rendered and pre-encoded once, and the profile's readout (fit_readout)."""
     runs = tmp_path_factory.mktemp("readout_runs")
-    cfg = {"runs_dir": str(runs), "seed": 0,
-           "corpus": {"source": "chamber", "clips": REAL_CLIPS, "seconds": 4.0, "sample_rate": 22050, "workers": 2,
-                      "clips_per_piece": 8},
-           "codec": {"n_mels": 64, "n_fft": 2048, "hop_length": 1024, "griffin_lim_iters": 32},
-           "text": {"max_tokens": 128}}
+    cfg = smoke_at(runs, {
+        "corpus": {"source": "chamber", "clips": REAL_CLIPS, "seconds": 4.0, "sample_rate": 22050, "workers": 2,
+                   "clips_per_piece": 8},
+        "codec.griffin_lim_iters": 32})
     return cfg, R.fit_readout(cfg)
 
 

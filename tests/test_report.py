@@ -13,6 +13,7 @@ from bs4 import BeautifulSoup
 
 from eisbach_lib.config import REPO
 from eisbach_lib.report import external_refs, names_folder, relative_paths, write_report
+from helpers import smoke_at
 
 # a 1x1 PNG
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
@@ -52,8 +53,7 @@ def series(tmp_path):
     card.to_csv(figures / "scorecard.csv", index=False)
     (figures / "07_effects_in_sesoi.png").write_bytes(PNG)
     (runs / "timings.json").write_text('{"00_corpus.ipynb": 12.5, "07_scorecard.ipynb": 3.0}')
-    return {"name": "smoke", "runs_dir": str(runs), "figures_dir": str(figures),
-            "_path": str(tmp_path / "profiles" / "mine.yaml")}
+    return smoke_at(runs, {"figures_dir": str(figures)}, path=tmp_path / "profiles" / "mine.yaml")
 
 
 def test_report_opens_with_the_scorecard_controls_and_key_figures(series):
@@ -72,7 +72,7 @@ def test_report_opens_with_the_scorecard_controls_and_key_figures(series):
 
 
 def test_report_holds_no_absolute_path_of_the_machine(series):
-    runs, figures = Path(series["runs_dir"]), Path(series["figures_dir"])
+    runs, figures = series.runs_dir, series.figures_dir
     page = write_report(series).read_text(encoding="utf-8")
     for folder in (runs, runs.resolve(), figures, REPO):
         assert names_folder(page, folder) == [], folder

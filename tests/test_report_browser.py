@@ -50,7 +50,7 @@ def test_report_opens_offline_with_figures_and_audio(tmp_path, smoke_run):
     chromium = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in .[dev])")
     assert_ok(smoke_run.proc)
-    runs = Path(smoke_run.cfg["runs_dir"])
+    runs = Path(smoke_run.cfg.runs_dir)
     report = runs.resolve() / "report.html"
     page_text = report.read_text(encoding="utf-8")
     assert external_refs(page_text) == []

@@ -2,8 +2,14 @@
 
 import torch
 
+from eisbach_lib.config import Generate
 from eisbach_lib.generate import sample_latents
 from eisbach_lib.sampling import rf_schedule, sample_euler, sample_pingpong
+
+
+def euler_1(scale: float) -> Generate:
+    """One Euler step at guidance `scale` (what sample_latents reads of the generate settings)."""
+    return Generate(sampler="euler", steps=1, cfg=scale, seconds=4.0, samples_per_prompt=1)
 
 
 def gaussian_velocity(mu: float, sigma: float):
@@ -75,6 +81,6 @@ def test_generation_cfg_formula():
     noise = torch.randn(3, 2, 5)
     tokens, mask, seconds = torch.zeros(3, 4, 8), torch.ones(3, 4, dtype=torch.bool), torch.full((3,), 4.0)
     for s in (1.0, 3.0):
-        x = sample_latents(model, tokens, mask, seconds, noise, {"cfg": s, "steps": 1, "sampler": "euler"},
+        x = sample_latents(model, tokens, mask, seconds, noise, euler_1(s),
                            torch.Generator().manual_seed(0))
         assert torch.allclose(x, noise - s)

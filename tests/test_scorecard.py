@@ -4,29 +4,25 @@ that are not claims (controls, manipulation checks, ceilings)."""
 
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from eisbach_lib import scorecard
-from eisbach_lib.config import load_profile
+from eisbach_lib.config import Profile, load_profile
 from eisbach_lib.layout import Layout
 
 STEPS = 20
 METRICS = ("motif_recurrence", "novelty_sections", "spectral_contrast", "temporal_flatness", "flat_share")
 
 
-def make_cfg(tmp_path, seeds=5, adapters=("dora",), sweet_spot=10, checkpoints=(10, 20)) -> dict:
-    cfg = copy.deepcopy(load_profile("smoke"))
-    cfg["runs_dir"] = str(tmp_path)
-    cfg["figures_dir"] = str(tmp_path / "figures")
-    cfg["finetune"].update(steps=STEPS, seeds=list(range(seeds)), adapters=list(adapters), sweet_spot=sweet_spot,
-                           checkpoints=list(checkpoints))
-    cfg["generate"]["samples_per_prompt"] = 2
-    cfg["evaluate"]["n_boot"] = 300
-    return cfg
+def make_cfg(tmp_path, seeds=5, adapters=("dora",), sweet_spot=10, checkpoints=(10, 20), **overrides) -> Profile:
+    return load_profile("smoke", {
+        "runs_dir": str(tmp_path), "figures_dir": str(tmp_path / "figures"), "finetune.steps": STEPS,
+        "finetune.seeds": list(range(seeds)), "finetune.adapters": list(adapters), "finetune.sweet_spot": sweet_spot,
+        "finetune.checkpoints": list(checkpoints), "generate.samples_per_prompt": 2, "evaluate.n_boot": 300,
+        **overrides})
 
 
 def write_eval(tmp_path, effects: dict | None = None, seeds: int = 5, prompts: int = 12, noise: float = 0.05,
@@ -36,7 +32,7 @@ def write_eval(tmp_path, effects: dict | None = None, seeds: int = 5, prompts: i
     (metric 'vendi_intra' for the set table, 'fd_ref'/'kid_ref'/'vendi_inter' for the runs table)."""
     effects = effects or {}
     rng = np.random.default_rng(seed)
-    L = Layout.of({"runs_dir": str(tmp_path)})
+    L = Layout(tmp_path, tmp_path / "figures")
     L.metrics.mkdir(parents=True, exist_ok=True)
     seed_eff = rng.normal(0, noise, size=seeds)
     prompt_eff = rng.normal(0, noise, size=prompts)
@@ -105,7 +101,7 @@ def test_outcome_claim_every_verdict(tmp_path, effect, noise, expected):
     row = card_row(card, "C7")
     assert row["verdict"] == expected, row.to_dict()
     assert np.isfinite(row["mde"]) and row["mde"] > 0
-    raw = pd.read_parquet(Layout.of({"runs_dir": str(tmp_path)}).metrics_table("raw"))
+    raw = pd.read_parquet(Layout(tmp_path, tmp_path / "figures").metrics_table("raw"))
     assert row["sesoi"] == pytest.approx(0.2 * raw["spectral_contrast"].std(), rel=1e-6)
 
 
@@ -237,7 +233,7 @@ def test_holm_covers_every_primary_claim_with_a_verdict_and_names_the_family(tmp
 def write_anatomy(tmp_path, cos_final=0.999, floor=0.5, rho_sign=-1, slope_eisbach=-0.02, h_slope=0.05, seed=0, seeds=5,
                   mass_noise=0.002):
     rng = np.random.default_rng(seed)
-    L = Layout.of({"runs_dir": str(tmp_path)})
+    L = Layout(tmp_path, tmp_path / "figures")
     L.anatomy.mkdir(parents=True, exist_ok=True)
     finals = {"eisbach": cos_final, "eisbach_shuffle": cos_final, "none_other_batches": floor}
     rows = [{"init": i, "arm": arm, "seq": q, "step": k, "cos": 1 - (1 - c) * k / 10 + rng.normal(0, 1e-3)}
@@ -373,7 +369,7 @@ def test_the_readouts_validation_rows_say_passed_or_failed(tmp_path):
                    "tolerance": np.nan, "pass": True, "n": 150, "note": ""},
                   {"check": "spike-in 5 % flat", "target": 0.05, "read_back": 0.12, "error": 0.07, "tolerance": 0.03,
                    "pass": False, "n": 117, "note": "20 draws"}]).to_csv(
-        Layout.of({"runs_dir": str(tmp_path)}).metrics_table("readout"), index=False)
+        Layout(tmp_path, tmp_path / "figures").metrics_table("readout"), index=False)
     card = scorecard.build_scorecard(make_cfg(tmp_path))
     rows = card[card["claim"] == "READ"]
     assert list(rows["verdict"]) == ["passed", "failed"] and set(rows["role"]) == {"validation"}
@@ -422,8 +418,8 @@ def test_mix_row_is_not_testable_when_the_positive_control_failed(tmp_path):
 def test_mix_rows_one_per_weighting_arm_of_the_profile_after_the_controls(tmp_path):
     write_eval(tmp_path, {**PC_MOVES, ("eisbach_shuffle", "flat_share"): -0.4}, noise=0.05,
                arms=("none", "eisbach", "eisbach_shuffle", "oracle_texture", "constant"))
-    cfg = make_cfg(tmp_path)
-    cfg["finetune"]["arms"] = ["none", "eisbach", "eisbach_norm", "eisbach_shuffle", "oracle_texture", "constant"]
+    cfg = make_cfg(tmp_path, **{"finetune.arms": ["none", "eisbach", "eisbach_norm", "eisbach_shuffle", "oracle_texture",
+                                                  "constant"]})
     card = scorecard.build_scorecard(cfg)  # eisbach_norm is in the profile but was not generated: no row
     mix = card[card["claim"] == "MIX"]
     assert [e.split(",")[1].strip() for e in mix["evidence"]] == ["eisbach − none", "eisbach_shuffle − none"]

@@ -27,7 +27,7 @@ def test_smoke_series_end_to_end(smoke_run):
     cfg, proc = smoke_run.cfg, smoke_run.proc
     assert_ok(proc)
 
-    runs, figs = Path(cfg["runs_dir"]), Path(cfg["figures_dir"])
+    runs, figs = Path(cfg.runs_dir), Path(cfg.figures_dir)
     executed = sorted((runs / "notebooks").glob("0*.ipynb"))
     assert [p.name[:2] for p in executed] == [f"0{i}" for i in range(8)]
     # the series ran on the profile copy: papermill handed its path to every notebook's parameters
@@ -71,7 +71,7 @@ def test_executed_notebooks_show_every_saved_figure_inline_and_no_progress_widge
     """Each executed notebook holds at least as many inline PNGs as its code saves figures, and
     no widget placeholders (progress prints plain lines) except the live listening widgets."""
     assert_ok(smoke_run.proc)
-    runs = Path(smoke_run.cfg["runs_dir"])
+    runs = Path(smoke_run.cfg.runs_dir)
     tables = {}
     for path in sorted((runs / "notebooks").glob("0*.ipynb")):
         nb = json.loads(path.read_text())

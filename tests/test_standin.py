@@ -64,7 +64,7 @@ def test_missing_part_fails_before_any_work(sa3_standin, standin_profile, tmp_pa
     base = copy_standin(sa3_standin, tmp_path / "broken_sa3")
     (base / removed).unlink()
     profile = standin_profile(base)
-    runs = Path(load_profile(profile)["runs_dir"])
+    runs = Path(load_profile(profile).runs_dir)
     t0 = time.perf_counter()
     code, _, err = run_cli(command[0], "--profile", str(profile), *command[1:])
     elapsed = time.perf_counter() - t0
@@ -179,7 +179,7 @@ def test_generated_audio_has_exactly_the_requested_duration():
 def assert_full_scorecard(cfg: dict) -> None:
     """Every claim has a row, C1-C4 found their inputs (the library computes them, not notebook
     cells), and the trained runs were read at their own final step."""
-    card = pd.read_csv(Path(cfg["figures_dir"]) / "scorecard.csv", keep_default_na=False)
+    card = pd.read_csv(Path(cfg.figures_dir) / "scorecard.csv", keep_default_na=False)
     claims = card[card["role"].isin(["primary", "exploratory"])].set_index("claim")
     assert list(claims.index) == [f"C{i}" for i in range(1, 11)]
     for c in ("C1", "C2", "C3", "C4"):
@@ -196,8 +196,8 @@ def test_standin_chain_corpus_train_generate_evaluate(standin_profile):
     20]): generate takes each run's steps from its record, not from the profile."""
     profile = standin_profile(overrides={"corpus.clips": {"base": 8, "finetune": 8, "reference": 8}})
     cfg = load_profile(profile)
-    assert min(cfg["finetune"]["checkpoints"]) >= 5 and cfg["finetune"]["steps"] == 20
-    runs = Path(cfg["runs_dir"])
+    assert min(cfg.finetune.checkpoints) >= 5 and cfg.finetune.steps == 20
+    runs = Path(cfg.runs_dir)
     code, out, err = run_cli("corpus", "--profile", str(profile))
     assert code == 0, err
     meta = json.loads((Path(out.rsplit("cache: ", 1)[1].strip()) / "meta.json").read_text())
@@ -240,7 +240,7 @@ def test_standin_notebook_series(standin_profile):
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     print(f"stand-in series: {time.time() - t0:.0f} s")
-    runs = Path(cfg["runs_dir"])
+    runs = Path(cfg.runs_dir)
     assert [p.name[:2] for p in sorted((runs / "notebooks").glob("0*.ipynb"))] == [f"0{i}" for i in range(8)]
     assert_full_scorecard(cfg)
     assert not (runs / "base").exists()               # real-scale path: nothing pretrained

@@ -1,6 +1,5 @@
 """The training loop: exact resume, pairing across arms, skipping, the grid, and clear errors (tiny sizes, CPU)."""
 
-import copy
 import json
 import time
 from pathlib import Path
@@ -10,11 +9,12 @@ import pytest
 import torch
 
 from eisbach_lib.cache import PreEncoded
+from eisbach_lib.config import Profile, override
 from eisbach_lib.models import adapter_state_dict, load_base
 from eisbach_lib.anatomy import training_mix
 from eisbach_lib.probes import base_fingerprint, constant_weight
 from eisbach_lib.runs import grid_items, load_run_model, read_log
-from eisbach_lib.train import BatchOrder, hyperparameters, pretrain, run_grid, shard_items, stream_seed, train_run
+from eisbach_lib.train import BatchOrder, pretrain, run_grid, shard_items, stream_seed, train_run
 from helpers import C, D, synth, tiny_cfg
 
 
@@ -35,7 +35,7 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_pretrain_writes_a_loadable_base_and_is_skipped(world):
     cfg, _, base = world
-    assert base == Path(cfg["runs_dir"]) / "base"
+    assert base == Path(cfg.runs_dir) / "base"
     assert (base / "done.json").exists() and (base / "transformer" / "diffusion_pytorch_model.safetensors").exists()
     model = load_base(base)
     assert model.io_channels == C and model.text_dim == D
@@ -125,11 +125,10 @@ def test_finished_run_is_skipped(world, tmp_path: Path):
 
 
 def test_shards_partition_the_grid(world):
-    cfg = copy.deepcopy(world[0])
-    cfg["finetune"]["adapters"] = ["dora", "lora"]
+    cfg = override(world[0], {"finetune.adapters": ["dora", "lora"]})
     items = grid_items(cfg)
     assert len(items) == 2 * 3 * 2
-    assert items[0]["run_dir"] == Path(cfg["runs_dir"]) / "adapters" / "dora_none_s0"
+    assert items[0]["run_dir"] == Path(cfg.runs_dir) / "adapters" / "dora_none_s0"
     names = [i["run_dir"].name for i in items]
     assert len(set(names)) == len(names)
     for n in (1, 2, 3, 5):
@@ -142,15 +141,15 @@ def test_shards_partition_the_grid(world):
 
 
 def test_run_grid_trains_its_shard(world):
-    cfg = copy.deepcopy(world[0])
-    cfg["finetune"].update(steps=2, checkpoints=[], arms=["none", "eisbach"], seeds=[0])
+    cfg = override(world[0], {"finetune.steps": 2, "finetune.checkpoints": [], "finetune.arms": ["none", "eisbach"],
+                              "finetune.seeds": [0]})
     mixed = PreEncoded(**{f: torch.cat([getattr(world[1], f), getattr(synth(4, "reference"), f)])
                           for f in ("latents", "frame_mask", "tokens", "token_mask", "seconds")},
                        manifest=pd.concat([world[1].manifest, synth(4, "reference").manifest], ignore_index=True))
     runs = run_grid(cfg, mixed, shard="1/2", progress=False)
     assert [r.name for r in runs] == ["dora_eisbach_s0"] and (runs[0] / "done.json").exists()
     assert set(read_log(runs[0])["id"].str.startswith("finetune")) == {True}  # only the finetune split
-    cfg["model"]["base_dir"] = str(Path(cfg["runs_dir"]) / "missing_base")
+    cfg = override(cfg, {"model.base_dir": str(Path(cfg.runs_dir) / "missing_base")})
     with pytest.raises(FileNotFoundError, match="missing_base"):
         run_grid(cfg, mixed, shard="0/2", progress=False)
 
@@ -163,17 +162,14 @@ def test_bad_values_raise_with_their_name(world, tmp_path: Path):
         train_run(cfg, data, tmp_path / "x", arm="none", steps=0, progress=False)
     with pytest.raises(ValueError, match="unknown adapter 'ia3'"):
         train_run(cfg, data, tmp_path / "x", arm="none", adapter="ia3", progress=False)
-    bad = copy.deepcopy(cfg)
-    bad["finetune"]["batch_size"] = -1
     with pytest.raises(ValueError, match="finetune.batch_size"):
-        train_run(bad, data, tmp_path / "x", arm="none", progress=False)
-    bad["finetune"].update(batch_size=4, timesteps="gauss")
+        override(cfg, {"finetune.batch_size": -1})
     with pytest.raises(ValueError, match="finetune.timesteps"):
-        hyperparameters(bad, "dora")
+        override(cfg, {"finetune.timesteps": "gauss"})
     with pytest.raises(ValueError, match="empty"):
         train_run(cfg, data.select([]), tmp_path / "x", arm="none", progress=False)
     with pytest.raises(ValueError, match="no clips in split 'base'"):
-        pretrain({**cfg, "runs_dir": str(tmp_path)}, data, progress=False)
+        pretrain(override(cfg, {"runs_dir": str(tmp_path)}), data, progress=False)
     with pytest.raises(FileNotFoundError, match="eisbach pretrain"):
         train_run(cfg, data, tmp_path / "y", arm="none", base_dir=tmp_path / "nowhere", progress=False)
     # a folder that holds another run is not silently mixed
@@ -210,7 +206,7 @@ def test_constant_arm_uses_the_cached_split_mean_for_every_sample(world, tmp_pat
 
     cfg, data, base = world
     run = train_run(cfg, data, tmp_path / "constant", arm="constant", seed=0, progress=False)
-    cache = Path(cfg["runs_dir"]) / "anatomy" / "constant_weight.json"
+    cache = Path(cfg.runs_dir) / "anatomy" / "constant_weight.json"
     entry = json.loads((run / "run.json").read_text())["arm_config"]
     assert cache.exists() and json.loads(cache.read_text())[entry["key"]] == entry
     # the weight is the finetune split's mean eisbach weight under the base model
@@ -260,22 +256,20 @@ def test_base_fingerprint_follows_the_weights_only(world, tmp_path: Path):
     assert base_fingerprint(copy) != a
 
 
-def _grid_cfg(world, runs_dir: Path) -> dict:
+def _grid_cfg(world, runs_dir: Path) -> Profile:
     """The world's profile in its own runs_dir (a copy of the base), a 4-run grid of 4 steps."""
     import shutil
 
-    cfg = copy.deepcopy(world[0])
-    cfg["runs_dir"] = str(runs_dir)
     shutil.copytree(world[2], runs_dir / "base")
-    cfg["finetune"].update(steps=4, checkpoints=[2], arms=["none", "eisbach_shuffle"], seeds=[0, 1])
-    return cfg
+    return override(world[0], {"runs_dir": str(runs_dir), "finetune.steps": 4, "finetune.checkpoints": [2],
+                               "finetune.arms": ["none", "eisbach_shuffle"], "finetune.seeds": [0, 1]})
 
 
 @pytest.mark.slow  # spawns worker processes
 def test_two_grid_workers_train_the_same_adapters_as_one(world, tmp_path: Path, one_torch_thread):
     one, two = _grid_cfg(world, tmp_path / "one"), _grid_cfg(world, tmp_path / "two")
     runs1 = run_grid(one, world[1], progress=False, workers=1)
-    two["finetune"]["workers"] = 2
+    two = override(two, {"finetune.workers": 2})
     runs2 = run_grid(two, world[1], progress=False)  # the profile key: 2 spawned one-thread processes
     assert [r.name for r in runs1] == [r.name for r in runs2] == [i["run_dir"].name for i in grid_items(one)]
     for r1, r2 in zip(runs1, runs2):
@@ -291,8 +285,7 @@ def test_two_grid_workers_train_the_same_adapters_as_one(world, tmp_path: Path, 
 
 @pytest.mark.slow  # spawns worker processes
 def test_a_failing_grid_worker_raises_naming_it_and_keeps_the_others(world, tmp_path: Path, one_torch_thread):
-    cfg = _grid_cfg(world, tmp_path)
-    cfg["finetune"]["workers"] = 2
+    cfg = override(_grid_cfg(world, tmp_path), {"finetune.workers": 2})
     items = grid_items(cfg)
     bad = items[1]["run_dir"]
     bad.mkdir(parents=True)
@@ -305,9 +298,7 @@ def test_a_failing_grid_worker_raises_naming_it_and_keeps_the_others(world, tmp_
 def test_grid_workers_must_be_a_positive_integer(world):
     from eisbach_lib.train import grid_workers
 
-    cfg = copy.deepcopy(world[0])
-    assert grid_workers(cfg) == 1
+    assert grid_workers(world[0]) == 1
     for bad in (0, -1, 1.5, True, "2"):
-        cfg["finetune"]["workers"] = bad
         with pytest.raises(ValueError, match="finetune.workers"):
-            grid_workers(cfg)
+            override(world[0], {"finetune.workers": bad})

@@ -6,12 +6,13 @@ import copy
 import pytest
 import torch
 
+from eisbach_lib.config import Finetune
 from eisbach_lib.barrier import barrier_weights, per_sample_loss
 from eisbach_lib.flow import noise_data, velocity_target
 from eisbach_lib.train import ArmInputs, BatchOrder, draw_batch, make_generators, weighted_step
 from helpers import synth
 
-HP = {"batch_size": 4, "timesteps": "trunc_logit_normal", "ot": "exact", "cond_dropout": 0.3}
+HP = Finetune(steps=1, batch_size=4, lr=1e-3, cond_dropout=0.3, arms=("none",), seeds=(0,), oracle_factor=0.1)
 
 
 class FrameGain(torch.nn.Module):
