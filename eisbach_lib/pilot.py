@@ -40,7 +40,7 @@ PILOT_SEEDS = (0, 1)
 SHARED = ("corpus", "cache", "base")  # the parent profile's folders the pilot links to
 
 
-def pilot_config(cfg: Profile) -> dict:
+def pilot_config(cfg: Profile) -> Profile:
     """The profile with runs_dir → <runs_dir>/pilot, whose corpus/, cache/ and base/ link to the
     profile's own (created empty first, so the pilot renders and pretrains them for both)."""
     parent = Layout.of(cfg)

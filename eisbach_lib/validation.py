@@ -275,7 +275,7 @@ def structure_validation(source: Profile | tuple, n_tunes: int | None = None, n_
                          cache: str | Path | None = "auto") -> pd.DataFrame:
     """Win rate of each structural metric against bar-shuffles, per clip length.
 
-    `source`: a profile config (clip length = generate.seconds, rate = corpus.sample_rate, the
+    `source`: a loaded profile (clip length = generate.seconds, rate = corpus.sample_rate, the
     corpus manifest under runs_dir/corpus puts its reference pieces first) or a tuple
     (seconds, sample_rate). n_tunes / n_shuffles: default the profile's evaluate.validation_tunes /
     validation_shuffles, else 20 / 10 (a floor of 20 tunes). `seconds` overrides the

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from eisbach_lib import readout as R
+from eisbach_lib.config import override
 from eisbach_lib.corpus import TEXTURES
 from helpers import smoke_at
 
@@ -267,7 +268,7 @@ def test_real_corpus_cache_is_reused_and_keyed(real):
     stamp = path.stat().st_mtime_ns
     again = R.fit_readout(cfg)
     assert path.stat().st_mtime_ns == stamp and again.info["key"] == ro.info["key"]
-    changed = R.fit_readout({**cfg, "readout": {"l2": 0.05}})
+    changed = R.fit_readout(override(cfg, {"readout.l2": 0.05}))
     assert changed.info["key"] != ro.info["key"]
 
 
