@@ -77,11 +77,14 @@ reproduce: install
 report: install
 	$(PY) -m eisbach_lib.cli report --profile $(PROFILE)
 
-# two tiers: `make test` the fast one (every unit and known-answer test, under 2 minutes on 2 cores);
-# `make test-all` adds the slow tier (the papermill series, the CLI chain, the two-process run, the
-# browser tests: tests marked `slow`), which is what CI runs (.ci/run)
+# two tiers: `make test` the fast one (every unit and known-answer test, under 2 minutes on 2 cores:
+# TEST_WORKERS pytest-xdist processes, one test module each at a time, since most of a module's time is
+# one process's imports and its module fixtures); `make test-all` adds the slow tier (the papermill
+# series, the CLI chain, the two-process run, the browser tests: tests marked `slow`) in one process,
+# as CI runs it (.ci/run): those tests time themselves and start worker processes of their own
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 test-all: install browser-deps
 	$(PY) -m pytest -q --durations=15
