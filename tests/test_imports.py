@@ -1,10 +1,10 @@
-"""The library's modules form layers (issue 25, item 2): no cycle among the imports that eisbach_lib
+"""The library's modules form layers (docs/design.md §7 and the module docstrings): no cycle among the imports that eisbach_lib
 modules make of each other at module level, and an import inside a function only where it keeps a
 heavy or optional package out of the importing module's load, saying which on its line or on a
 comment line right above it (``# heavy: torch``, ``# heavy: diffusers (.models imports it)``,
 ``# optional: ipywidgets``). Imports made only for type checkers (``if TYPE_CHECKING:``) do not count.
 
-The tests' own modules (issue 25, item 5): no test module imports another test module (what two of
+The tests' own modules: no test module imports another test module (what two of
 them share lives in tests/helpers.py, series_run.py or conftest.py) and no test file edits sys.path.
 
 The checks parse eisbach_lib/*.py and tests/*.py with `ast` and import nothing. `python tests/test_imports.py`
