@@ -315,11 +315,12 @@ def from_mapping(raw: dict[str, Any], path: str | Path, overrides: dict[str, Any
     _known(raw, (*TOP_LEVEL, *SECTIONS, *OPTIONAL_SECTIONS), path, "")
     for sec in (*SECTIONS, *OPTIONAL_SECTIONS):
         _need(isinstance(raw.get(sec) or {}, dict), path, sec, "must be a mapping")
-    seed = _int(raw.get("seed", 0), "seed", path, minimum=0)
+    seed = _int(raw["seed"], "seed", path) if "seed" in raw else Profile.seed
+    device = _device(raw["device"], path) if "device" in raw else Profile.device
     finetune = _finetune(raw["finetune"], path)
     return Profile(
         name=str(raw["name"]), seed=seed, runs_dir=_repo_path(raw["runs_dir"]),
-        figures_dir=_repo_path(raw["figures_dir"]), device=_device(raw.get("device", "auto"), path), path=path,
+        figures_dir=_repo_path(raw["figures_dir"]), device=device, path=path,
         corpus=_corpus(raw["corpus"], path), codec=_section(Codec, raw["codec"], path, "codec"),
         text=_section(Text, raw["text"], path, "text"), model=_section(Model, raw["model"], path, "model"),
         pretrain=_training(Pretrain, raw["pretrain"], path), finetune=finetune,
