@@ -163,7 +163,10 @@ class Finetune(Training):
     alpha: int = 16
     oracle_factor: float               # default barrier.ORACLE_FACTOR
     sweet_spot: int | None = None      # the checkpoint claim C10 names
-    workers: int = 1                   # one-thread processes training the grid (train.run_grid)
+    # one-thread processes training the grid (train.run_grid): a DoRA step at batch 4 gains nothing from
+    # a second thread (108 vs 120 ms, benchmarks/results/train_cpu.md), so on 2 cores two workers train
+    # about twice the runs per second (levers.md); on CUDA the grid stays in one process (shard by GPU)
+    workers: int = 1
 
     @property
     def adapter(self) -> str:
@@ -187,7 +190,7 @@ class Generate:
     seconds: float
     samples_per_prompt: int
     batch_size: int = 16
-    workers: int = 1
+    workers: int = 1                  # one-thread processes generating at once (generate.generate_grid)
     heldout_prompts: int = 0
     primary_cfg: float = 1.0
     primary_at_cfg: bool = True

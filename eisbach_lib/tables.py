@@ -74,10 +74,15 @@ class Tables:
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
 
 
+def _at_last_step(df: pd.DataFrame) -> pd.Series:
+    """True on the rows of each run (`run` column) at the largest `step` the table holds for it."""
+    return df["step"] == df.groupby("run")["step"].transform("max")
+
+
 def last_step_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of each run (`run` column) at the largest `step` the table holds for it: the run's own
     final step (a run trained with `--steps` ends where its record says, not at finetune.steps)."""
-    return df[df["step"] == df.groupby("run")["step"].transform("max")]
+    return df[_at_last_step(df)]
 
 
 def final_rows(df: pd.DataFrame, adapter: str, base: bool = True) -> pd.DataFrame:
@@ -87,5 +92,5 @@ def final_rows(df: pd.DataFrame, adapter: str, base: bool = True) -> pd.DataFram
     adapter counts."""
     keep = df["adapter"] == adapter
     if "run" in df:
-        keep &= df["step"] == df.groupby("run")["step"].transform("max")
+        keep &= _at_last_step(df)
     return df[keep | (df["arm"] == "base")] if base else df[keep]

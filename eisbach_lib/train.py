@@ -111,12 +111,6 @@ def make_generators(seed: int) -> dict[str, torch.Generator]:
     return {name: torch.Generator().manual_seed(stream_seed(seed, name)) for name in STREAMS}
 
 
-def hyperparameters(cfg: Profile, adapter: str | None, steps: int | None = None) -> Training:
-    """The training settings of a run: cfg.finetune (adapter runs) or cfg.pretrain (base), `steps`
-    overriding the profile's step count (config.Training.with_steps)."""
-    return cfg.training(adapter).with_steps(steps)
-
-
 def _gather(x: torch.Tensor, world: int) -> torch.Tensor:
     """The whole batch from every process's slice (dim 0), without gradient."""
     if world == 1:
@@ -381,7 +375,7 @@ def train_run(cfg: Profile, data: PreEncoded, out_dir: str | Path, *, arm: str =
         raise ValueError(f"unknown arm {arm!r}; known: {', '.join(ARMS)}")
     if adapter is not None and adapter not in ADAPTER_KINDS:
         raise ValueError(f"unknown adapter {adapter!r}; use dora, lora or None (base pretraining)")
-    hp = hyperparameters(cfg, adapter, steps)
+    hp = cfg.training(adapter).with_steps(steps)
     if is_finished(out_dir):
         done = read_done(out_dir)
         if int(done.get("steps", -1)) != hp.steps:
@@ -631,14 +625,6 @@ def _finetune_split(data: PreEncoded) -> PreEncoded:
     return data if splits == {"finetune"} else data.split("finetune")
 
 
-def grid_workers(cfg: Profile) -> int:
-    """`finetune.workers` (default 1): how many CPU processes train the grid at once. Each worker
-    uses one torch thread: a DoRA step at batch 4 gains nothing from a second thread (108 vs 120 ms,
-    benchmarks/results/train_cpu.md), so on 2 cores two one-thread workers train about twice the runs
-    per second (benchmarks/results/levers.md). On CUDA the grid stays in one process (shard by GPU)."""
-    return cfg.finetune.workers
-
-
 def _grid_worker(cfg: Profile, data: PreEncoded, items: list[dict]) -> None:
     """One worker process of `run_grid`: one torch thread, its runs in order, no progress bars."""
     torch.set_num_threads(1)
@@ -667,7 +653,7 @@ def run_grid(cfg: Profile, data: PreEncoded, shard: str = "0/1", progress: bool 
     """Train this shard's runs of the grid on the `finetune` split (selected here when `data` holds
     several splits), skipping finished runs and resuming interrupted ones. Returns the run folders.
 
-    `workers` (default `finetune.workers`, see `grid_workers`) > 1 on the CPU: the shard's
+    `workers` (default `finetune.workers`, config.Finetune) > 1 on the CPU: the shard's
     unfinished runs are split over that many spawned one-thread processes (`_run_grid_workers`).
     Every run depends only on (cfg, data, arm, seed), so the runs are the same as in one process
     with one thread (tests/test_train.py checks the adapters bit for bit). The `constant` arm's
@@ -676,12 +662,11 @@ def run_grid(cfg: Profile, data: PreEncoded, shard: str = "0/1", progress: bool 
     data = _finetune_split(data)
     base = base_dir_for(cfg)
     load_base(base)  # fail at once, naming the files, when there is no base
-    workers = grid_workers(cfg) if workers is None else int(workers)
+    workers = cfg.finetune.workers if workers is None else int(workers)
     todo = [it for it in items if not is_finished(it["run_dir"])]
     if workers > 1 and len(todo) > 1 and resolve_device(cfg).type == "cpu":
         if any(it["arm"] == "constant" for it in todo):
-            hp = hyperparameters(cfg, todo[0]["adapter"])
-            constant_weight(cfg, data, str(base.resolve()), lam=hp.lam, timesteps=hp.timesteps,
+            constant_weight(cfg, data, str(base.resolve()), lam=cfg.finetune.lam, timesteps=cfg.finetune.timesteps,
                             progress=progress)
         # the workers share out the unfinished runs; an interrupted one resumes from its checkpoint
         _run_grid_workers(cfg, data, todo, min(workers, len(todo)), progress)
@@ -705,5 +690,4 @@ def pretrain(cfg: Profile, data: PreEncoded, progress: bool = True) -> Path:
                      adapter=None, progress=progress)
 
 
-__all__ = ["train_run", "pretrain", "run_grid", "grid_workers", "shard_items",
-           "hyperparameters", "stream_seed", "BatchOrder", "STREAMS", "weighted_step"]
+__all__ = ["train_run", "pretrain", "run_grid", "shard_items", "stream_seed", "BatchOrder", "STREAMS", "weighted_step"]

@@ -45,7 +45,7 @@ from safetensors.torch import load_file
 
 from eisbach_lib.models import adapter_state_dict, add_adapter, load_base
 from eisbach_lib.runs import read_log
-from eisbach_lib.train import hyperparameters, pretrain, stream_seed, train_run
+from eisbach_lib.train import pretrain, stream_seed, train_run
 from helpers import T as FRAMES, synth, tiny_cfg
 
 pytestmark = pytest.mark.slow  # the slow tier: make test-all, CI
@@ -103,7 +103,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("distributed")
     cfg = tiny_cfg(root / "runs")
     base = pretrain(cfg, synth(10, "base", seed=1), progress=False)
-    hp = hyperparameters(cfg, "dora")
+    hp = cfg.finetune
     init = adapter_state_dict(add_adapter(load_base(base), "dora", hp.rank, hp.alpha, seed=stream_seed(0, "adapter")))
     return root, cfg, hp, init
 

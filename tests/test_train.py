@@ -296,9 +296,7 @@ def test_a_failing_grid_worker_raises_naming_it_and_keeps_the_others(world, tmp_
 
 
 def test_grid_workers_must_be_a_positive_integer(world):
-    from eisbach_lib.train import grid_workers
-
-    assert grid_workers(world[0]) == 1
+    assert world[0].finetune.workers == 1
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="finetune.workers"):
             override(world[0], {"finetune.workers": bad})
